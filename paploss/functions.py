@@ -1,0 +1,165 @@
+"""Monotone piecewise-linear functions on [0, 1] (paper Sec. 3.2, Eqs. (7)-(8)).
+
+Every H(.) of the AP formula is replaced by such a function f(x; theta): M linear segments through
+M + 1 control points (x_0, y_0) = (0, 0), ..., (x_M, y_M) = (1, 1), x strictly increasing, y
+non-decreasing. The search parameterizes the interior points by the ratios of Eq. (8),
+
+    r_k = (p_k - p_{k-1}) / (1 - p_{k-1}),   p_k = r_k * (1 - p_{k-1}) + p_{k-1},   k = 1..M-1,
+
+separately for x and y, so that every ratio in (0, 1) gives a valid function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+RATIO_EPS = 1e-3
+"""Ratios of Eq. (8) are clamped into [RATIO_EPS, 1 - RATIO_EPS]. Then every segment keeps a
+positive width: segment k is r_k * prod_{m<k} (1 - r_m) >= RATIO_EPS**k wide (1e-12 at worst for
+M = 5), so every slope is finite (<= 1e12) and the ratio <-> control-point map is a bijection."""
+
+
+def _points_from_ratios(ratios: Sequence[float], eps: float) -> list[float]:
+    points = [0.0]
+    for r in ratios:
+        r = min(max(float(r), eps), 1.0 - eps)
+        prev = points[-1]
+        points.append(r * (1.0 - prev) + prev)
+    points.append(1.0)
+    return points
+
+
+def _ratios_from_points(points: Sequence[float]) -> list[float]:
+    ratios = []
+    for k in range(1, len(points) - 1):
+        remaining = 1.0 - points[k - 1]
+        ratios.append((points[k] - points[k - 1]) / remaining if remaining > 0 else 0.0)
+    return ratios
+
+
+class PiecewiseLinear:
+    """A monotone piecewise-linear function f: [0, 1] -> [0, 1] with f(0) = 0 and f(1) = 1.
+
+    Attributes:
+        xs: float64 tensor [M + 1], control-point abscissae, 0 = xs[0] < xs[1] < ... < xs[M] = 1.
+        ys: float64 tensor [M + 1], control-point ordinates, 0 = ys[0] <= ... <= ys[M] = 1.
+
+    Evaluation follows Eq. (7): segment k covers x_k <= x < x_{k+1}; inputs are clamped to [0, 1].
+    At a breakpoint the derivative is the slope of the segment to its right (the half-open
+    intervals of Eq. (7)); at x = 1 it is the slope of the last segment.
+    """
+
+    def __init__(self, xs: Tensor, ys: Tensor) -> None:
+        self.xs = xs.detach().to(torch.float64).clone()
+        self.ys = ys.detach().to(torch.float64).clone()
+
+    # ----------------------------------------------------------------------------- constructors
+    @classmethod
+    def from_control_points(cls, xs: Sequence[float], ys: Sequence[float]) -> PiecewiseLinear:
+        """Build from M + 1 control points; validates end points and monotonicity."""
+        xs_list = [float(v) for v in (xs.tolist() if isinstance(xs, Tensor) else xs)]
+        ys_list = [float(v) for v in (ys.tolist() if isinstance(ys, Tensor) else ys)]
+        if len(xs_list) != len(ys_list):
+            raise ValueError(
+                f"xs and ys must have the same length, got {len(xs_list)} and {len(ys_list)}"
+            )
+        if len(xs_list) < 2:
+            raise ValueError(f"need at least 2 control points (1 segment), got {len(xs_list)}")
+        if not all(math.isfinite(v) for v in xs_list + ys_list):
+            raise ValueError(f"control points must be finite, got xs={xs_list}, ys={ys_list}")
+        if xs_list[0] != 0.0 or ys_list[0] != 0.0 or xs_list[-1] != 1.0 or ys_list[-1] != 1.0:
+            raise ValueError(
+                "end-point constraint: the first control point must be (0, 0) and the last (1, 1), "
+                f"got ({xs_list[0]}, {ys_list[0]}) and ({xs_list[-1]}, {ys_list[-1]})"
+            )
+        for k in range(1, len(xs_list)):
+            if not xs_list[k] > xs_list[k - 1]:
+                raise ValueError(
+                    f"xs must be strictly increasing, got xs[{k - 1}]={xs_list[k - 1]} >= "
+                    f"xs[{k}]={xs_list[k]} in {xs_list}"
+                )
+            if ys_list[k] < ys_list[k - 1]:
+                raise ValueError(
+                    f"ys must be non-decreasing (monotonicity constraint), got "
+                    f"ys[{k - 1}]={ys_list[k - 1]} > ys[{k}]={ys_list[k]} in {ys_list}"
+                )
+        return cls(
+            torch.tensor(xs_list, dtype=torch.float64), torch.tensor(ys_list, dtype=torch.float64)
+        )
+
+    @classmethod
+    def from_ratios(
+        cls, rx: Sequence[float], ry: Sequence[float], *, eps: float = RATIO_EPS
+    ) -> PiecewiseLinear:
+        """Build from the M - 1 ratio pairs of Eq. (8); ratios are clamped into [eps, 1 - eps]."""
+        rx_list = [float(v) for v in rx]
+        ry_list = [float(v) for v in ry]
+        if len(rx_list) != len(ry_list):
+            raise ValueError(
+                f"rx and ry must have the same length (M - 1), got {len(rx_list)} and {len(ry_list)}"
+            )
+        for name, values in (("rx", rx_list), ("ry", ry_list)):
+            bad = [v for v in values if not (math.isfinite(v) and 0.0 <= v <= 1.0)]
+            if bad:
+                raise ValueError(f"{name} ratios must lie in [0, 1], got {bad} in {values}")
+        xs = _points_from_ratios(rx_list, eps)
+        ys = _points_from_ratios(ry_list, eps)
+        return cls(torch.tensor(xs, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64))
+
+    @classmethod
+    def identity(cls, num_segments: int = 5) -> PiecewiseLinear:
+        """f(x) = x with M equal segments: ratios r_k = 1 / (M - k + 1), the search's start."""
+        if num_segments < 1:
+            raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+        ratios = [1.0 / (num_segments - k + 1) for k in range(1, num_segments)]
+        return cls.from_ratios(ratios, ratios, eps=0.0)
+
+    @classmethod
+    def from_callable(cls, fn, knots: Sequence[float]) -> PiecewiseLinear:
+        """Interpolate a monotone fn with fn(0) = 0, fn(1) = 1 at the given knots (incl. 0 and 1)."""
+        ys = [float(fn(x)) for x in knots]
+        ys[0], ys[-1] = 0.0, 1.0
+        return cls.from_control_points(list(knots), ys)
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def num_segments(self) -> int:
+        return self.xs.numel() - 1
+
+    def ratios(self) -> tuple[list[float], list[float]]:
+        """The Eq. (8) ratios (rx, ry), each of length M - 1."""
+        return _ratios_from_points(self.xs.tolist()), _ratios_from_points(self.ys.tolist())
+
+    def slopes(self) -> Tensor:
+        """float64 tensor [M]: the slope of each segment."""
+        return (self.ys[1:] - self.ys[:-1]) / (self.xs[1:] - self.xs[:-1])
+
+    # ----------------------------------------------------------------------------- evaluation
+    def __call__(self, x: Tensor) -> Tensor:
+        """Evaluate f on a tensor of any shape (clamped to [0, 1]); differentiable w.r.t. x.
+
+        The result has x's dtype and device; control points are cast to them.
+        """
+        xs = self.xs.to(device=x.device, dtype=x.dtype)
+        ys = self.ys.to(device=x.device, dtype=x.dtype)
+        slopes = self.slopes().to(device=x.device, dtype=x.dtype)
+        x = x.clamp(0.0, 1.0)
+        seg = torch.searchsorted(xs, x.detach().contiguous(), right=True) - 1
+        seg = seg.clamp(0, self.num_segments - 1)
+        return ys[seg] + slopes[seg] * (x - xs[seg])
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"x": self.xs.tolist(), "y": self.ys.tolist()}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PiecewiseLinear):
+            return NotImplemented
+        return torch.equal(self.xs, other.xs) and torch.equal(self.ys, other.ys)
+
+    def __repr__(self) -> str:
+        pts = ", ".join(f"({x:.4f}, {y:.4f})" for x, y in zip(self.xs.tolist(), self.ys.tolist()))
+        return f"PiecewiseLinear([{pts}])"

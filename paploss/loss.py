@@ -1,0 +1,216 @@
+"""The Parameterized AP Loss, Eq. (6) of Tao et al., "Searching Parameterized AP Loss for Object
+Detection" (NeurIPS 2021):
+
+    L = -1/|P| sum_{i in P} [ f1(l_i) - f5(l_i) * sum_{j != i} f2(x_ij) (1 - f3(l_j))
+                                                 / (1 + sum_{j != i} f4(x_ij)) ]
+
+with x_ij = (clamp(s_j - s_i, -1, 1) + 1) / 2, l the localization score (0 for negatives) and the
+gradient of the denominator blocked. Terms with i in the negatives vanish (f(0) = 0), so the outer
+sum runs over the positives P only. B, the set j runs over, is every non-ignored entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from paploss.kernels import pairwise_sums
+from paploss.localization import scale_gradient
+from paploss.params import LossParams
+
+RELEASE_DEN_EPS = 1e-12
+"""release_compatible divides by sum_j f4(x_ij) (no "1 +"); the sum includes f4(0.5) of the self
+pair, which is 0 only for degenerate f4. It is clamped to at least this value."""
+
+
+def _describe_nonfinite(name: str, values: Tensor) -> str:
+    bad = (~torch.isfinite(values)).nonzero().flatten()
+    first = bad[:5].tolist()
+    return (
+        f"{name} has {bad.numel()} non-finite value(s) (NaN/inf) at flat indices {first}"
+        f"{' ...' if bad.numel() > 5 else ''}, e.g. {values.flatten()[bad[:5]].tolist()}; "
+        "fix the upstream computation or pass check_finite=False"
+    )
+
+
+def _validate(
+    logits: Tensor, labels: Tensor, loc_scores: Tensor, topk: int | None, check_finite: bool
+) -> None:
+    if not isinstance(logits, Tensor) or not logits.is_floating_point():
+        raise ValueError(
+            f"logits must be a floating-point tensor, got {getattr(logits, 'dtype', logits)!r}"
+        )
+    if not isinstance(loc_scores, Tensor) or not loc_scores.is_floating_point():
+        raise ValueError(
+            f"loc_scores must be a floating-point tensor, got {getattr(loc_scores, 'dtype', loc_scores)!r}"
+        )
+    if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(
+            f"labels must be an integer tensor with values in {{-1, 0, 1}}, got "
+            f"{getattr(labels, 'dtype', labels)!r}"
+        )
+    if logits.shape != labels.shape or logits.shape != loc_scores.shape:
+        raise ValueError(
+            "logits, labels and loc_scores must have the same shape, got "
+            f"{tuple(logits.shape)}, {tuple(labels.shape)} and {tuple(loc_scores.shape)}"
+        )
+    bad_labels = (labels != 1) & (labels != 0) & (labels != -1)
+    if bad_labels.any():
+        where = bad_labels.nonzero().flatten()[:5]
+        raise ValueError(
+            f"labels must be 1 (positive), 0 (negative) or -1 (ignored); got "
+            f"{labels.flatten()[where].tolist()} at flat indices {where.tolist()}"
+        )
+    if check_finite:
+        for name, values in (("logits", logits), ("loc_scores", loc_scores)):
+            if not torch.isfinite(values).all():
+                raise ValueError(_describe_nonfinite(name, values.detach()))
+    out_of_range = (loc_scores < 0) | (loc_scores > 1)
+    if out_of_range.any():
+        where = out_of_range.nonzero().flatten()[:5]
+        raise ValueError(
+            f"loc_scores must lie in [0, 1] (map GIoU with (g + 1) / 2, see "
+            f"paploss.localization); got {loc_scores.detach().flatten()[where].tolist()} at flat "
+            f"indices {where.tolist()}"
+        )
+    if topk is not None and (isinstance(topk, bool) or not isinstance(topk, int) or topk < 1):
+        raise ValueError(f"topk must be None or a positive int, got {topk!r}")
+
+
+def _topk_entries(scores: Tensor, is_positive: Tensor, topk: int) -> Tensor:
+    """Indices of the entries kept by ``topk``: the topk highest scores, plus every positive."""
+    if topk >= scores.numel():
+        return torch.arange(scores.numel(), device=scores.device)
+    keep = torch.zeros_like(is_positive)
+    keep[scores.detach().topk(topk).indices] = True
+    return (keep | is_positive).nonzero().flatten()
+
+
+def parameterized_ap_loss(
+    logits: Tensor,
+    labels: Tensor,
+    loc_scores: Tensor,
+    params: LossParams,
+    *,
+    backend: str = "auto",
+    release_compatible: bool = False,
+    topk: int | None = None,
+    block_denominator_grad: bool = True,
+    check_finite: bool = True,
+) -> Tensor:
+    """Eq. (6) over the mini-batch's prediction set B.
+
+    Args:
+        logits: [N] classification logits s of every (anchor or query, class) entry (any shape is
+            accepted and flattened; labels and loc_scores must match it).
+        labels: [N] integer, 1 positive, 0 negative, -1 ignored (takes no part anywhere).
+        loc_scores: [N] localization scores l in [0, 1] (see paploss.localization); only the
+            positives' values are used, negatives have l = 0. Their gradient is multiplied by
+            ``params.gradient_scale`` (lambda) on the way back.
+        params: Theta, the five functions and lambda.
+        backend: pairwise-sum backend ("auto", "reference", "sorted", "triton").
+        release_compatible: reproduce the authors' released formulation, under which the published
+            parameters were searched: per positive ``(1 - f1(l_i)) + f5(l_i) *
+            sum_j f2(x_ij)(1 - f3(l_j)) / sum_j f4(x_ij)`` with j over all entries INCLUDING i,
+            summed and divided by |P| (so it equals 1 + Eq. (6) up to the self pair and the "1 +").
+        topk: if set, B is reduced to the ``topk`` highest logits plus every positive (the release
+            used topk=100000 with release_compatible=True).
+        block_denominator_grad: stop the gradient through f4 in the denominator (paper default;
+            False for the ablation of Tab. 7).
+        check_finite: raise ValueError on NaN/inf logits or loc scores.
+
+    Returns:
+        A scalar tensor. With no positives: 0, still connected to logits and loc_scores.
+    """
+    _validate(logits, labels, loc_scores, topk, check_finite)
+    f1, f2, f3, f4, f5 = params.functions
+    compute_dtype = torch.promote_types(logits.dtype, torch.float32)
+    scores = logits.flatten().to(compute_dtype)
+    locs = loc_scores.flatten().to(compute_dtype)
+    labels = labels.flatten()
+
+    keep = labels >= 0
+    if not bool(keep.all()):
+        scores, locs, labels = scores[keep], locs[keep], labels[keep]
+    is_positive = labels == 1
+    if topk is not None:
+        entries = _topk_entries(scores, is_positive, topk)
+        scores, locs, is_positive = scores[entries], locs[entries], is_positive[entries]
+    positives = is_positive.nonzero().flatten()
+    num_pos = positives.numel()
+    if num_pos == 0:
+        return (logits.sum() + loc_scores.sum()) * 0.0
+
+    locs = scale_gradient(locs, params.gradient_scale)
+    locs = torch.where(is_positive, locs, torch.zeros_like(locs))
+    weights = 1.0 - f3(locs)  # [N'] = 1 - f(l_j; theta_3)
+    num, den = pairwise_sums(
+        scores,
+        weights,
+        positives,
+        f2,
+        f4,
+        backend=backend,
+        den_grad=not block_denominator_grad,
+    )
+    if block_denominator_grad:
+        den = den.detach()
+    l_pos = locs[positives]
+    if release_compatible:
+        half = scores.new_full((1,), 0.5)
+        num = num + f2(half) * weights[positives]
+        den = (den + f4(half)).clamp(min=RELEASE_DEN_EPS)
+        per_positive = (1.0 - f1(l_pos)) + num * f5(l_pos) / den
+        return (per_positive.sum() / num_pos).to(logits.dtype)
+    per_positive = f1(l_pos) - num / (1.0 + den) * f5(l_pos)
+    return (-per_positive.sum() / num_pos).to(logits.dtype)
+
+
+class ParameterizedAPLoss(nn.Module):
+    """nn.Module wrapper of :func:`parameterized_ap_loss` holding Theta and the options.
+
+    Args:
+        params: a LossParams or anything ``LossParams.from_config`` accepts (e.g.
+            ``dict(preset="paper-retinanet")``, ``dict(file="best.json")``); None = "linear".
+        backend, release_compatible, topk, block_denominator_grad, check_finite: see the function.
+    """
+
+    def __init__(
+        self,
+        params: LossParams | dict[str, Any] | str | None = None,
+        *,
+        backend: str = "auto",
+        release_compatible: bool = False,
+        topk: int | None = None,
+        block_denominator_grad: bool = True,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__()
+        self.params = LossParams.from_config(params)
+        self.backend = backend
+        self.release_compatible = release_compatible
+        self.topk = topk
+        self.block_denominator_grad = block_denominator_grad
+        self.check_finite = check_finite
+
+    def forward(self, logits: Tensor, labels: Tensor, loc_scores: Tensor) -> Tensor:
+        """logits [N], labels [N] in {1, 0, -1}, loc_scores [N] in [0, 1] -> scalar loss."""
+        return parameterized_ap_loss(
+            logits,
+            labels,
+            loc_scores,
+            self.params,
+            backend=self.backend,
+            release_compatible=self.release_compatible,
+            topk=self.topk,
+            block_denominator_grad=self.block_denominator_grad,
+            check_finite=self.check_finite,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"lambda={self.params.gradient_scale:.4g}, backend={self.backend!r}, "
+            f"release_compatible={self.release_compatible}, topk={self.topk}"
+        )

@@ -1,0 +1,306 @@
+"""The parameter set Theta of the Parameterized AP Loss (paper Sec. 3.2): five piecewise-linear
+functions theta_1..theta_5 in Eq. (6) order and the gradient scale lambda of the localization branch.
+
+The search sees Theta as a vector in [0, 1]^D: for each function k = 1..5 the Eq. (8) ratios
+``f{k}_x{j}``, ``f{k}_y{j}`` (j = 1..M-1), then ``lambda`` = theta_lambda = (log10(lambda) + 1) / 2,
+so lambda = 10 ** (2 * theta_lambda - 1) in [0.1, 10]. With M = 5 that is 5 * 8 + 1 = 41 numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from paploss.functions import PiecewiseLinear
+
+NUM_FUNCTIONS = 5
+FUNCTION_ROLES = (
+    "f1: f(l_i; theta_1), localization score of the positive i (first term)",
+    "f2: f(s_j - s_i; theta_2), ranking step in the numerator",
+    "f3: f(l_j; theta_3), localization score of j in the numerator",
+    "f4: f(s_j - s_i; theta_4), ranking step in the denominator (gradient blocked)",
+    "f5: f(l_i; theta_5), localization score of i multiplying the fraction",
+)
+LAMBDA_NAME = "lambda"
+DICT_FORMAT = "paploss.LossParams/1"
+
+HANDCRAFTED_SEGMENTS = 64
+SIGMOID_TEMPERATURE = 0.1
+"""The "sigmoid" preset is g(x) = logistic((x - 0.5) / SIGMOID_TEMPERATURE) rescaled to
+(g(x) - g(0)) / (g(1) - g(0)) so that it passes through (0, 0) and (1, 1). In score-difference
+units (x = (d + 1) / 2) that is logistic(d / 0.2)."""
+
+_PUBLISHED = {
+    "paper-retinanet": "retinanet_r50_fpn",
+    "paper-faster-rcnn-rpn": "faster_rcnn_r50_fpn_rpn",
+    "paper-faster-rcnn-roi": "faster_rcnn_r50_fpn_roi",
+}
+PRESETS = ("linear", *_PUBLISHED, "sigmoid", "sqrt", "square")
+
+
+def theta_lambda_to_scale(theta_lambda: float) -> float:
+    """lambda = 10 ** (2 * theta_lambda - 1) (paper Sec. 3.2)."""
+    return 10.0 ** (2.0 * float(theta_lambda) - 1.0)
+
+
+def scale_to_theta_lambda(gradient_scale: float) -> float:
+    """theta_lambda = (log10(lambda) + 1) / 2."""
+    return (math.log10(float(gradient_scale)) + 1.0) / 2.0
+
+
+def _handcrafted(name: str) -> PiecewiseLinear:
+    m = HANDCRAFTED_SEGMENTS
+    if name == "sqrt":
+        # Knots (k/M)^2 put the knot values of sqrt on a uniform grid, following its steep start.
+        knots = [(k / m) ** 2 for k in range(m + 1)]
+        return PiecewiseLinear.from_callable(math.sqrt, knots)
+    knots = [k / m for k in range(m + 1)]
+    if name == "square":
+        return PiecewiseLinear.from_callable(lambda x: x * x, knots)
+    if name == "sigmoid":
+        return PiecewiseLinear.from_callable(_rescaled_sigmoid, knots)
+    raise ValueError(f"unknown hand-crafted function {name!r}")
+
+
+def _rescaled_sigmoid(x: float) -> float:
+    def g(v: float) -> float:
+        return 1.0 / (1.0 + math.exp(-(v - 0.5) / SIGMOID_TEMPERATURE))
+
+    return (g(x) - g(0.0)) / (g(1.0) - g(0.0))
+
+
+HANDCRAFTED_EXACT = {"sqrt": math.sqrt, "square": lambda x: x * x, "sigmoid": _rescaled_sigmoid}
+"""The exact functions behind the hand-crafted presets. Max |pl(x) - exact(x)| over [0, 1] of the
+64-segment approximations, measured on a 200001-point grid (tests/test_params.py checks these
+bounds): sqrt 3.91e-3 (in its first segment, where the slope is unbounded), square 6.11e-5,
+sigmoid 2.98e-4."""
+
+
+def published_params() -> dict[str, Any]:
+    """The searched parameters published with the authors' code release (package data)."""
+    text = resources.files("paploss").joinpath("data/published_params.json").read_text()
+    return json.loads(text)
+
+
+class LossParams:
+    """Theta = (theta_1..theta_5, theta_lambda).
+
+    Attributes:
+        functions: five PiecewiseLinear in Eq. (6) order (see FUNCTION_ROLES).
+        gradient_scale: lambda > 0, the gradient scale of the localization branch.
+    """
+
+    def __init__(self, functions: Sequence[PiecewiseLinear], gradient_scale: float = 1.0) -> None:
+        functions = tuple(functions)
+        if len(functions) != NUM_FUNCTIONS:
+            raise ValueError(f"need exactly 5 functions (Eq. (6)), got {len(functions)}")
+        if not all(isinstance(f, PiecewiseLinear) for f in functions):
+            raise ValueError(
+                f"functions must be PiecewiseLinear, got {[type(f) for f in functions]}"
+            )
+        gradient_scale = float(gradient_scale)
+        if not (math.isfinite(gradient_scale) and gradient_scale > 0):
+            raise ValueError(
+                f"gradient_scale must be a finite positive number, got {gradient_scale}"
+            )
+        self.functions: tuple[PiecewiseLinear, ...] = functions
+        self.gradient_scale = gradient_scale
+
+    # --------------------------------------------------------------------------- constructors
+    @classmethod
+    def shared(cls, function: PiecewiseLinear, gradient_scale: float = 1.0) -> LossParams:
+        """One theta for all five functions (paper Tab. 3)."""
+        return cls([function] * NUM_FUNCTIONS, gradient_scale)
+
+    @classmethod
+    def preset(cls, name: str, num_segments: int = 5) -> LossParams:
+        """Named parameter sets; see PRESETS.
+
+        - "linear": f(x) = x for all five (the search's initialization), lambda = 1.
+        - "paper-retinanet", "paper-faster-rcnn-rpn", "paper-faster-rcnn-roi": the searched
+          parameters published with the authors' code release (Tao et al., NeurIPS 2021,
+          repository fundamentalvision/Parameterized-AP-Loss), shipped as package data.
+        - "sigmoid", "sqrt", "square": the hand-crafted substitutions of Tab. 2, one function for
+          all five roles, as 64-segment approximations (errors in HANDCRAFTED_EXACT), lambda = 1.
+        """
+        if name == "linear":
+            return cls.shared(PiecewiseLinear.identity(num_segments))
+        if name in _PUBLISHED:
+            entry = published_params()[_PUBLISHED[name]]
+            return cls(
+                [PiecewiseLinear.from_control_points(f["x"], f["y"]) for f in entry["functions"]],
+                entry["gradient_scale"],
+            )
+        if name in HANDCRAFTED_EXACT:
+            return cls.shared(_handcrafted(name))
+        raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+
+    @classmethod
+    def from_search_params(cls, values: Mapping[str, float], num_segments: int = 5) -> LossParams:
+        """From a flat dict of search-space values (e.g. ``trial.params``, ``study.best_params``)."""
+        names = search_space_names(num_segments)
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise ValueError(f"search parameters are missing {missing}")
+        return cls.from_vector([float(values[n]) for n in names], num_segments)
+
+    @classmethod
+    def from_trial(cls, trial: Any, num_segments: int = 5) -> LossParams:
+        """Suggest every search-space parameter from an Optuna trial and build Theta."""
+        return cls.from_search_params(
+            {n: trial.suggest_float(n, 0.0, 1.0) for n in search_space_names(num_segments)},
+            num_segments,
+        )
+
+    @classmethod
+    def from_vector(cls, vector: Sequence[float], num_segments: int = 5) -> LossParams:
+        """Inverse of to_vector: ratios of each function (x_j, y_j interleaved), then theta_lambda."""
+        values = [float(v) for v in vector]
+        expected = search_space_size(num_segments)
+        if len(values) != expected:
+            raise ValueError(
+                f"vector must have {expected} entries for M={num_segments}, got {len(values)}"
+            )
+        bad = [v for v in values if not (math.isfinite(v) and 0.0 <= v <= 1.0)]
+        if bad:
+            raise ValueError(f"search-space values must lie in [0, 1], got {bad}")
+        per = 2 * (num_segments - 1)
+        functions = []
+        for k in range(NUM_FUNCTIONS):
+            chunk = values[k * per : (k + 1) * per]
+            functions.append(PiecewiseLinear.from_ratios(chunk[0::2], chunk[1::2]))
+        return cls(functions, theta_lambda_to_scale(values[-1]))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LossParams:
+        """Inverse of to_dict (control points + gradient scale)."""
+        if "functions" not in data:
+            raise ValueError(f"a LossParams dict needs 'functions', got keys {sorted(data)}")
+        functions = [PiecewiseLinear.from_control_points(f["x"], f["y"]) for f in data["functions"]]
+        return cls(functions, data.get("gradient_scale", 1.0))
+
+    @classmethod
+    def load(cls, path: str | Path) -> LossParams:
+        """Read a JSON file written by ``save`` (or by ``studies/train.py --export``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"loss params file {str(path)!r} does not exist")
+        return cls.from_dict(json.loads(path.read_text()))
+
+    @classmethod
+    def from_config(cls, cfg: LossParams | Mapping[str, Any] | str | None) -> LossParams:
+        """From a config value: None (linear), a preset name, ``dict(preset=...)``,
+        ``dict(file=...)``, a ``to_dict()`` dict, a flat search-space dict, or a LossParams."""
+        if cfg is None:
+            return cls.preset("linear")
+        if isinstance(cfg, LossParams):
+            return cfg
+        if isinstance(cfg, str):
+            return cls.preset(cfg)
+        if not isinstance(cfg, Mapping):
+            raise ValueError(
+                f"loss_params must be a dict, a preset name or LossParams, got {cfg!r}"
+            )
+        cfg = dict(cfg)
+        scale = cfg.pop("gradient_scale", None)
+        if "preset" in cfg:
+            params = cls.preset(cfg.pop("preset"), cfg.pop("num_segments", 5))
+        elif "file" in cfg:
+            params = cls.load(cfg.pop("file"))
+        elif "functions" in cfg:
+            params = cls.from_dict({"functions": cfg.pop("functions")})
+            cfg.pop("format", None)
+        elif LAMBDA_NAME in cfg:
+            m = int(cfg.pop("num_segments", 5))
+            names = search_space_names(m)
+            params = cls.from_search_params({n: cfg.pop(n) for n in names if n in cfg}, m)
+        else:
+            raise ValueError(
+                "loss_params needs one of 'preset', 'file', 'functions' or the search-space values "
+                f"('f1_x1', ..., 'lambda'); got keys {sorted(cfg)}"
+            )
+        if cfg:
+            raise ValueError(f"unknown loss_params keys {sorted(cfg)}")
+        return params if scale is None else params.with_gradient_scale(scale)
+
+    # --------------------------------------------------------------------------- views
+    @property
+    def num_segments(self) -> int:
+        counts = {f.num_segments for f in self.functions}
+        if len(counts) != 1:
+            raise ValueError(f"functions have different numbers of segments {sorted(counts)}")
+        return counts.pop()
+
+    @property
+    def theta_lambda(self) -> float:
+        return scale_to_theta_lambda(self.gradient_scale)
+
+    def with_gradient_scale(self, gradient_scale: float) -> LossParams:
+        return LossParams(self.functions, gradient_scale)
+
+    def to_vector(self) -> list[float]:
+        """[0, 1]^D in search-space order (see search_space_names); theta_lambda clipped to [0, 1]."""
+        values: list[float] = []
+        for f in self.functions:
+            rx, ry = f.ratios()
+            for x, y in zip(rx, ry):
+                values.extend((x, y))
+        values.append(min(max(self.theta_lambda, 0.0), 1.0))
+        return values
+
+    def to_search_params(self) -> dict[str, float]:
+        """Flat dict name -> value, e.g. for ``study.enqueue_trial``."""
+        return dict(zip(search_space_names(self.num_segments), self.to_vector()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": DICT_FORMAT,
+            "functions": [f.to_dict() for f in self.functions],
+            "gradient_scale": self.gradient_scale,
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @staticmethod
+    def search_space(num_segments: int = 5) -> dict[str, Any]:
+        """Optuna FloatDistribution(0, 1) per search-space name (see search_space_names)."""
+        return search_space(num_segments)
+
+    def __repr__(self) -> str:
+        return f"LossParams({list(self.functions)}, gradient_scale={self.gradient_scale:.4g})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LossParams):
+            return NotImplemented
+        return self.functions == other.functions and self.gradient_scale == other.gradient_scale
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict()))
+
+
+def search_space_names(num_segments: int = 5) -> list[str]:
+    """Stable parameter names: f{k}_x{j}, f{k}_y{j} for k = 1..5, j = 1..M-1, then 'lambda'."""
+    if num_segments < 1:
+        raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+    names = []
+    for k in range(1, NUM_FUNCTIONS + 1):
+        for j in range(1, num_segments):
+            names.extend((f"f{k}_x{j}", f"f{k}_y{j}"))
+    names.append(LAMBDA_NAME)
+    return names
+
+
+def search_space_size(num_segments: int = 5) -> int:
+    return NUM_FUNCTIONS * 2 * (num_segments - 1) + 1
+
+
+def search_space(num_segments: int = 5) -> dict[str, Any]:
+    """Optuna FloatDistribution(0, 1) for every search-space name."""
+    from optuna.distributions import FloatDistribution
+
+    return {name: FloatDistribution(0.0, 1.0) for name in search_space_names(num_segments)}

@@ -154,6 +154,7 @@ def parameterized_ap_loss(
         f4,
         backend=backend,
         den_grad=not block_denominator_grad,
+        check_finite=check_finite,
     )
     if block_denominator_grad:
         den = den.detach()

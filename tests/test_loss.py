@@ -256,7 +256,10 @@ def test_bad_inputs_raise_value_error_with_the_value() -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_backend_gives_the_same_loss_and_gradients(backend: str) -> None:
+    # Triton runs on CUDA tensors, or on CPU tensors under TRITON_INTERPRET=1 (tests/conftest.py).
+    device = "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
     logits, labels, locs = _random_batch(70, 21)
+    logits, labels, locs = logits.to(device), labels.to(device), locs.to(device)
     params = LossParams.preset("paper-retinanet").with_gradient_scale(2.0)
     out = {}
     for name in ("reference", backend):

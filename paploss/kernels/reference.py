@@ -38,6 +38,8 @@ def pairwise_sums_reference(
     """Reference pairwise sums; shapes: scores [N], weights [N], positives [P] -> (num [P], den [P]).
 
     ``den_grad=False`` computes den without recording a graph (the loss blocks its gradient).
+    Outputs have scores' dtype. Gradient convention (that of torch.clamp with scalar bounds): the
+    score difference passes a gradient only where |s_j - s_i| < 1, open interval.
     """
     n = scores.numel()
     p = positives.numel()
@@ -55,4 +57,4 @@ def pairwise_sums_reference(
     if not nums:
         empty = scores.new_zeros(0)
         return empty + 0 * scores.sum() + 0 * weights.sum(), empty
-    return torch.cat(nums), torch.cat(dens)
+    return torch.cat(nums).to(scores.dtype), torch.cat(dens).to(scores.dtype)

@@ -24,7 +24,7 @@ spent inside the sampler's methods, and the wall time per trial including storag
 Outputs (``--out``, default ``benchmarks/results``): ``samplers_runs.csv`` (every run and round),
 ``samplers_summary.csv`` (mean and std over seeds), ``samplers_overhead.csv``,
 ``samplers_best_so_far.png``; and a Markdown section (``--markdown``, default
-``benchmarks/RESULTS_samplers.md``).
+``benchmarks/results/samplers.md``, copied by hand into ``benchmarks/RESULTS.md``).
 
 Usage: ``python benchmarks/bench_samplers.py`` (defaults: T=40, S=8, 5 seeds, D=41, all four
 samplers and objectives, overhead at 320 trials). ``--rounds/--samples-per-round/--seeds/--dims``
@@ -444,7 +444,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "that the numbers are the samplers' CPU cost rather than the disk's fsync latency)",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--markdown", type=Path, default=Path("benchmarks/RESULTS_samplers.md"))
+    parser.add_argument("--markdown", type=Path, default=Path("benchmarks/results/samplers.md"))
     args = parser.parse_args(list(argv))
     for name in ("rounds", "seeds", "dims"):
         if getattr(args, name) < 1:

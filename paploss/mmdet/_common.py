@@ -1,0 +1,204 @@
+"""Plumbing shared by the Parameterized AP Loss heads of ``paploss.mmdet``.
+
+- ``build_ap_loss``: parses a head's ``loss_params`` / ``loss_options`` config into the loss module
+  and the localization score kind.
+- ``build_prediction_set``: the flat prediction set B of Eq. (6) (every (prediction, class) entry of
+  the non-ignored predictions) with its positives P, from mmdet-style per-prediction targets.
+- ``prediction_loc_scores``: scatters the positives' localization scores onto B.
+- ``set_data_root``: points a parsed proxy (or COCO) config at another dataset folder.
+
+Importing this module also installs the torch >= 2.6 checkpoint loader (``paploss.mmdet.checkpoint``),
+so every head module that uses it makes mmengine's resume work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from paploss.localization import LOC_SCORE_KINDS, localization_scores
+from paploss.loss import ParameterizedAPLoss
+from paploss.mmdet import checkpoint as _checkpoint  # noqa: F401  (installs the loader)
+
+LOSS_OPTION_DEFAULTS: dict[str, Any] = dict(
+    backend="auto",
+    loc_score="giou",
+    release_compatible=False,
+    topk=None,
+    block_denominator_grad=True,
+    check_finite=True,
+)
+"""Keys accepted in a head's ``loss_options``; ``loc_score`` selects the localization score
+(``paploss.localization.localization_scores`` kind), the rest go to ``ParameterizedAPLoss``."""
+
+
+def parse_loss_options(loss_options: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """Split ``loss_options`` into (ParameterizedAPLoss keyword arguments, loc score kind).
+
+    Raises:
+        ValueError: unknown keys or an unknown ``loc_score``.
+    """
+    if loss_options is None:
+        loss_options = {}
+    if not isinstance(loss_options, Mapping):
+        raise ValueError(f"loss_options must be a dict, got {loss_options!r}")
+    unknown = sorted(set(loss_options) - set(LOSS_OPTION_DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"unknown loss_options keys {unknown}; accepted: {sorted(LOSS_OPTION_DEFAULTS)}"
+        )
+    options = {**LOSS_OPTION_DEFAULTS, **dict(loss_options)}
+    loc_score = options.pop("loc_score")
+    if loc_score not in LOC_SCORE_KINDS:
+        raise ValueError(
+            f"unknown loss_options loc_score {loc_score!r}; choose one of {LOC_SCORE_KINDS}"
+        )
+    return options, loc_score
+
+
+def build_ap_loss(
+    loss_params: Any = None, loss_options: Mapping[str, Any] | None = None
+) -> tuple[ParameterizedAPLoss, str]:
+    """The loss module and the localization score kind of a head config.
+
+    Args:
+        loss_params: anything ``LossParams.from_config`` accepts, e.g. ``dict(preset=...)``,
+            ``dict(file='best.json')``, a ``to_dict()`` dict or flat search-space values; None
+            means the "linear" preset. mmengine ``ConfigDict`` values are converted to dicts.
+        loss_options: see ``LOSS_OPTION_DEFAULTS``.
+
+    Returns:
+        (ParameterizedAPLoss, loc score kind).
+    """
+    kwargs, loc_score = parse_loss_options(loss_options)
+    return ParameterizedAPLoss(_plain(loss_params), **kwargs), loc_score
+
+
+def _plain(value: Any) -> Any:
+    """Recursively turn (Config)dicts and tuples into plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def build_prediction_set(
+    cls_logits: Tensor, labels: Tensor, label_weights: Tensor, num_classes: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The prediction set B of Eq. (6) from per-prediction classification targets.
+
+    B holds every (prediction, class) entry of the predictions with a positive label weight
+    (predictions with weight 0, e.g. anchors between the assigner's IoU thresholds, are ignored);
+    the positives P are the entries (positive prediction, its assigned class); every other entry
+    of B is a negative. Entries are ordered prediction-major, class-minor (flattened
+    ``cls_logits[kept]``).
+
+    Args:
+        cls_logits: [M, C] classification logits of M predictions (e.g. all anchors of all images).
+        labels: [M] int64 assigned class in [0, C), or C (= ``num_classes``) for background.
+        label_weights: [M] float, > 0 for the predictions that take part.
+        num_classes: C.
+
+    Returns:
+        logits [N] (N = kept * C), targets [N] int8 (1 positive, 0 negative), positive entry
+        indices [P] into the N entries, and the prediction index in [0, M) of each positive [P].
+
+    Raises:
+        ValueError: mismatching shapes or labels outside [0, C].
+    """
+    if cls_logits.dim() != 2 or cls_logits.shape[1] != num_classes:
+        raise ValueError(
+            f"cls_logits must be [M, num_classes={num_classes}], got {tuple(cls_logits.shape)}"
+        )
+    num = cls_logits.shape[0]
+    if labels.shape != (num,) or label_weights.shape != (num,):
+        raise ValueError(
+            f"labels and label_weights must be [{num}], got {tuple(labels.shape)} and "
+            f"{tuple(label_weights.shape)}"
+        )
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > num_classes):
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}] ({num_classes} = background), got values in "
+            f"[{int(labels.min())}, {int(labels.max())}]"
+        )
+    kept = (label_weights > 0).nonzero().flatten()  # [M'] predictions in B
+    kept_labels = labels[kept]
+    is_pos = kept_labels < num_classes
+    pos_rows = is_pos.nonzero().flatten()  # [P] rows of the kept predictions
+    pos_entries = pos_rows * num_classes + kept_labels[pos_rows]
+    logits = cls_logits[kept].reshape(-1)
+    targets = torch.zeros(logits.shape[0], dtype=torch.int8, device=logits.device)
+    targets[pos_entries] = 1
+    return logits, targets, pos_entries, kept[pos_rows]
+
+
+def prediction_loc_scores(
+    pred_boxes: Tensor,
+    target_boxes: Tensor,
+    pos_entries: Tensor,
+    num_entries: int,
+    kind: str = "giou",
+) -> Tensor:
+    """Localization scores l(b_i) of Eq. (4) on the prediction set: the positives' scores, 0 else.
+
+    Args:
+        pred_boxes: [P, 4] decoded predicted boxes (xyxy) of the positives, differentiable.
+        target_boxes: [P, 4] their assigned ground-truth boxes (xyxy).
+        pos_entries: [P] the positives' entry indices in B (from ``build_prediction_set``).
+        num_entries: N, the size of B.
+        kind: "giou", "iou" or "l1" (see ``paploss.localization``).
+
+    Returns:
+        [N] loc scores in [0, 1]; the gradient reaches ``pred_boxes`` only.
+    """
+    scores = localization_scores(pred_boxes, target_boxes.to(pred_boxes.dtype), kind)
+    return pred_boxes.new_zeros(num_entries).index_put((pos_entries,), scores)
+
+
+_DATASET_KEYS = ("train_dataloader", "val_dataloader", "test_dataloader")
+_EVALUATOR_KEYS = ("val_evaluator", "test_evaluator")
+
+
+def set_data_root(cfg: Any, data_root: str | os.PathLike[str]) -> Any:
+    """Point a parsed config's dataloaders and evaluators at another dataset folder.
+
+    mmengine substitutes a base config's ``data_root`` variable when the file is parsed, so
+    assigning ``cfg.data_root`` afterwards changes nothing; this rewrites every dataset's
+    ``data_root`` and every CocoMetric ``ann_file`` that was relative to the old root.
+
+    Args:
+        cfg: an mmengine ``Config`` (modified in place and returned).
+        data_root: the new root (e.g. the parent of ``generate_proxy_dataset()``'s split folders).
+
+    Returns:
+        ``cfg``.
+    """
+    new_root = os.path.join(os.path.expanduser(os.fspath(data_root)), "")
+    old_root = cfg.get("data_root")
+    for key in _DATASET_KEYS:
+        loader = cfg.get(key)
+        if loader is None:
+            continue
+        dataset = loader["dataset"]
+        while "dataset" in dataset and "data_root" not in dataset:  # wrappers (RepeatDataset)
+            dataset = dataset["dataset"]
+        dataset["data_root"] = new_root
+    for key in _EVALUATOR_KEYS:
+        evaluators = cfg.get(key)
+        if evaluators is None:
+            continue
+        for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
+            ann_file = evaluator.get("ann_file")
+            if ann_file is None:
+                continue
+            if old_root and ann_file.startswith(old_root):
+                evaluator["ann_file"] = new_root + ann_file[len(old_root) :].lstrip("/")
+            elif not os.path.isabs(ann_file):
+                evaluator["ann_file"] = os.path.join(new_root, ann_file)
+    cfg["data_root"] = new_root
+    return cfg

@@ -1,0 +1,131 @@
+# A small Faster R-CNN for the 128 x 128 proxy scenes, trained from scratch on CPUs: ResNet-18
+# without pretrained weights (init_cfg=None: nothing is downloaded), a 64-channel FPN on C2..C5
+# (strides 4..32, the smallest digits are ~5 px), the RetinaNet proxy's 4 anchors per location
+# (sizes 6..68 px), RoIAlign with finest_scale=8 (RoIs below 16 px go to P2, 16-32 px to P3, ...:
+# COCO's 56 px threshold scaled to the proxy's object sizes) and a 2-fc box head of 256 channels.
+#
+# rpn_head / roi_head.bbox_head carry only the settings shared by all losses; the loss configs set
+# their types and loss fields (PAPLossRPNHead / PAPLossBBoxHead with loss_params/loss_options, or
+# RPNHead / Shared2FCBBoxHead with loss_cls/loss_bbox) and the samplers.
+model = dict(
+    type="FasterRCNN",
+    data_preprocessor=dict(
+        type="DetDataPreprocessor",
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        pad_size_divisor=32,
+    ),
+    backbone=dict(
+        type="ResNet",
+        depth=18,
+        num_stages=4,
+        out_indices=(0, 1, 2, 3),
+        frozen_stages=-1,
+        norm_cfg=dict(type="BN", requires_grad=True),
+        norm_eval=False,
+        style="pytorch",
+        init_cfg=None,
+    ),
+    neck=dict(
+        type="FPN",
+        in_channels=[64, 128, 256, 512],
+        out_channels=64,
+        num_outs=4,
+    ),
+    rpn_head=dict(
+        type="RPNHead",
+        in_channels=64,
+        feat_channels=64,
+        anchor_generator=dict(
+            type="AnchorGenerator",
+            octave_base_scale=1.5,
+            scales_per_octave=2,
+            ratios=[1.0, 2.0],
+            strides=[4, 8, 16, 32],
+        ),
+        bbox_coder=dict(
+            type="DeltaXYWHBBoxCoder",
+            target_means=[0.0, 0.0, 0.0, 0.0],
+            target_stds=[1.0, 1.0, 1.0, 1.0],
+        ),
+    ),
+    roi_head=dict(
+        type="StandardRoIHead",
+        bbox_roi_extractor=dict(
+            type="SingleRoIExtractor",
+            roi_layer=dict(type="RoIAlign", output_size=7, sampling_ratio=0),
+            out_channels=64,
+            featmap_strides=[4, 8, 16, 32],
+            finest_scale=8,
+        ),
+        bbox_head=dict(
+            type="Shared2FCBBoxHead",
+            in_channels=64,
+            fc_out_channels=256,
+            roi_feat_size=7,
+            num_classes=10,
+            bbox_coder=dict(
+                type="DeltaXYWHBBoxCoder",
+                target_means=[0.0, 0.0, 0.0, 0.0],
+                target_stds=[0.1, 0.1, 0.2, 0.2],
+            ),
+            reg_class_agnostic=False,
+        ),
+    ),
+    train_cfg=dict(
+        rpn=dict(
+            assigner=dict(
+                type="MaxIoUAssigner",
+                pos_iou_thr=0.7,
+                neg_iou_thr=0.3,
+                min_pos_iou=0.3,
+                match_low_quality=True,
+                ignore_iof_thr=-1,
+            ),
+            sampler=dict(
+                type="RandomSampler",
+                num=256,
+                pos_fraction=0.5,
+                neg_pos_ub=-1,
+                add_gt_as_proposals=False,
+            ),
+            allowed_border=-1,
+            pos_weight=-1,
+            debug=False,
+        ),
+        # ~1-6 objects per 128 px image: 300 proposals and 128 sampled RoIs per image (mmdet's
+        # COCO values are 1000 and 512 for ~7 objects per 800 px image).
+        rpn_proposal=dict(
+            nms_pre=1000, max_per_img=300, nms=dict(type="nms", iou_threshold=0.7), min_bbox_size=0
+        ),
+        rcnn=dict(
+            assigner=dict(
+                type="MaxIoUAssigner",
+                pos_iou_thr=0.5,
+                neg_iou_thr=0.5,
+                min_pos_iou=0.5,
+                match_low_quality=False,
+                ignore_iof_thr=-1,
+            ),
+            sampler=dict(
+                type="RandomSampler",
+                num=128,
+                pos_fraction=0.25,
+                neg_pos_ub=-1,
+                add_gt_as_proposals=True,
+            ),
+            pos_weight=-1,
+            debug=False,
+        ),
+    ),
+    # score_thr=0: a ranking loss does not calibrate the sigmoid scores, so no absolute threshold
+    # (the same for every loss, so the comparison is fair); the 100 best detections per image after
+    # NMS are kept (COCO's maxDets).
+    test_cfg=dict(
+        rpn=dict(
+            nms_pre=1000, max_per_img=300, nms=dict(type="nms", iou_threshold=0.7), min_bbox_size=0
+        ),
+        rcnn=dict(score_thr=0.0, nms=dict(type="nms", iou_threshold=0.5), max_per_img=100),
+    ),
+)

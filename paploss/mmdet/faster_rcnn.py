@@ -1,0 +1,360 @@
+"""Faster R-CNN trained with the Parameterized AP Loss (paper Sec. 4, Tab. 1): an RPN head and an
+RoI box head, each with its own loss parameters Theta (the release searched one set for the RPN and
+one for the R-CNN head, presets "paper-faster-rcnn-rpn" and "paper-faster-rcnn-roi").
+
+Both heads replace mmdet's classification + regression losses by one Parameterized AP Loss over
+the mini-batch (Eq. (6)): B, P and the localization scores are built from mmdet's own target
+assignment, the localization score of a positive is computed on its decoded box, and lambda (the
+gradient scale of the loss parameters) scales the gradient that reaches the box branch.
+
+RPN (:class:`PAPLossRPNHead`):
+    B = every anchor of the batch with a non-zero label weight (with a ``PseudoSampler`` all
+    anchors that the assigner did not ignore; with a ``RandomSampler`` the sampled ones), one
+    objectness logit each. P = the anchors assigned to a ground truth. l = localization score of
+    the proposal decoded from the anchor against its ground truth.
+
+RoI head (:class:`PAPLossBBoxHead`):
+    B = (sampled RoI with label weight > 0) x (C foreground classes); there is no background
+    column: ``fc_cls`` outputs C logits. P = the (foreground RoI, its ground-truth class) entries.
+    l = localization score of the RoI's box decoded with the regression of that class (or with the
+    class-agnostic regression). At test time the scores are ``sigmoid`` of the C logits.
+
+Config (mmdet 3.x; full examples: studies/configs/proxy_faster_rcnn_paploss.py and
+coco_faster_rcnn_r50_fpn_paploss.py)::
+
+    custom_imports = dict(imports=['paploss.mmdet'], allow_failed_imports=False)
+    model = dict(
+        rpn_head=dict(type='PAPLossRPNHead', ...,  # as RPNHead, without loss_cls / loss_bbox
+                      loss_params=dict(preset='paper-faster-rcnn-rpn'), loss_options=dict(...)),
+        roi_head=dict(bbox_head=dict(
+            type='PAPLossBBoxHead', ...,  # as Shared2FCBBoxHead, without loss_cls / loss_bbox
+            loss_params=dict(preset='paper-faster-rcnn-roi'), loss_options=dict(...))),
+        train_cfg=dict(rpn=dict(sampler=dict(type='PseudoSampler')), ...))
+
+A search over both heads sets ``model.rpn_head.loss_params`` and
+``model.roi_head.bbox_head.loss_params``. The loss keys are ``loss_rpn_paploss`` and
+``loss_paploss``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from mmdet.models.dense_heads import RPNHead
+from mmdet.models.layers import multiclass_nms
+from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
+from mmdet.models.utils import empty_instances
+from mmdet.registry import MODELS
+from mmdet.structures.bbox import cat_boxes, get_box_tensor, scale_boxes
+from mmdet.utils import InstanceList, OptInstanceList
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from paploss.mmdet._common import build_ap_loss, build_prediction_set, prediction_loc_scores
+
+
+def _reject_separate_losses(head: str, kwargs: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """Raise ValueError for ``loss_*`` configs (the head is trained by the AP loss alone) and for
+    ``reg_decoded_bbox=False``; removes them from ``kwargs``."""
+    for key in keys:
+        if kwargs.get(key) is not None:
+            raise ValueError(
+                f"{head} is trained only by the Parameterized AP Loss; remove {key}={kwargs[key]!r} "
+                "from the config (or use _delete_=True)"
+            )
+        kwargs.pop(key, None)
+    if not kwargs.pop("reg_decoded_bbox", True):
+        raise ValueError(f"{head} needs reg_decoded_bbox=True (loc scores of decoded boxes)")
+
+
+@MODELS.register_module()
+class PAPLossRPNHead(RPNHead):
+    """RPN head trained with the Parameterized AP Loss (one objectness logit per anchor).
+
+    Args:
+        in_channels: channels of the input feature maps.
+        loss_params: Theta, anything ``LossParams.from_config`` accepts (e.g.
+            ``dict(preset="paper-faster-rcnn-rpn")``); None = "linear".
+        loss_options: ``backend``, ``loc_score`` ("giou", "iou", "l1"), ``release_compatible``,
+            ``topk``, ``block_denominator_grad``, ``check_finite`` (see
+            ``paploss.mmdet._common.LOSS_OPTION_DEFAULTS``).
+        **kwargs: as ``RPNHead`` (anchor_generator, bbox_coder, train_cfg, test_cfg, ...), except
+            ``loss_cls``/``loss_bbox`` (this head has no separate losses; passing them raises
+            ValueError) and ``reg_decoded_bbox`` (always True: the loc score compares decoded
+            proposals with the ground-truth boxes).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        loss_params: Any = None,
+        loss_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _reject_separate_losses(type(self).__name__, kwargs, ("loss_cls", "loss_bbox"))
+        # One sigmoid objectness logit per anchor; the loss object itself is never used.
+        kwargs["loss_cls"] = dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
+        super().__init__(in_channels, reg_decoded_bbox=True, **kwargs)
+        self.loss_cls = None
+        self.loss_bbox = None
+        self.paploss, self.loc_score = build_ap_loss(loss_params, loss_options)
+
+    def prediction_set(
+        self,
+        cls_scores: list[Tensor],
+        bbox_preds: list[Tensor],
+        batch_gt_instances: InstanceList,
+        batch_img_metas: list[dict],
+        batch_gt_instances_ignore: OptInstanceList = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Build B, P and the localization scores from mmdet's anchor targets.
+
+        Args:
+            cls_scores: per level [N, A, H, W] objectness logits (A anchors per location).
+            bbox_preds: per level [N, A * 4, H, W] box deltas.
+            batch_gt_instances, batch_img_metas, batch_gt_instances_ignore: as in mmdet.
+
+        Returns:
+            logits [N], targets [N] int8 (1 = P, 0 = negative), loc scores [N] (0 off P); N = the
+            number of anchors of the batch with a non-zero label weight, ordered image, level,
+            location, anchor (the order of mmdet's flattened head outputs).
+        """
+        featmap_sizes = [featmap.size()[-2:] for featmap in cls_scores]
+        if len(featmap_sizes) != self.prior_generator.num_levels:
+            raise ValueError(
+                f"got {len(featmap_sizes)} feature levels, the anchor generator has "
+                f"{self.prior_generator.num_levels}"
+            )
+        device = cls_scores[0].device
+        num_imgs = len(batch_img_metas)
+        anchor_list, valid_flag_list = self.get_anchors(
+            featmap_sizes, batch_img_metas, device=device
+        )
+        labels_list, label_weights_list, bbox_targets_list, _, _ = self.get_targets(
+            anchor_list,
+            valid_flag_list,
+            batch_gt_instances,
+            batch_img_metas,
+            batch_gt_instances_ignore=batch_gt_instances_ignore,
+        )
+        # Everything flattened in (image, level, y, x, anchor) order, as mmdet's anchors.
+        anchors = torch.stack([get_box_tensor(cat_boxes(a)) for a in anchor_list]).reshape(-1, 4)
+        logits = torch.cat(
+            [s.permute(0, 2, 3, 1).reshape(num_imgs, -1) for s in cls_scores], dim=1
+        ).reshape(-1)
+        deltas = torch.cat(
+            [
+                b.permute(0, 2, 3, 1).reshape(num_imgs, -1, self.bbox_coder.encode_size)
+                for b in bbox_preds
+            ],
+            dim=1,
+        ).reshape(-1, self.bbox_coder.encode_size)
+        labels = torch.cat(labels_list, dim=1).reshape(-1)
+        label_weights = torch.cat(label_weights_list, dim=1).reshape(-1)
+        bbox_targets = torch.cat(bbox_targets_list, dim=1).reshape(-1, 4)
+
+        logits, targets, pos_entries, pos_anchors = build_prediction_set(
+            logits.unsqueeze(1), labels, label_weights, self.num_classes
+        )
+        pred_boxes = get_box_tensor(
+            self.bbox_coder.decode(anchors[pos_anchors], deltas[pos_anchors])
+        )
+        loc_scores = prediction_loc_scores(
+            pred_boxes, bbox_targets[pos_anchors], pos_entries, logits.numel(), self.loc_score
+        )
+        return logits, targets, loc_scores.to(logits.dtype)
+
+    def loss_by_feat(
+        self,
+        cls_scores: list[Tensor],
+        bbox_preds: list[Tensor],
+        batch_gt_instances: InstanceList,
+        batch_img_metas: list[dict],
+        batch_gt_instances_ignore: OptInstanceList = None,
+    ) -> dict[str, Tensor]:
+        """One Parameterized AP Loss over all anchors of the batch (args: ``prediction_set``).
+
+        Returns:
+            ``dict(loss_rpn_paploss=scalar)``.
+        """
+        logits, targets, loc_scores = self.prediction_set(
+            cls_scores, bbox_preds, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore
+        )
+        return dict(loss_rpn_paploss=self.paploss(logits, targets, loc_scores))
+
+
+@MODELS.register_module()
+class PAPLossBBoxHead(Shared2FCBBoxHead):
+    """R-CNN box head (2 shared fcs) trained with the Parameterized AP Loss.
+
+    ``fc_cls`` outputs C foreground logits (no background column). Inference scores are their
+    sigmoids; a zero background column is appended for mmdet's ``multiclass_nms``.
+
+    Args:
+        *args, **kwargs: as ``Shared2FCBBoxHead`` (num_classes, in_channels, roi_feat_size,
+            fc_out_channels, bbox_coder, reg_class_agnostic, ...), except ``loss_cls``/
+            ``loss_bbox`` (passing them raises ValueError) and ``reg_decoded_bbox`` (always True).
+        loss_params: Theta for the R-CNN head (e.g. ``dict(preset="paper-faster-rcnn-roi")``).
+        loss_options: as for :class:`PAPLossRPNHead`.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        loss_params: Any = None,
+        loss_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _reject_separate_losses(type(self).__name__, kwargs, ("loss_cls", "loss_bbox"))
+        if not kwargs.get("with_cls", True):
+            raise ValueError(f"{type(self).__name__} needs the classification branch (with_cls)")
+        super().__init__(*args, reg_decoded_bbox=True, **kwargs)
+        # The AP loss ranks the C foreground logits directly: no background column.
+        cls_predictor_cfg = self.cls_predictor_cfg.copy()
+        cls_predictor_cfg.update(in_features=self.cls_last_dim, out_features=self.num_classes)
+        self.fc_cls = MODELS.build(cls_predictor_cfg)
+        self.loss_cls = None
+        self.loss_bbox = None
+        self.paploss, self.loc_score = build_ap_loss(loss_params, loss_options)
+
+    def prediction_set(
+        self,
+        cls_score: Tensor,
+        bbox_pred: Tensor,
+        rois: Tensor,
+        labels: Tensor,
+        label_weights: Tensor,
+        bbox_targets: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Build B, P and the localization scores from the R-CNN targets.
+
+        Args:
+            cls_score: [R, C] foreground logits of the sampled RoIs of the batch.
+            bbox_pred: [R, 4 * C] (class-specific) or [R, 4] (class-agnostic) deltas.
+            rois: [R, 5] (batch index, x1, y1, x2, y2).
+            labels: [R] in 0..C (C = background).
+            label_weights: [R]; RoIs with weight 0 take no part.
+            bbox_targets: [R, 4] ground-truth boxes xyxy (rows of background RoIs are unused).
+
+        Returns:
+            logits [N], targets [N] int8 (1 = P, 0 = negative), loc scores [N] (0 off P); N =
+            (number of RoIs with label weight > 0) * C, ordered RoI-major, class-minor.
+        """
+        num_classes = self.num_classes
+        if cls_score.dim() != 2 or cls_score.size(1) != num_classes:
+            raise ValueError(
+                f"cls_score must be [R, {num_classes}] (no background column), got "
+                f"{tuple(cls_score.shape)}"
+            )
+        logits, targets, pos_entries, pos_rois = build_prediction_set(
+            cls_score, labels, label_weights, num_classes
+        )
+        box_dim = self.bbox_coder.encode_size
+        if self.reg_class_agnostic:
+            pos_deltas = bbox_pred.view(-1, box_dim)[pos_rois]
+        else:
+            pos_deltas = bbox_pred.view(-1, num_classes, box_dim)[pos_rois, labels[pos_rois]]
+        pred_boxes = get_box_tensor(self.bbox_coder.decode(rois[pos_rois, 1:], pos_deltas))
+        loc_scores = prediction_loc_scores(
+            pred_boxes, bbox_targets[pos_rois], pos_entries, logits.numel(), self.loc_score
+        )
+        return logits, targets, loc_scores.to(logits.dtype)
+
+    def loss(
+        self,
+        cls_score: Tensor,
+        bbox_pred: Tensor,
+        rois: Tensor,
+        labels: Tensor,
+        label_weights: Tensor,
+        bbox_targets: Tensor,
+        bbox_weights: Tensor,
+        reduction_override: str | None = None,
+    ) -> dict[str, Tensor]:
+        """One Parameterized AP Loss over the sampled RoIs x classes (args: ``prediction_set``).
+
+        ``bbox_weights`` [R, 4] is not needed (the positives are the foreground labels).
+        ``reduction_override`` must be None: the loss ranks the whole batch and has no per-element
+        form.
+
+        Returns:
+            ``dict(loss_paploss=scalar)``.
+        """
+        if reduction_override is not None:
+            raise ValueError(
+                f"{type(self).__name__} has no per-element loss; reduction_override must be None, "
+                f"got {reduction_override!r}"
+            )
+        if cls_score is None or bbox_pred is None:
+            raise ValueError(f"{type(self).__name__} needs both cls_score and bbox_pred")
+        logits, targets, loc_scores = self.prediction_set(
+            cls_score, bbox_pred, rois, labels, label_weights, bbox_targets
+        )
+        return dict(loss_paploss=self.paploss(logits, targets, loc_scores))
+
+    def _predict_by_feat_single(
+        self,
+        roi: Tensor,
+        cls_score: Tensor,
+        bbox_pred: Tensor,
+        img_meta: dict,
+        rescale: bool = False,
+        rcnn_test_cfg: ConfigDict | None = None,
+    ) -> InstanceData:
+        """As ``BBoxHead._predict_by_feat_single`` with sigmoid scores of the C logits.
+
+        Args:
+            roi: [R, 5] (batch index, x1, y1, x2, y2).
+            cls_score: [R, C] foreground logits.
+            bbox_pred: [R, 4 * C] or [R, 4] deltas.
+            img_meta: image meta information.
+            rescale: map the boxes back to the original image size.
+            rcnn_test_cfg: ``test_cfg.rcnn`` (score_thr, nms, max_per_img); None returns the raw
+                boxes [R, 4 * C'] and scores [R, C + 1] (background column 0) for aug-test.
+        """
+        results = InstanceData()
+        if roi.shape[0] == 0:
+            return empty_instances(
+                [img_meta],
+                roi.device,
+                task_type="bbox",
+                instance_results=[results],
+                box_type=self.predict_box_type,
+                use_box_type=False,
+                num_classes=self.num_classes,
+                score_per_cls=rcnn_test_cfg is None,
+            )[0]
+        # multiclass_nms drops the last (background) column.
+        scores = torch.cat([cls_score.sigmoid(), cls_score.new_zeros(cls_score.size(0), 1)], 1)
+        img_shape = img_meta["img_shape"]
+        num_rois = roi.size(0)
+        num_reg = 1 if self.reg_class_agnostic else self.num_classes
+        roi = roi.repeat_interleave(num_reg, dim=0)
+        bbox_pred = bbox_pred.view(-1, self.bbox_coder.encode_size)
+        bboxes = self.bbox_coder.decode(roi[..., 1:], bbox_pred, max_shape=img_shape)
+        if rescale and bboxes.size(0) > 0:
+            if img_meta.get("scale_factor") is None:
+                raise ValueError("rescale=True needs 'scale_factor' in img_meta")
+            bboxes = scale_boxes(bboxes, [1 / s for s in img_meta["scale_factor"]])
+        bboxes = get_box_tensor(bboxes)
+        box_dim = bboxes.size(-1)
+        bboxes = bboxes.view(num_rois, -1)
+        if rcnn_test_cfg is None:
+            results.bboxes = bboxes
+            results.scores = scores
+            return results
+        det_bboxes, det_labels = multiclass_nms(
+            bboxes,
+            scores,
+            rcnn_test_cfg.score_thr,
+            rcnn_test_cfg.nms,
+            rcnn_test_cfg.max_per_img,
+            box_dim=box_dim,
+        )
+        results.bboxes = det_bboxes[:, :-1]
+        results.scores = det_bboxes[:, -1]
+        results.labels = det_labels
+        return results

@@ -1,0 +1,25 @@
+# Baseline of Tab. 1 on the proxy: Faster R-CNN with Cross Entropy + GIoU (mmdet's
+# faster-rcnn_r50_fpn_giou_1x: GIoU loss with weight 10 on the decoded R-CNN boxes, the RPN keeps
+# L1), same model, data and schedule as proxy_faster_rcnn_paploss.py.
+_base_ = [
+    "_base_/models/faster_rcnn_r18_fpn_proxy.py",
+    "_base_/datasets/proxy_detection.py",
+    "_base_/schedules/proxy_1epoch.py",
+    "_base_/proxy_runtime.py",
+]
+
+model = dict(
+    rpn_head=dict(
+        type="RPNHead",
+        loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0),
+        loss_bbox=dict(type="L1Loss", loss_weight=1.0),
+    ),
+    roi_head=dict(
+        bbox_head=dict(
+            type="Shared2FCBBoxHead",
+            reg_decoded_bbox=True,
+            loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0),
+            loss_bbox=dict(type="GIoULoss", loss_weight=10.0),
+        ),
+    ),
+)

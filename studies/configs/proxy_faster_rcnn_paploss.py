@@ -1,0 +1,37 @@
+# Faster R-CNN (ResNet-18 FPN, from scratch) on the proxy digits, trained only by the
+# Parameterized AP Loss: one loss for the RPN (B = all non-ignored anchors) and one for the R-CNN
+# head (B = sampled RoIs x 10 classes), each with its own loss parameters (the paper searches both
+# sets at once, Sec. 4). One epoch of D_train, evaluation on D_eval (the search's inner loop).
+_base_ = [
+    "_base_/models/faster_rcnn_r18_fpn_proxy.py",
+    "_base_/datasets/proxy_detection.py",
+    "_base_/schedules/proxy_1epoch.py",
+    "_base_/proxy_runtime.py",
+]
+
+loss_options = dict(
+    backend="auto",
+    loc_score="giou",
+    release_compatible=False,
+    topk=None,
+    block_denominator_grad=True,
+)
+model = dict(
+    rpn_head=dict(
+        type="PAPLossRPNHead",
+        # LossParams.from_config: dict(preset=...), dict(file='best.json'), to_dict() values or
+        # the flat search-space values; 'linear' is the search's initialization.
+        loss_params=dict(preset="linear"),
+        loss_options=loss_options,
+    ),
+    roi_head=dict(
+        bbox_head=dict(
+            type="PAPLossBBoxHead",
+            loss_params=dict(preset="linear"),
+            loss_options=loss_options,
+        ),
+    ),
+    # The ranking loss needs no sampling heuristic: every anchor that the assigner made positive
+    # or negative takes part (the R-CNN head keeps mmdet's RoI sampler, so B is the sampled RoIs).
+    train_cfg=dict(rpn=dict(sampler=dict(_delete_=True, type="PseudoSampler"))),
+)

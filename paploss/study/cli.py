@@ -1,0 +1,414 @@
+"""Command-line interfaces of ``studies/search.py``, ``studies/train.py`` and
+``studies/split_coco.py``: parsers, argument validation and the exit-code convention.
+
+Bad input raises :class:`UsageError` (or makes argparse exit); the scripts print
+``error: <problem and fix>`` and exit with code 2 before anything is written to a storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO_ROOT / "studies" / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "proxy_retinanet_paploss.py"
+DEFAULT_STORAGE = "sqlite:///paploss.db"
+DEFAULT_STUDY = "paploss-search"
+SAMPLERS = ("ppo2", "random", "tpe", "cmaes")
+DEVICES_HELP = "auto (CUDA if available, else CPU), cpu, cuda, or cuda:N"
+EXIT_USAGE = 2
+
+
+class UsageError(ValueError):
+    """Bad command-line input: the message names the problem and the fix (exit code 2)."""
+
+
+# ------------------------------------------------------------------------------ value types
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def device_type(text: str) -> str:
+    """argparse type: auto, cpu, cuda or cuda:N."""
+    if text in ("auto", "cpu", "cuda"):
+        return text
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return text
+    raise argparse.ArgumentTypeError(f"must be {DEVICES_HELP}; got {text!r}")
+
+
+class CfgOptionsAction(argparse.Action):
+    """``KEY=VALUE ...`` overrides of the mmengine config, parsed like mmdet's tools/train.py
+    (mmengine's DictAction: ints, floats, bools, None, lists ``a,b`` or ``[a,b]``)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        from mmengine.config import DictAction
+
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for item in values:
+            key, sep, val = item.partition("=")
+            if not sep or not key:
+                parser.error(f"{option_string}: expected KEY=VALUE, got {item!r}")
+            try:
+                options[key] = DictAction._parse_iterable(val)
+            except (AssertionError, ValueError) as exc:
+                parser.error(f"{option_string}: cannot parse {item!r}: {exc}")
+        setattr(namespace, self.dest, options)
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every default (unless the help text states it) and keeps the epilog's lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def _wrap(text: str) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=96)
+
+
+def _add_common(parser: argparse.ArgumentParser, *, work_dir: str) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="MMDetection config of the detector; its heads of type PAPLoss* get the loss params "
+        "(RetinaNet/DETR: bbox_head; Faster R-CNN: rpn_head and roi_head.bbox_head). Other "
+        f"configs in {CONFIG_DIR}",
+    )
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=CfgOptionsAction,
+        default={},
+        metavar="KEY=VALUE",
+        help="override config entries like mmdet's tools/train.py, e.g. "
+        "train_dataloader.batch_size=16 optim_wrapper.optimizer.lr=0.02",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(work_dir),
+        help="output folder: per-trial/run mmengine work dirs, logs, artifacts",
+    )
+    parser.add_argument("--device", type=device_type, default="auto", help=DEVICES_HELP)
+
+
+def search_parser() -> argparse.ArgumentParser:
+    """Parser of ``studies/search.py``."""
+    parser = argparse.ArgumentParser(
+        prog="studies/search.py",
+        formatter_class=_Formatter,
+        description=_wrap(
+            "Search the Parameterized AP Loss parameters (paper Alg. 1) as an Optuna study: each "
+            "trial samples Theta, trains the detector on D_train for --epochs in a child process "
+            "and returns bbox mAP on D_eval (maximized). A diverged training counts as AP 0 "
+            "(user attr diverged=True); a crashed one is a FAILED trial. Run the same command on "
+            "any number of machines with one --storage/--study-name to add workers; run it again "
+            "to resume until rounds x samples-per-round trials are complete."
+        ),
+        epilog=(
+            "Inspect a study: optuna-dashboard STORAGE --artifact-dir WORK_DIR/artifacts\n"
+            "Retrain with the best params: studies/train.py --storage STORAGE --study-name NAME"
+        ),
+    )
+    _add_common(parser, work_dir="work_dirs/search")
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=["proxy"],
+        metavar="DATA",
+        help="'proxy' (the bundled digits proxy, generated on first use), a folder with train/ "
+        "and eval/ splits (annotations.json + images/), or a COCO train json and its image "
+        "folder (ANN.json IMG_DIR), split by image into D_train / D_eval",
+    )
+    parser.add_argument(
+        "--eval-images",
+        type=positive_int,
+        default=None,
+        help="D_eval size when --data is a COCO json (default: min(5000, 20%% of the images); "
+        "the paper used 5k of train2017's 118k)",
+    )
+    parser.add_argument(
+        "--split-seed", type=non_negative_int, default=0, help="seed of the D_train/D_eval split"
+    )
+    parser.add_argument(
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help="Optuna RDB storage (SQLAlchemy URL): the default SQLite file for one machine, or "
+        "e.g. postgresql://user:pass@host/db (pip install psycopg2-binary) or mysql+pymysql://... "
+        "for many workers on many machines",
+    )
+    parser.add_argument("--study-name", default=DEFAULT_STUDY, help="study to create or resume")
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="ppo2",
+        help="ppo2: the paper's PPO2 over truncated normals (rounds of S samples); random / tpe / "
+        "cmaes: Optuna's samplers for comparison, stopped after rounds x S complete trials",
+    )
+    parser.add_argument("--rounds", type=positive_int, default=40, help="T rounds (paper: 40)")
+    parser.add_argument(
+        "--samples-per-round", type=positive_int, default=8, help="S samples per round (paper: 8)"
+    )
+    parser.add_argument(
+        "--sigma-init",
+        type=positive_float,
+        default=0.2,
+        help="PPO2: initial standard deviation, decayed linearly over the rounds (paper: 0.2)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="sampler seed (PPO2 workers with the same seed still draw different samples; give "
+        "random/tpe/cmaes workers different seeds)",
+    )
+    parser.add_argument(
+        "--train-seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of every inner training (the same initial weights w0 for all trials, Alg. 1)",
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=1, help="inner training epochs per trial (paper: 1)"
+    )
+    parser.add_argument(
+        "--n-trials",
+        type=positive_int,
+        default=None,
+        help="stop this worker after this many trials (default: none, until the study is complete)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=None,
+        help="stop this worker from starting trials after this many seconds (default: none)",
+    )
+    parser.add_argument(
+        "--trial-timeout",
+        type=positive_float,
+        default=None,
+        help="kill a trial's training after this many seconds, the trial FAILS (default: none)",
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=positive_int,
+        default=60,
+        help="seconds between heartbeats of a running trial",
+    )
+    parser.add_argument(
+        "--grace-period",
+        type=positive_int,
+        default=None,
+        help="a trial without heartbeat for this long is failed and retried with the same params "
+        "(default: 2 x heartbeat interval)",
+    )
+    parser.add_argument(
+        "--max-retry",
+        type=non_negative_int,
+        default=3,
+        help="retries of a trial whose worker died (RetryHeartbeatStaleTrialCallback)",
+    )
+    parser.add_argument(
+        "--max-failures",
+        type=positive_int,
+        default=3,
+        help="stop this worker after this many consecutive FAILED trials (a broken setup)",
+    )
+    parser.add_argument(
+        "--round-timeout",
+        type=positive_float,
+        default=86400.0,
+        help="PPO2: seconds a worker waits for the other workers to finish a round",
+    )
+    return parser
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """Parser of ``studies/train.py``."""
+    parser = argparse.ArgumentParser(
+        prog="studies/train.py",
+        formatter_class=_Formatter,
+        description=_wrap(
+            "Train a detector with searched or given loss parameters for a full schedule and "
+            "evaluate it on val (paper Sec. 4.1, 'Training Settings'). The params come from the "
+            "best trial of a study (--storage/--study-name), a preset (--preset) or a JSON file "
+            "(--params); heads without any get the config's own loss_params."
+        ),
+    )
+    _add_common(parser, work_dir="work_dirs/train")
+    parser.add_argument("--storage", default=None, help="storage of the study to take params from")
+    parser.add_argument("--study-name", default=None, help="study whose best trial is used")
+    parser.add_argument(
+        "--trial",
+        type=non_negative_int,
+        default=None,
+        help="use this trial number instead of the best trial",
+    )
+    parser.add_argument(
+        "--preset",
+        action="append",
+        default=[],
+        metavar="[SLOT=]NAME",
+        help="LossParams preset (linear, paper-retinanet, paper-faster-rcnn-rpn, "
+        "paper-faster-rcnn-roi, sigmoid, sqrt, square) for every head, or SLOT=NAME for one head "
+        "(slots of Faster R-CNN: rpn, roi); repeatable",
+    )
+    parser.add_argument(
+        "--params",
+        action="append",
+        default=[],
+        metavar="[SLOT=]FILE",
+        help="LossParams JSON (from --export or LossParams.save) for every head, or SLOT=FILE; "
+        "repeatable",
+    )
+    parser.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        help="write the chosen params as JSON loadable by loss_params=dict(file=...) (with "
+        "several heads: one file per head, named <stem>.<slot>.json)",
+    )
+    parser.add_argument(
+        "--export-only", action="store_true", help="only write --export, do not train"
+    )
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=["proxy"],
+        metavar="DATA",
+        help="training data: 'proxy' (D_train + D_eval of the bundled proxy, as the paper "
+        "retrains on all of train2017), a proxy-layout folder (its train + eval splits), or a "
+        "COCO json and image folder (ANN.json IMG_DIR)",
+    )
+    parser.add_argument(
+        "--val-data",
+        nargs=2,
+        default=None,
+        metavar=("ANN.json", "IMG_DIR"),
+        help="evaluation data (default: the val split of the proxy / data folder)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="training epochs (default: the config's schedule, train_cfg.max_epochs)",
+    )
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="training seed (randomness.seed)"
+    )
+    return parser
+
+
+def split_parser() -> argparse.ArgumentParser:
+    """Parser of ``studies/split_coco.py``."""
+    parser = argparse.ArgumentParser(
+        prog="studies/split_coco.py",
+        formatter_class=_Formatter,
+        description=_wrap(
+            "Split a COCO detection json by image into D_train and D_eval for the search (paper "
+            "Sec. 4.1: train2017's 118k images into 113k / 5k). Seeded and deterministic; every "
+            "annotation follows its image; categories and other keys are copied to both."
+        ),
+    )
+    parser.add_argument("ann_file", type=Path, help="COCO json, e.g. instances_train2017.json")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        required=True,
+        help="writes OUT_DIR/train.json (D_train) and OUT_DIR/eval.json (D_eval)",
+    )
+    parser.add_argument(
+        "--eval-images",
+        type=positive_int,
+        default=None,
+        help="D_eval size (default: min(5000, 20%% of the images))",
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="split seed")
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+    return parser
+
+
+def check_config_path(path: Path) -> Path:
+    """The config file must exist and be a Python/YAML/JSON mmengine config."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UsageError(
+            f"--config {path}: no such file; give an MMDetection config, e.g. one of "
+            f"{sorted(p.name for p in CONFIG_DIR.glob('*.py')) if CONFIG_DIR.is_dir() else []}"
+        )
+    if path.suffix not in (".py", ".yml", ".yaml", ".json"):
+        raise UsageError(f"--config {path}: an mmengine config ends in .py, .yml or .json")
+    return path.resolve()
+
+
+def render_url(url: str) -> str:
+    """The storage URL with its password hidden (for messages and records)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL: shown as given, it will be rejected anyway
+        return url
+
+
+def normalize_storage_url(url: str) -> str:
+    """Pick an installed PostgreSQL driver for a plain ``postgresql://`` URL.
+
+    SQLAlchemy >= 2.1 maps ``postgresql://`` to psycopg 3; where only psycopg2 is installed
+    (``psycopg2-binary``, this project's dev extra) the URL becomes ``postgresql+psycopg2://``.
+    Other URLs are returned unchanged.
+    """
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme == "postgresql":
+        has_psycopg3 = importlib.util.find_spec("psycopg") is not None
+        has_psycopg2 = importlib.util.find_spec("psycopg2") is not None
+        if not has_psycopg3 and has_psycopg2:
+            return f"postgresql+psycopg2://{rest}"
+    return url

@@ -1,0 +1,281 @@
+"""Data of a search (D_train / D_eval) and of a final training (train / val).
+
+``--data`` takes one of three forms:
+
+- omitted or ``proxy``: the bundled proxy digits (``paploss.proxy_data``), generated on first use
+  into ``$PAPLOSS_DATA`` (default ``~/.cache/paploss/proxy``);
+- ``DIR``: a folder in the proxy layout, ``DIR/train/annotations.json`` + ``DIR/train/images/``,
+  the same for ``eval`` and optionally ``val`` (``python -m paploss.proxy_data --out DIR``);
+- ``ANN.json IMG_DIR``: a COCO detection json and its image folder (e.g. COCO's
+  ``instances_train2017.json`` and ``train2017/``), split by image into D_train / D_eval with
+  :func:`split_coco` (seeded; by default 5,000 images, at most 20 %, go to D_eval as in the
+  paper's 113k / 5k split of train2017). The two split jsons are written once under
+  ``<work dir>/data/`` and reused; the images are read from ``IMG_DIR``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paploss.study.cli import UsageError
+
+PROXY = "proxy"
+DEFAULT_EVAL_IMAGES = 5000
+MAX_EVAL_FRACTION = 0.2
+ANN_FILE = "annotations.json"
+IMG_DIR = "images"
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """A COCO json and the folder its ``file_name`` entries are relative to."""
+
+    ann_file: Path
+    img_dir: Path
+
+    def to_json(self) -> dict[str, str]:
+        return {"ann_file": str(self.ann_file), "img_dir": str(self.img_dir)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, str]) -> DataSplit:
+        return cls(Path(data["ann_file"]), Path(data["img_dir"]))
+
+
+@dataclass
+class SearchData:
+    """The splits of a dataset: ``train`` and ``eval`` always, ``val`` when there is one.
+
+    Attributes:
+        kind: "proxy", "folder" or "coco".
+        splits: ``{"train": DataSplit, "eval": DataSplit, "val": DataSplit?}``.
+        source: what the user gave (for the study's record).
+        details: e.g. the split settings of a COCO json.
+    """
+
+    kind: str
+    splits: dict[str, DataSplit]
+    source: list[str]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        """Content digests of D_train and D_eval: workers of one study must train on the same data,
+        wherever their copies lie."""
+        return {
+            "train_sha256": file_sha256(self.splits["train"].ann_file),
+            "eval_sha256": file_sha256(self.splits["eval"].ann_file),
+        }
+
+    def record(self) -> dict[str, Any]:
+        """What the study stores as its ``data`` user attr."""
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "splits": {k: v.to_json() for k, v in self.splits.items()},
+            **self.details,
+            "num_images": {k: count_images(v.ann_file) for k, v in self.splits.items()},
+        }
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def count_images(ann_file: Path) -> int:
+    with open(ann_file) as f:
+        return len(json.load(f).get("images", []))
+
+
+# ------------------------------------------------------------------------------ validation
+def check_data_arg(data: Sequence[str] | None) -> None:
+    """Cheap checks of ``--data`` (paths exist, the right files are there); no data is written.
+
+    Raises:
+        UsageError: with the problem and how to fix it.
+    """
+    if not data or list(data) == [PROXY]:
+        return
+    if len(data) == 1:
+        root = Path(data[0]).expanduser()
+        if root.suffix == ".json":
+            raise UsageError(
+                f"--data {data[0]}: a COCO json needs its image folder too: --data ANN.json IMG_DIR"
+            )
+        if not root.is_dir():
+            raise UsageError(
+                f"--data {data[0]}: no such folder; give 'proxy', a folder with train/ and eval/ "
+                "splits (python -m paploss.proxy_data --out DIR), or ANN.json IMG_DIR"
+            )
+        for split in ("train", "eval"):
+            if not (root / split / ANN_FILE).is_file():
+                raise UsageError(
+                    f"--data {data[0]}: missing {root / split / ANN_FILE}; a data folder needs "
+                    f"train/{ANN_FILE} and eval/{ANN_FILE} (each with an {IMG_DIR}/ folder)"
+                )
+        return
+    if len(data) == 2:
+        ann, img = Path(data[0]).expanduser(), Path(data[1]).expanduser()
+        if not ann.is_file():
+            raise UsageError(f"--data: COCO json {data[0]} does not exist")
+        if not img.is_dir():
+            raise UsageError(f"--data: image folder {data[1]} does not exist")
+        return
+    raise UsageError(
+        f"--data takes 'proxy', DIR, or ANN.json IMG_DIR (got {len(data)} values: {list(data)})"
+    )
+
+
+# ------------------------------------------------------------------------------ resolution
+def resolve_data(
+    data: Sequence[str] | None,
+    *,
+    work_dir: Path,
+    eval_images: int | None = None,
+    split_seed: int = 0,
+) -> SearchData:
+    """Turn ``--data`` into split paths, generating the proxy or splitting a COCO json if needed."""
+    check_data_arg(data)
+    if not data or list(data) == [PROXY]:
+        from paploss.proxy_data import generate_proxy_dataset
+
+        paths = generate_proxy_dataset()
+        splits = {k: DataSplit(v / ANN_FILE, v / IMG_DIR) for k, v in paths.items()}
+        return SearchData(PROXY, splits, [PROXY], {"root": str(Path(paths["train"]).parent)})
+    if len(data) == 1:
+        root = Path(data[0]).expanduser().resolve()
+        splits = {}
+        for split in ("train", "eval", "val"):
+            if (root / split / ANN_FILE).is_file():
+                splits[split] = DataSplit(root / split / ANN_FILE, root / split / IMG_DIR)
+        return SearchData("folder", splits, [str(root)])
+    ann = Path(data[0]).expanduser().resolve()
+    img = Path(data[1]).expanduser().resolve()
+    source = load_coco(ann)
+    n_eval = default_eval_images(len(source["images"]), eval_images)
+    digest = hashlib.sha256(f"{file_sha256(ann)}:{n_eval}:{split_seed}".encode()).hexdigest()[:12]
+    out = Path(work_dir).resolve() / "data" / f"{ann.stem}-{digest}"
+    train_json, eval_json = out / "train.json", out / "eval.json"
+    if not (train_json.is_file() and eval_json.is_file()):
+        d_train, d_eval = split_coco(source, eval_images=n_eval, seed=split_seed)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(train_json, d_train)
+        write_json_atomic(eval_json, d_eval)
+    splits = {"train": DataSplit(train_json, img), "eval": DataSplit(eval_json, img)}
+    details = {"split": {"eval_images": n_eval, "seed": split_seed, "source_json": str(ann)}}
+    return SearchData("coco", splits, [str(ann), str(img)], details)
+
+
+def default_eval_images(num_images: int, eval_images: int | None) -> int:
+    """D_eval's size: ``eval_images``, or min(5000, 20 % of the images) (COCO: 5000 of 118k)."""
+    if num_images < 2:
+        raise UsageError(f"a COCO json needs at least 2 images to split, it has {num_images}")
+    if eval_images is None:
+        eval_images = min(DEFAULT_EVAL_IMAGES, max(1, round(num_images * MAX_EVAL_FRACTION)))
+    if not 1 <= eval_images < num_images:
+        raise UsageError(
+            f"--eval-images must be in [1, {num_images - 1}] for a json with {num_images} images, "
+            f"got {eval_images}"
+        )
+    return eval_images
+
+
+def load_coco(path: Path) -> dict[str, Any]:
+    """Read a COCO detection json and check its structure."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read COCO json {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} is not a COCO detection json (top level is not an object)")
+    missing = [k for k in ("images", "annotations", "categories") if k not in data]
+    if missing:
+        raise UsageError(f"{path} is not a COCO detection json: missing {missing}")
+    return data
+
+
+def split_coco(
+    data: Mapping[str, Any], *, eval_images: int, seed: int = 0
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a COCO detection dict by image into (D_train, D_eval).
+
+    The images are ordered by id, permuted with ``numpy.random.default_rng(seed)``, and the first
+    ``eval_images`` go to D_eval; every annotation follows its image; all other top-level keys
+    (info, licenses, categories, ...) are copied to both. Images keep their order of the source.
+
+    Returns:
+        ``(train, eval)`` dicts; their images partition the source's.
+    """
+    images = list(data["images"])
+    ids = [int(im["id"]) for im in images]
+    if len(set(ids)) != len(ids):
+        raise UsageError("the COCO json has duplicate image ids")
+    if not 1 <= eval_images < len(images):
+        raise UsageError(
+            f"eval_images must be in [1, {len(images) - 1}] for {len(images)} images, "
+            f"got {eval_images}"
+        )
+    order = np.random.default_rng(seed).permutation(np.array(sorted(ids), dtype=np.int64))
+    eval_ids = {int(i) for i in order[:eval_images]}
+    parts: list[dict[str, Any]] = []
+    for in_eval in (False, True):
+        part = {k: v for k, v in data.items() if k not in ("images", "annotations")}
+        part["images"] = [im for im in images if (int(im["id"]) in eval_ids) == in_eval]
+        part["annotations"] = [
+            a for a in data["annotations"] if (int(a["image_id"]) in eval_ids) == in_eval
+        ]
+        parts.append(part)
+    return parts[0], parts[1]
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary sibling and rename it into place (safe for concurrent
+    writers of the same content)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def merge_coco(splits: Sequence[DataSplit], out: Path) -> DataSplit:
+    """Concatenate COCO jsons whose images lie in different folders into one json with absolute
+    ``file_name`` paths (image and annotation ids renumbered); returns it as a split with an empty
+    image prefix. Used to train on D_train + D_eval of the proxy."""
+    merged: dict[str, Any] = {"images": [], "annotations": []}
+    next_img, next_ann = 1, 1
+    categories = None
+    for split in splits:
+        data = load_coco(split.ann_file)
+        if categories is None:
+            categories = data["categories"]
+            merged.update({k: v for k, v in data.items() if k not in ("images", "annotations")})
+        elif data["categories"] != categories:
+            raise UsageError(f"{split.ann_file} has other categories than {splits[0].ann_file}")
+        id_map = {}
+        for im in data["images"]:
+            new = dict(im, id=next_img, file_name=str(split.img_dir / im["file_name"]))
+            id_map[im["id"]] = next_img
+            next_img += 1
+            merged["images"].append(new)
+        for ann in data["annotations"]:
+            merged["annotations"].append(dict(ann, id=next_ann, image_id=id_map[ann["image_id"]]))
+            next_ann += 1
+    write_json_atomic(out, merged)
+    return DataSplit(out, Path("/"))

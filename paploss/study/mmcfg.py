@@ -1,0 +1,232 @@
+"""MMDetection configs for searches and final trainings.
+
+- :func:`load_config` reads a config (importing its ``custom_imports``, i.e. ``paploss.mmdet``) and
+  applies ``--cfg-options``.
+- :func:`find_loss_slots` finds the heads that take ``loss_params`` (any model component whose
+  registered class has a ``loss_params`` argument, or whose config sets one).
+- :func:`prepare_config` makes the config of one run: the loss params of every slot, the data
+  splits, the number of epochs, the work dir and the training seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from paploss.params import LossParams
+from paploss.study.cli import UsageError
+from paploss.study.data import DataSplit
+from paploss.study.space import SearchSpace, make_slots
+
+DATALOADERS = {"train": "train_dataloader", "val": "val_dataloader", "test": "test_dataloader"}
+EVALUATORS = {"val": "val_evaluator", "test": "test_evaluator"}
+
+
+def load_config(path: Path, cfg_options: Mapping[str, Any] | None = None) -> Any:
+    """``mmengine.Config.fromfile`` + ``merge_from_dict(cfg_options)``; errors -> UsageError."""
+    from mmengine.config import Config
+
+    try:
+        cfg = Config.fromfile(str(path))
+    except Exception as exc:
+        raise UsageError(f"cannot load config {path}: {type(exc).__name__}: {exc}") from exc
+    if cfg_options:
+        try:
+            cfg.merge_from_dict(dict(cfg_options))
+        except Exception as exc:
+            raise UsageError(f"--cfg-options {dict(cfg_options)} do not apply: {exc}") from exc
+    return cfg
+
+
+LOCATION_KEYS = frozenset(
+    {
+        "data_root",
+        "ann_file",
+        "data_prefix",
+        "work_dir",
+        "launcher",
+        "num_workers",
+        "persistent_workers",
+        "pin_memory",
+        "prefetch_factor",
+        "backend_args",
+        "env_cfg",
+        "log_level",
+        "visualizer",
+        "vis_backends",
+    }
+)
+"""Config keys that say where things are or how one machine runs, not what is trained: left out
+of :func:`config_digest`, so workers on other machines (other data paths) can join a study."""
+
+
+def config_digest(cfg: Any) -> str:
+    """sha256 of the loaded config (with ``--cfg-options`` applied) without ``LOCATION_KEYS``:
+    the workers of one study must train the same thing."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, Mapping):
+            return {str(k): strip(v) for k, v in node.items() if k not in LOCATION_KEYS}
+        if isinstance(node, (list, tuple)):
+            return [strip(v) for v in node]
+        return node
+
+    text = json.dumps(strip(cfg.to_dict()), sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _registered_takes_loss_params(type_name: Any) -> bool:
+    if not isinstance(type_name, str):
+        return False
+    try:
+        import mmdet.models  # noqa: F401  (fills the registry)
+        from mmdet.registry import MODELS
+
+        cls = MODELS.get(type_name)
+    except Exception:
+        return False
+    if cls is None:
+        return False
+    try:
+        return "loss_params" in inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def find_loss_slots(cfg: Any) -> list[str]:
+    """Dotted keys of the model components that take ``loss_params``, in config order."""
+    found: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            if "loss_params" in node or _registered_takes_loss_params(node.get("type")):
+                found.append(path)
+            for key, value in node.items():
+                if key not in ("loss_params", "loss_options"):
+                    walk(value, f"{path}.{key}")
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                walk(value, f"{path}.{i}")
+
+    model = cfg.get("model")
+    if model is None:
+        raise UsageError("the config has no 'model'")
+    walk(model, "model")
+    return found
+
+
+def search_space_of(cfg: Any, config_path: Path) -> SearchSpace:
+    """The search space over all loss slots of a config; UsageError if it has none."""
+    keys = find_loss_slots(cfg)
+    if not keys:
+        raise UsageError(
+            f"{config_path} has no head that takes loss_params (types PAPLossRetinaHead, "
+            "PAPLossRPNHead, PAPLossBBoxHead, PAPLossDeformableDETRHead); use a *_paploss.py config"
+        )
+    return SearchSpace(make_slots(keys))
+
+
+def _node(cfg: Any, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = node[int(part)] if isinstance(node, (list, tuple)) else node[part]
+    return node
+
+
+def set_loss_params(cfg: Any, key: str, params: LossParams) -> None:
+    """Replace ``<key>.loss_params`` by ``params.to_dict()``."""
+    _node(cfg, key)["loss_params"] = params.to_dict()
+
+
+def _dataset_of(cfg: Any, loader_key: str) -> Any:
+    loader = cfg.get(loader_key)
+    if loader is None:
+        raise UsageError(f"the config has no {loader_key}")
+    dataset = loader["dataset"]
+    while "ann_file" not in dataset and "dataset" in dataset:  # RepeatDataset, ClassBalanced...
+        dataset = dataset["dataset"]
+    if "ann_file" not in dataset:
+        raise UsageError(
+            f"{loader_key}.dataset ({dataset.get('type')}) has no ann_file; the studies scripts "
+            "need a COCO-style dataset (possibly inside a RepeatDataset)"
+        )
+    return dataset
+
+
+def set_split(cfg: Any, stage: str, split: DataSplit) -> None:
+    """Point the dataloader (and evaluator) of ``stage`` ("train", "val", "test") at a split."""
+    dataset = _dataset_of(cfg, DATALOADERS[stage])
+    dataset["data_root"] = ""
+    dataset["ann_file"] = str(split.ann_file)
+    prefix = dict(dataset.get("data_prefix") or {})
+    img = str(split.img_dir)
+    prefix["img"] = img if img.endswith("/") else img + "/"
+    dataset["data_prefix"] = prefix
+    if stage in EVALUATORS and cfg.get(EVALUATORS[stage]) is not None:
+        evaluators = cfg[EVALUATORS[stage]]
+        for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
+            if "ann_file" in evaluator:
+                evaluator["ann_file"] = str(split.ann_file)
+
+
+def epochs_of(cfg: Any) -> int:
+    """``train_cfg.max_epochs``; UsageError for iteration-based schedules."""
+    train_cfg = cfg.get("train_cfg") or {}
+    if "max_epochs" not in train_cfg:
+        raise UsageError(
+            "the config's train_cfg has no max_epochs (an iteration-based loop?); the studies "
+            "scripts train by epochs: use an EpochBasedTrainLoop config"
+        )
+    return int(train_cfg["max_epochs"])
+
+
+def prepare_config(
+    cfg: Any,
+    *,
+    space: SearchSpace,
+    loss_params: Mapping[str, LossParams],
+    train: DataSplit,
+    evaluate: DataSplit,
+    work_dir: Path,
+    epochs: int | None,
+    seed: int,
+    search: bool,
+) -> Any:
+    """A copy of ``cfg`` set up for one run.
+
+    Args:
+        cfg: the loaded config (not modified).
+        space: its loss slots.
+        loss_params: ``{slot name: LossParams}``; slots missing here keep the config's value.
+        train: training split (``train_dataloader``).
+        evaluate: evaluation split (``val_dataloader``/``val_evaluator`` and the test ones).
+        work_dir: mmengine work dir of the run.
+        epochs: ``train_cfg.max_epochs`` (None keeps the config's).
+        seed: ``randomness.seed`` (the same initial weights for every trial of a search).
+        search: a search trial: validation only after the last epoch, no checkpoints.
+    """
+    cfg = copy.deepcopy(cfg)
+    for slot in space.slots:
+        if slot.name in loss_params:
+            set_loss_params(cfg, slot.key, loss_params[slot.name])
+    set_split(cfg, "train", train)
+    set_split(cfg, "val", evaluate)
+    if cfg.get("test_dataloader") is not None:
+        set_split(cfg, "test", evaluate)
+    max_epochs = epochs_of(cfg) if epochs is None else epochs
+    cfg.train_cfg["max_epochs"] = max_epochs
+    if search:
+        cfg.train_cfg["val_interval"] = max_epochs
+        if cfg.get("default_hooks") is not None and "checkpoint" in cfg.default_hooks:
+            cfg.default_hooks["checkpoint"] = None
+    cfg.work_dir = str(work_dir)
+    randomness = dict(cfg.get("randomness") or {})
+    randomness["seed"] = seed
+    cfg.randomness = randomness
+    cfg.launcher = "none"
+    return cfg

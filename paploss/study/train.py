@@ -1,0 +1,252 @@
+"""``studies/train.py``: train with the searched (or given) loss parameters and evaluate on val.
+
+The parameters of every loss head come from, in this order of precedence for each head: an
+explicit ``--preset`` / ``--params`` for it (``SLOT=...``) or for all heads, else the best (or
+``--trial``) trial of ``--storage``/``--study-name``, else the config's own ``loss_params``.
+Giving one head two sources is an error. The run trains in this process (mmengine's logs and
+checkpoints go to ``--work-dir``) and writes ``metrics.json`` there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from paploss.params import PRESETS, LossParams
+from paploss.study.cli import (
+    EXIT_USAGE,
+    UsageError,
+    check_config_path,
+    normalize_storage_url,
+    render_url,
+    train_parser,
+)
+
+
+def _split_spec(text: str, slot_names: Sequence[str]) -> tuple[str | None, str]:
+    """``"rpn=paper-faster-rcnn-rpn"`` -> ("rpn", ...); ``"x.json"`` -> (None, "x.json")."""
+    head, sep, rest = text.partition("=")
+    if sep and head in slot_names and head:
+        return head, rest
+    if sep and "/" not in head and not head.endswith(".json") and head not in slot_names:
+        raise UsageError(
+            f"{text!r}: unknown loss head {head!r}; this config's heads are "
+            f"{[s for s in slot_names if s] or ['(one head: give the value without SLOT=)']}"
+        )
+    return None, text
+
+
+def explicit_params(
+    presets: Sequence[str], files: Sequence[str], slot_names: Sequence[str]
+) -> dict[str, LossParams]:
+    """``{slot: LossParams}`` from ``--preset`` and ``--params`` (UsageError on conflicts)."""
+    out: dict[str, LossParams] = {}
+    source: dict[str, str] = {}
+    items = [("--preset", p) for p in presets] + [("--params", f) for f in files]
+    for flag, text in items:
+        slot, value = _split_spec(text, slot_names)
+        try:
+            if flag == "--preset":
+                params = LossParams.preset(value)
+            else:
+                params = LossParams.load(Path(value).expanduser())
+        except (ValueError, KeyError, json.JSONDecodeError) as exc:
+            hint = f" (presets: {', '.join(PRESETS)})" if flag == "--preset" else ""
+            raise UsageError(f"{flag} {text}: {exc}{hint}") from exc
+        targets = [slot] if slot is not None else list(slot_names)
+        for target in targets:
+            if target in out:
+                raise UsageError(
+                    f"loss head {target or 'of the config'} gets two parameter sets "
+                    f"({source[target]} and {flag} {text}); give one per head"
+                )
+            out[target] = params
+            source[target] = f"{flag} {text}"
+    return out
+
+
+def params_from_study(
+    storage_url: str, study_name: str, trial_number: int | None, space: Any
+) -> tuple[dict[str, LossParams], Any]:
+    """``({slot: LossParams}, trial)`` of the study's best (or given) trial."""
+    import optuna
+
+    from paploss.study.space import SearchSpace
+
+    try:
+        storage = optuna.storages.RDBStorage(normalize_storage_url(storage_url))
+    except Exception as exc:
+        raise UsageError(f"cannot open storage {render_url(storage_url)}: {exc}") from exc
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise UsageError(
+            f"storage {render_url(storage_url)} has no study {study_name!r}; studies: {names}"
+        ) from None
+    if trial_number is None:
+        try:
+            trial = study.best_trial
+        except ValueError:
+            raise UsageError(f"study {study_name!r} has no complete trial yet") from None
+    else:
+        matching = [t for t in study.get_trials(deepcopy=False) if t.number == trial_number]
+        if not matching:
+            raise UsageError(f"study {study_name!r} has no trial {trial_number}")
+        trial = matching[0]
+    stored = study.user_attrs.get("loss_slots")
+    if stored is not None:
+        names = [s.name for s in SearchSpace.from_json(stored).slots]
+        mine = [s.name for s in space.slots]
+        if names != mine:
+            raise UsageError(
+                f"study {study_name!r} searched the loss heads {stored}, but the config has "
+                f"{space.to_json()}; give the --config the study was searched with"
+            )
+    try:
+        return space.from_params(trial.params), trial
+    except ValueError as exc:
+        raise UsageError(f"trial {trial.number} of {study_name!r}: {exc}") from exc
+
+
+def export_paths(path: Path, slots: Sequence[str]) -> dict[str, Path]:
+    """One file for a single head, ``<stem>.<slot><suffix>`` per head otherwise."""
+    if len(slots) == 1:
+        return {slots[0]: path}
+    suffix = path.suffix or ".json"
+    return {s: path.with_name(f"{path.stem}.{s}{suffix}") for s in slots}
+
+
+def training_data(args: Any, work_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(train split, val split, description) of ``--data`` / ``--val-data``."""
+    from paploss.study.data import (
+        PROXY,
+        DataSplit,
+        check_data_arg,
+        merge_coco,
+        resolve_data,
+    )
+
+    check_data_arg(args.data)
+    if args.val_data is not None:
+        ann, img = (Path(p).expanduser().resolve() for p in args.val_data)
+        if not ann.is_file():
+            raise UsageError(f"--val-data: COCO json {ann} does not exist")
+        if not img.is_dir():
+            raise UsageError(f"--val-data: image folder {img} does not exist")
+    if len(args.data) == 2:
+        train = DataSplit(*(Path(p).expanduser().resolve() for p in args.data))
+        val = None
+    else:
+        data = resolve_data(args.data, work_dir=work_dir)
+        splits = [data.splits["train"], data.splits["eval"]]
+        train = merge_coco(splits, work_dir / "data" / "train_eval.json")
+        val = data.splits.get("val")
+        if data.kind != PROXY and val is None and args.val_data is None:
+            raise UsageError(f"--data {args.data[0]} has no val/ split; give --val-data ANN IMG")
+    if args.val_data is not None:
+        val = DataSplit(*(Path(p).expanduser().resolve() for p in args.val_data))
+    if val is None:
+        raise UsageError("a COCO --data needs --val-data ANN.json IMG_DIR for the evaluation")
+    return train, val, {"train": train.to_json(), "val": val.to_json()}
+
+
+def run(args: Any) -> int:
+    from paploss.study.mmcfg import load_config, prepare_config, search_space_of
+    from paploss.study.trial import child_env, execute
+
+    if args.device != "auto":  # before torch is imported
+        os.environ.update(
+            {k: v for k, v in child_env(args.device).items() if k == "CUDA_VISIBLE_DEVICES"}
+        )
+    if (args.storage is None) != (args.study_name is None):
+        raise UsageError("--storage and --study-name go together (the study to take params from)")
+    if args.trial is not None and args.study_name is None:
+        raise UsageError("--trial needs --storage and --study-name")
+    if args.export_only and args.export is None:
+        raise UsageError("--export-only needs --export PATH")
+    config_path = check_config_path(args.config)
+    from paploss.study.data import check_data_arg
+
+    check_data_arg(args.data)
+    cfg = load_config(config_path, args.cfg_options)
+    space = search_space_of(cfg, config_path)
+    slot_names = [s.name for s in space.slots]
+    params = explicit_params(args.preset, args.params, slot_names)
+    if args.study_name is not None:
+        from_study, trial = params_from_study(args.storage, args.study_name, args.trial, space)
+        for slot, p in from_study.items():
+            if slot in params:
+                raise UsageError(
+                    f"loss head {slot or 'of the config'} gets params from both the study and "
+                    "--preset/--params; give one source per head"
+                )
+            params[slot] = p
+        value = f"{trial.value:.4f}" if trial.value is not None else "-"
+        print(f"[train] params of trial {trial.number} of study {args.study_name!r} (AP {value})")
+    if args.export is not None:
+        if not params:
+            raise UsageError("--export needs params: --storage/--study-name, --preset or --params")
+        keys = {s.name: s.key for s in space.slots}
+        for slot, path in export_paths(args.export, list(params)).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            params[slot].save(path)
+            print(f"[train] wrote {path}: {keys[slot]}.loss_params=dict(file='{path}')")
+        if args.export_only:
+            return 0
+    work_dir = Path(args.work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    train, val, data_record = training_data(args, work_dir)
+    run_cfg = prepare_config(
+        cfg,
+        space=space,
+        loss_params=params,
+        train=train,
+        evaluate=val,
+        work_dir=work_dir,
+        epochs=args.epochs,
+        seed=args.seed,
+        search=False,
+    )
+    config_file = work_dir / "config.py"
+    run_cfg.dump(str(config_file))
+    for slot, p in params.items():
+        p.save(work_dir / (f"loss_params.{slot}.json" if slot else "loss_params.json"))
+    print(
+        f"[train] {config_path.name}: {run_cfg.train_cfg['max_epochs']} epoch(s) on "
+        f"{train.ann_file}, evaluation on {val.ann_file}; work dir {work_dir}",
+        flush=True,
+    )
+    result = execute(config_file, work_dir / "result.json")
+    summary = {
+        "status": result["status"],
+        "metrics": result["metrics"],
+        "train_seconds": result["train_seconds"],
+        "eval_seconds": result["eval_seconds"],
+        "config": str(config_path),
+        "data": data_record,
+        "loss_params": {slot or "default": p.to_dict() for slot, p in params.items()},
+    }
+    (work_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
+    m = result["metrics"]
+    print(
+        f"[train] {result['status']}: AP {m['AP']:.4f}  AP50 {m['AP50']:.4f}  AP75 {m['AP75']:.4f}"
+        f"  APs {m['APs']:.4f}  APm {m['APm']:.4f}  APl {m['APl']:.4f}  "
+        f"(train {result['train_seconds']:.0f} s); {work_dir / 'metrics.json'}",
+        flush=True,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``studies/train.py``; returns the exit code."""
+    args = train_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,18 @@
+#!/usr/bin/env python
+"""Train a detector with searched (or preset / JSON) loss parameters for a full schedule and
+evaluate it on val (paper Sec. 4.1, "Training Settings"); ``--export`` writes the params as JSON
+for ``loss_params=dict(file=...)``. See ``--help`` and paploss/study/train.py.
+
+    .venv/bin/python studies/train.py --storage sqlite:///paploss.db \
+        --study-name paploss-proxy-demo --epochs 12 --export best.json
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from paploss.study.train import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

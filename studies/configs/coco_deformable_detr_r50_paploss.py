@@ -13,8 +13,7 @@
 #
 # Data: COCO under $COCO_ROOT (default data/coco: annotations/instances_{train,val}2017.json,
 # {train,val}2017/).
-default_scope = "mmdet"
-custom_imports = dict(imports=["paploss.mmdet"], allow_failed_imports=False)
+_base_ = ["./_base_/coco_runtime.py"]
 
 num_gpus = 8
 images_per_gpu = 4
@@ -204,23 +203,4 @@ param_scheduler = [
 # lr 2e-4 is for 32 images per iteration; --auto-scale-lr rescales it for other batch sizes.
 auto_scale_lr = dict(enable=False, base_batch_size=num_gpus * images_per_gpu)
 
-# ------------------------------------------------------------------------------ runtime
-default_hooks = dict(
-    timer=dict(type="IterTimerHook"),
-    logger=dict(type="LoggerHook", interval=50),
-    param_scheduler=dict(type="ParamSchedulerHook"),
-    checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=3),
-    sampler_seed=dict(type="DistSamplerSeedHook"),
-    visualization=dict(type="DetVisualizationHook"),
-)
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-    dist_cfg=dict(backend="nccl"),
-)
-vis_backends = [dict(type="LocalVisBackend")]
-visualizer = dict(type="DetLocalVisualizer", vis_backends=vis_backends, name="visualizer")
-log_processor = dict(type="LogProcessor", window_size=50, by_epoch=True)
-log_level = "INFO"
-load_from = None
-resume = False
+default_hooks = dict(checkpoint=dict(interval=1))

@@ -15,13 +15,11 @@
 #
 # Data: COCO under $COCO_ROOT (default data/coco: annotations/instances_{train,val}2017.json,
 # {train,val}2017/).
-default_scope = "mmdet"
-custom_imports = dict(imports=["paploss.mmdet"], allow_failed_imports=False)
-
-num_gpus = 8
-images_per_gpu = 8
-image_size = (512, 512)
-max_epochs = 100
+_base_ = [
+    "./_base_/datasets/coco_ssd512.py",
+    "./_base_/schedules/coco_ssd512_100e.py",
+    "./_base_/coco_runtime.py",
+]
 
 loss_options = dict(
     backend="auto",
@@ -138,111 +136,4 @@ model = dict(
     ),
 )
 
-# ------------------------------------------------------------------------------ data
-dataset_type = "CocoDataset"
-data_root = "{{$COCO_ROOT:data/coco}}/"
-backend_args = None
-train_pipeline = [
-    dict(type="LoadImageFromFile", backend_args=backend_args),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="Expand", mean=data_preprocessor["mean"], to_rgb=True, ratio_range=(1, 4)),
-    dict(type="MinIoURandomCrop", min_ious=(0.1, 0.3, 0.5, 0.7, 0.9), min_crop_size=0.3),
-    dict(type="Resize", scale=image_size, keep_ratio=False),
-    dict(type="RandomFlip", prob=0.5),
-    dict(
-        type="PhotoMetricDistortion",
-        brightness_delta=32,
-        contrast_range=(0.5, 1.5),
-        saturation_range=(0.5, 1.5),
-        hue_delta=18,
-    ),
-    dict(type="PackDetInputs"),
-]
-test_pipeline = [
-    dict(type="LoadImageFromFile", backend_args=backend_args),
-    dict(type="Resize", scale=image_size, keep_ratio=False),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(
-        type="PackDetInputs",
-        meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor"),
-    ),
-]
-train_dataloader = dict(
-    batch_size=images_per_gpu,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type="DefaultSampler", shuffle=True),
-    batch_sampler=dict(type="AspectRatioBatchSampler"),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file="annotations/instances_train2017.json",
-        data_prefix=dict(img="train2017/"),
-        filter_cfg=dict(filter_empty_gt=True, min_size=32),
-        pipeline=train_pipeline,
-        backend_args=backend_args,
-    ),
-)
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type="DefaultSampler", shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file="annotations/instances_val2017.json",
-        data_prefix=dict(img="val2017/"),
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args,
-    ),
-)
-test_dataloader = val_dataloader
-val_evaluator = dict(
-    type="CocoMetric",
-    ann_file=data_root + "annotations/instances_val2017.json",
-    metric="bbox",
-    format_only=False,
-    backend_args=backend_args,
-)
-test_evaluator = val_evaluator
-
-# ------------------------------------------------------------------------------ schedule
-train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=5)
-val_cfg = dict(type="ValLoop")
-test_cfg = dict(type="TestLoop")
-optim_wrapper = dict(
-    type="OptimWrapper",
-    optimizer=dict(type="SGD", lr=0.024, momentum=0.9, weight_decay=0.0001),
-)
-param_scheduler = [
-    dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=500),
-    dict(
-        type="MultiStepLR", begin=0, end=max_epochs, by_epoch=True, milestones=[75, 95], gamma=0.1
-    ),
-]
-# lr 0.024 is for 64 images per iteration; --auto-scale-lr rescales it for other batch sizes.
-auto_scale_lr = dict(enable=False, base_batch_size=num_gpus * images_per_gpu)
-
-# ------------------------------------------------------------------------------ runtime
-default_hooks = dict(
-    timer=dict(type="IterTimerHook"),
-    logger=dict(type="LoggerHook", interval=50),
-    param_scheduler=dict(type="ParamSchedulerHook"),
-    checkpoint=dict(type="CheckpointHook", interval=5, max_keep_ckpts=3),
-    sampler_seed=dict(type="DistSamplerSeedHook"),
-    visualization=dict(type="DetVisualizationHook"),
-)
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-    dist_cfg=dict(backend="nccl"),
-)
-vis_backends = [dict(type="LocalVisBackend")]
-visualizer = dict(type="DetLocalVisualizer", vis_backends=vis_backends, name="visualizer")
-log_processor = dict(type="LogProcessor", window_size=50, by_epoch=True)
-log_level = "INFO"
-load_from = None
-resume = False
+optim_wrapper = dict(optimizer=dict(lr=0.024))

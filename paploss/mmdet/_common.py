@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from mmdet.structures.bbox import cat_boxes, get_box_tensor
+from mmdet.utils import InstanceList, OptInstanceList
 from torch import Tensor
 
 from paploss.localization import LOC_SCORE_KINDS, localization_scores
@@ -202,3 +204,81 @@ def set_data_root(cfg: Any, data_root: str | os.PathLike[str]) -> Any:
                 evaluator["ann_file"] = os.path.join(new_root, ann_file)
     cfg["data_root"] = new_root
     return cfg
+
+
+class AnchorPredictionSet:
+    """Mixin for mmdet ``AnchorHead`` subclasses (RetinaNet, RPN): the prediction set B of Eq. (6)
+    over all FPN levels and all images of the batch, from mmdet's own anchor targets."""
+
+    def prediction_set(
+        self,
+        cls_scores: list[Tensor],
+        bbox_preds: list[Tensor],
+        batch_gt_instances: InstanceList,
+        batch_img_metas: list[dict],
+        batch_gt_instances_ignore: OptInstanceList = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The inputs of Eq. (6) over all levels and images: logits, targets and loc scores of B.
+
+        Args:
+            cls_scores: per level [B, A * C, H, W] classification logits (C = 1 for the RPN).
+            bbox_preds: per level [B, A * 4, H, W] box deltas.
+            batch_gt_instances: per image ``InstanceData`` with ``bboxes`` [G, 4] and ``labels``.
+            batch_img_metas: per image meta dicts (``img_shape``, ``pad_shape``, ...).
+            batch_gt_instances_ignore: per image ignored boxes, or None.
+
+        Returns:
+            logits [N], targets [N] int8 (1 = P, 0 = negative), loc scores [N] (0 off P); N =
+            (number of non-ignored anchors of all images) * C, ordered image, level, location,
+            anchor, class (the order of mmdet's flattened head outputs).
+        """
+        featmap_sizes = [featmap.size()[-2:] for featmap in cls_scores]
+        if len(featmap_sizes) != self.prior_generator.num_levels:
+            raise ValueError(
+                f"got {len(featmap_sizes)} feature levels, the anchor generator has "
+                f"{self.prior_generator.num_levels}"
+            )
+        device = cls_scores[0].device
+        num_imgs = len(batch_img_metas)
+        anchor_list, valid_flag_list = self.get_anchors(
+            featmap_sizes, batch_img_metas, device=device
+        )
+        labels_list, label_weights_list, bbox_targets_list, _, _ = self.get_targets(
+            anchor_list,
+            valid_flag_list,
+            batch_gt_instances,
+            batch_img_metas,
+            batch_gt_instances_ignore=batch_gt_instances_ignore,
+        )
+        # Per image, all levels concatenated: [B, A_total, ...] -> flattened [B * A_total, ...].
+        labels = torch.cat(labels_list, dim=1).reshape(-1)
+        label_weights = torch.cat(label_weights_list, dim=1).reshape(-1)
+        gt_boxes = torch.cat(bbox_targets_list, dim=1).reshape(-1, 4)
+        anchors = torch.cat(
+            [get_box_tensor(cat_boxes(per_img)) for per_img in anchor_list], dim=0
+        )  # [B * A_total, 4]
+        cls_logits = torch.cat(
+            [
+                s.permute(0, 2, 3, 1).reshape(num_imgs, -1, self.cls_out_channels)
+                for s in cls_scores
+            ],
+            dim=1,
+        ).reshape(-1, self.cls_out_channels)
+        deltas = torch.cat(
+            [
+                b.permute(0, 2, 3, 1).reshape(num_imgs, -1, self.bbox_coder.encode_size)
+                for b in bbox_preds
+            ],
+            dim=1,
+        ).reshape(-1, self.bbox_coder.encode_size)
+
+        logits, targets, pos_entries, pos_anchors = build_prediction_set(
+            cls_logits, labels, label_weights, self.num_classes
+        )
+        pred_boxes = get_box_tensor(
+            self.bbox_coder.decode(anchors[pos_anchors], deltas[pos_anchors])
+        )
+        loc_scores = prediction_loc_scores(
+            pred_boxes, gt_boxes[pos_anchors], pos_entries, logits.shape[0], self.loc_score
+        )
+        return logits, targets, loc_scores.to(logits.dtype)

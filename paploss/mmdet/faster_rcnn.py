@@ -47,13 +47,18 @@ from mmdet.models.layers import multiclass_nms
 from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
 from mmdet.models.utils import empty_instances
 from mmdet.registry import MODELS
-from mmdet.structures.bbox import cat_boxes, get_box_tensor, scale_boxes
+from mmdet.structures.bbox import get_box_tensor, scale_boxes
 from mmdet.utils import InstanceList, OptInstanceList
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from paploss.mmdet._common import build_ap_loss, build_prediction_set, prediction_loc_scores
+from paploss.mmdet._common import (
+    AnchorPredictionSet,
+    build_ap_loss,
+    build_prediction_set,
+    prediction_loc_scores,
+)
 
 
 def _reject_separate_losses(head: str, kwargs: dict[str, Any], keys: tuple[str, ...]) -> None:
@@ -71,7 +76,7 @@ def _reject_separate_losses(head: str, kwargs: dict[str, Any], keys: tuple[str, 
 
 
 @MODELS.register_module()
-class PAPLossRPNHead(RPNHead):
+class PAPLossRPNHead(AnchorPredictionSet, RPNHead):
     """RPN head trained with the Parameterized AP Loss (one objectness logit per anchor).
 
     Args:
@@ -101,71 +106,6 @@ class PAPLossRPNHead(RPNHead):
         self.loss_cls = None
         self.loss_bbox = None
         self.paploss, self.loc_score = build_ap_loss(loss_params, loss_options)
-
-    def prediction_set(
-        self,
-        cls_scores: list[Tensor],
-        bbox_preds: list[Tensor],
-        batch_gt_instances: InstanceList,
-        batch_img_metas: list[dict],
-        batch_gt_instances_ignore: OptInstanceList = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Build B, P and the localization scores from mmdet's anchor targets.
-
-        Args:
-            cls_scores: per level [N, A, H, W] objectness logits (A anchors per location).
-            bbox_preds: per level [N, A * 4, H, W] box deltas.
-            batch_gt_instances, batch_img_metas, batch_gt_instances_ignore: as in mmdet.
-
-        Returns:
-            logits [N], targets [N] int8 (1 = P, 0 = negative), loc scores [N] (0 off P); N = the
-            number of anchors of the batch with a non-zero label weight, ordered image, level,
-            location, anchor (the order of mmdet's flattened head outputs).
-        """
-        featmap_sizes = [featmap.size()[-2:] for featmap in cls_scores]
-        if len(featmap_sizes) != self.prior_generator.num_levels:
-            raise ValueError(
-                f"got {len(featmap_sizes)} feature levels, the anchor generator has "
-                f"{self.prior_generator.num_levels}"
-            )
-        device = cls_scores[0].device
-        num_imgs = len(batch_img_metas)
-        anchor_list, valid_flag_list = self.get_anchors(
-            featmap_sizes, batch_img_metas, device=device
-        )
-        labels_list, label_weights_list, bbox_targets_list, _, _ = self.get_targets(
-            anchor_list,
-            valid_flag_list,
-            batch_gt_instances,
-            batch_img_metas,
-            batch_gt_instances_ignore=batch_gt_instances_ignore,
-        )
-        # Everything flattened in (image, level, y, x, anchor) order, as mmdet's anchors.
-        anchors = torch.stack([get_box_tensor(cat_boxes(a)) for a in anchor_list]).reshape(-1, 4)
-        logits = torch.cat(
-            [s.permute(0, 2, 3, 1).reshape(num_imgs, -1) for s in cls_scores], dim=1
-        ).reshape(-1)
-        deltas = torch.cat(
-            [
-                b.permute(0, 2, 3, 1).reshape(num_imgs, -1, self.bbox_coder.encode_size)
-                for b in bbox_preds
-            ],
-            dim=1,
-        ).reshape(-1, self.bbox_coder.encode_size)
-        labels = torch.cat(labels_list, dim=1).reshape(-1)
-        label_weights = torch.cat(label_weights_list, dim=1).reshape(-1)
-        bbox_targets = torch.cat(bbox_targets_list, dim=1).reshape(-1, 4)
-
-        logits, targets, pos_entries, pos_anchors = build_prediction_set(
-            logits.unsqueeze(1), labels, label_weights, self.num_classes
-        )
-        pred_boxes = get_box_tensor(
-            self.bbox_coder.decode(anchors[pos_anchors], deltas[pos_anchors])
-        )
-        loc_scores = prediction_loc_scores(
-            pred_boxes, bbox_targets[pos_anchors], pos_entries, logits.numel(), self.loc_score
-        )
-        return logits, targets, loc_scores.to(logits.dtype)
 
     def loss_by_feat(
         self,

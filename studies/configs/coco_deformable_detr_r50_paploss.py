@@ -13,7 +13,7 @@
 #
 # Data: COCO under $COCO_ROOT (default data/coco: annotations/instances_{train,val}2017.json,
 # {train,val}2017/).
-_base_ = ["./_base_/coco_runtime.py"]
+_base_ = ["./_base_/datasets/coco_detection.py", "./_base_/coco_runtime.py"]
 
 num_gpus = 8
 images_per_gpu = 4
@@ -97,8 +97,6 @@ model = dict(
 )
 
 # ------------------------------------------------------------------------------ data
-dataset_type = "CocoDataset"
-data_root = "{{$COCO_ROOT:data/coco}}/"
 backend_args = None
 _scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333), (608, 1333), (640, 1333),
            (672, 1333), (704, 1333), (736, 1333), (768, 1333), (800, 1333)]  # fmt: skip
@@ -130,56 +128,11 @@ train_pipeline = [
     ),
     dict(type="PackDetInputs"),
 ]
-test_pipeline = [
-    dict(type="LoadImageFromFile", backend_args=backend_args),
-    dict(type="Resize", scale=(1333, 800), keep_ratio=True),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(
-        type="PackDetInputs",
-        meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor"),
-    ),
-]
+# mmdet's 1333 x 800 test pipeline of the base.
 train_dataloader = dict(
     batch_size=images_per_gpu,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type="DefaultSampler", shuffle=True),
-    batch_sampler=dict(type="AspectRatioBatchSampler"),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file="annotations/instances_train2017.json",
-        data_prefix=dict(img="train2017/"),
-        filter_cfg=dict(filter_empty_gt=False, min_size=32),
-        pipeline=train_pipeline,
-        backend_args=backend_args,
-    ),
+    dataset=dict(filter_cfg=dict(filter_empty_gt=False), pipeline=train_pipeline),
 )
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type="DefaultSampler", shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file="annotations/instances_val2017.json",
-        data_prefix=dict(img="val2017/"),
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args,
-    ),
-)
-test_dataloader = val_dataloader
-val_evaluator = dict(
-    type="CocoMetric",
-    ann_file=data_root + "annotations/instances_val2017.json",
-    metric="bbox",
-    format_only=False,
-    backend_args=backend_args,
-)
-test_evaluator = val_evaluator
 
 # ------------------------------------------------------------------------------ schedule
 train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=1)

@@ -1,10 +1,9 @@
 # COCO 2017 at 512 x 512 with SSD-style augmentation, the input recipe of AP-Loss / aLRP Loss that
 # the paper's RetinaNet and Faster R-CNN settings follow (Sec. 4.1), in mmdet's SSD512 order:
 # zoom-out (Expand), min-IoU random crop, resize to 512 x 512, flip, photometric distortion.
-# 8 images per GPU (8 GPUs -> batch 64). Data under $COCO_ROOT (default data/coco: annotations/instances_{train,val}2017.json,
-# {train,val}2017/).
-dataset_type = "CocoDataset"
-data_root = "{{$COCO_ROOT:data/coco}}/"
+# 8 images per GPU (8 GPUs -> batch 64). Dataloaders and evaluator: ./coco_detection.py.
+_base_ = "./coco_detection.py"
+
 backend_args = None
 image_size = (512, 512)
 train_pipeline = [
@@ -34,42 +33,7 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=8,  # per GPU; 8 GPUs -> 64
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type="DefaultSampler", shuffle=True),
-    batch_sampler=dict(type="AspectRatioBatchSampler"),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file="annotations/instances_train2017.json",
-        data_prefix=dict(img="train2017/"),
-        filter_cfg=dict(filter_empty_gt=True, min_size=32),
-        pipeline=train_pipeline,
-        backend_args=backend_args,
-    ),
+    dataset=dict(pipeline=train_pipeline),
 )
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type="DefaultSampler", shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file="annotations/instances_val2017.json",
-        data_prefix=dict(img="val2017/"),
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args,
-    ),
-)
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(
-    type="CocoMetric",
-    ann_file=data_root + "annotations/instances_val2017.json",
-    metric="bbox",
-    format_only=False,
-    backend_args=backend_args,
-)
-test_evaluator = val_evaluator

@@ -62,6 +62,22 @@ def parse_loss_options(loss_options: Mapping[str, Any] | None) -> tuple[dict[str
     return options, loc_score
 
 
+def reject_separate_losses(
+    head: str, kwargs: dict[str, Any], keys: tuple[str, ...], *, decoded_boxes: bool = True
+) -> None:
+    """Raise ValueError for ``loss_*`` configs in ``keys`` (the head is trained by the AP loss
+    alone) and, with ``decoded_boxes``, for ``reg_decoded_bbox=False``; removes them from kwargs."""
+    for key in keys:
+        if kwargs.get(key) is not None:
+            raise ValueError(
+                f"{head} is trained only by the Parameterized AP Loss; remove {key}={kwargs[key]!r} "
+                "from the config (or use _delete_=True)"
+            )
+        kwargs.pop(key, None)
+    if decoded_boxes and not kwargs.pop("reg_decoded_bbox", True):
+        raise ValueError(f"{head} needs reg_decoded_bbox=True (loc scores of decoded boxes)")
+
+
 def build_ap_loss(
     loss_params: Any = None, loss_options: Mapping[str, Any] | None = None
 ) -> tuple[ParameterizedAPLoss, str]:

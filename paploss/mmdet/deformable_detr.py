@@ -40,7 +40,12 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmdet.utils import InstanceList, OptInstanceList
 from torch import Tensor
 
-from paploss.mmdet._common import build_ap_loss, build_prediction_set, prediction_loc_scores
+from paploss.mmdet._common import (
+    build_ap_loss,
+    build_prediction_set,
+    prediction_loc_scores,
+    reject_separate_losses,
+)
 
 
 @MODELS.register_module()
@@ -69,13 +74,9 @@ class PAPLossDeformableDETRHead(DeformableDETRHead):
         loss_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        for key in ("loss_cls", "loss_bbox", "loss_iou"):
-            if kwargs.get(key) is not None:
-                raise ValueError(
-                    f"{type(self).__name__} is trained only by the Parameterized AP Loss; remove "
-                    f"{key}={kwargs[key]!r} from the config (or use _delete_=True)"
-                )
-            kwargs.pop(key, None)
+        reject_separate_losses(
+            type(self).__name__, kwargs, ("loss_cls", "loss_bbox", "loss_iou"), decoded_boxes=False
+        )
         kwargs["loss_cls"] = dict(type="FocalLoss", use_sigmoid=True, loss_weight=1.0)
         super().__init__(*args, **kwargs)
         self.loss_bbox = None

@@ -58,21 +58,8 @@ from paploss.mmdet._common import (
     build_ap_loss,
     build_prediction_set,
     prediction_loc_scores,
+    reject_separate_losses,
 )
-
-
-def _reject_separate_losses(head: str, kwargs: dict[str, Any], keys: tuple[str, ...]) -> None:
-    """Raise ValueError for ``loss_*`` configs (the head is trained by the AP loss alone) and for
-    ``reg_decoded_bbox=False``; removes them from ``kwargs``."""
-    for key in keys:
-        if kwargs.get(key) is not None:
-            raise ValueError(
-                f"{head} is trained only by the Parameterized AP Loss; remove {key}={kwargs[key]!r} "
-                "from the config (or use _delete_=True)"
-            )
-        kwargs.pop(key, None)
-    if not kwargs.pop("reg_decoded_bbox", True):
-        raise ValueError(f"{head} needs reg_decoded_bbox=True (loc scores of decoded boxes)")
 
 
 @MODELS.register_module()
@@ -99,7 +86,7 @@ class PAPLossRPNHead(AnchorPredictionSet, RPNHead):
         loss_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        _reject_separate_losses(type(self).__name__, kwargs, ("loss_cls", "loss_bbox"))
+        reject_separate_losses(type(self).__name__, kwargs, ("loss_cls", "loss_bbox"))
         # One sigmoid objectness logit per anchor; the loss object itself is never used.
         kwargs["loss_cls"] = dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
         super().__init__(in_channels, reg_decoded_bbox=True, **kwargs)
@@ -148,7 +135,7 @@ class PAPLossBBoxHead(Shared2FCBBoxHead):
         loss_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        _reject_separate_losses(type(self).__name__, kwargs, ("loss_cls", "loss_bbox"))
+        reject_separate_losses(type(self).__name__, kwargs, ("loss_cls", "loss_bbox"))
         if not kwargs.get("with_cls", True):
             raise ValueError(f"{type(self).__name__} needs the classification branch (with_cls)")
         super().__init__(*args, reg_decoded_bbox=True, **kwargs)

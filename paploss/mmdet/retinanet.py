@@ -34,7 +34,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import InstanceList, OptInstanceList
 from torch import Tensor
 
-from paploss.mmdet._common import AnchorPredictionSet, build_ap_loss
+from paploss.mmdet._common import AnchorPredictionSet, build_ap_loss, reject_separate_losses
 
 __all__ = ["PAPLossRetinaHead"]
 
@@ -62,15 +62,7 @@ class PAPLossRetinaHead(AnchorPredictionSet, RetinaHead):
         loss_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        for key in ("loss_cls", "loss_bbox"):
-            if kwargs.get(key) is not None:
-                raise ValueError(
-                    f"PAPLossRetinaHead is trained only by the Parameterized AP Loss; remove "
-                    f"{key}={kwargs[key]!r} from the config (or use _delete_=True)"
-                )
-            kwargs.pop(key, None)
-        if not kwargs.pop("reg_decoded_bbox", True):
-            raise ValueError("PAPLossRetinaHead needs reg_decoded_bbox=True (decoded-box scores)")
+        reject_separate_losses(type(self).__name__, kwargs, ("loss_cls", "loss_bbox"))
         # A sigmoid classifier (C outputs per anchor); the loss object itself is never used.
         kwargs["loss_cls"] = dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
         super().__init__(*args, reg_decoded_bbox=True, **kwargs)

@@ -7,6 +7,10 @@ imported, so this happens here, at collection time, when no CUDA device is prese
 from __future__ import annotations
 
 import os
+import random
+
+import numpy as np
+import pytest
 
 
 def _cuda_available() -> bool:
@@ -19,3 +23,13 @@ def _cuda_available() -> bool:
 
 if not _cuda_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture(autouse=True)
+def _seed_global_rngs() -> None:
+    """Seed torch, numpy and random before every test, so no test depends on the run's luck."""
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)

@@ -143,11 +143,19 @@ def test_search_space_vector_and_names() -> None:
 
 def test_from_trial_uses_search_space_names() -> None:
     optuna = pytest.importorskip("optuna")
-    study = optuna.create_study()
-    trial = study.ask(LossParams.search_space())
-    params = LossParams.from_trial(trial)
-    assert trial.params.keys() == set(search_space_names())
-    assert params.to_vector() == pytest.approx([trial.params[n] for n in search_space_names()])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask(LossParams.search_space())
+        params = LossParams.from_trial(trial)
+        assert trial.params.keys() == set(search_space_names())
+        # Ratios are clamped into [RATIO_EPS, 1 - RATIO_EPS]; the lambda coordinate is not.
+        expected = [
+            trial.params[n]
+            if n == "lambda"
+            else min(max(trial.params[n], RATIO_EPS), 1 - RATIO_EPS)
+            for n in search_space_names()
+        ]
+        assert params.to_vector() == pytest.approx(expected)
 
 
 def test_dict_json_file_and_config_round_trip(tmp_path: Path) -> None:

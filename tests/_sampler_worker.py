@@ -4,7 +4,9 @@ Modes:
 
 * ``optimize``: join the study ``--study-name`` in ``--storage`` (``sqlite:///...`` or
   ``journal:<path>``) and run ``study.optimize`` with a :class:`PPO2Sampler`, tagging every trial
-  with the user attr ``worker`` (this process's pid).
+  with the user attr ``worker`` (this process's pid). With ``--start-barrier DIR --workers N`` it
+  waits, after its imports, until N workers have reached the barrier, so that no worker finishes
+  the whole search while another is still importing torch.
 * ``repro``: run a sequential in-memory study with ``--seed`` and print its parameters and round
   means as JSON on stdout (for the cross-process reproducibility test).
 """
@@ -16,6 +18,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import optuna
 from optuna.distributions import FloatDistribution
@@ -74,18 +77,31 @@ def _optimize(args: argparse.Namespace) -> None:
         study_name=args.study_name, storage=make_storage(args.storage), sampler=sampler
     )
     pid = os.getpid()
+    if args.start_barrier:
+        _wait_at_barrier(Path(args.start_barrier), args.workers, pid)
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", pid)
         params = {
             name: trial.suggest_float(name, d.low, d.high, log=d.log) for name, d in SPACE.items()
         }
-        time.sleep(0.01 + 0.01 * (trial.number % 3))
+        time.sleep(args.trial_seconds * (1 + 0.5 * (trial.number % 3)))
         return toy_value(params)
 
     # n_trials <= 0: no budget, the sampler stops the loop once the last round is done.
     study.optimize(objective, n_trials=args.n_trials if args.n_trials > 0 else None)
     print(json.dumps({"finished": sampler.is_finished(study)}))
+
+
+def _wait_at_barrier(folder: Path, workers: int, pid: int, timeout: float = 120.0) -> None:
+    """Mark this worker as ready in ``folder`` and wait until ``workers`` workers are."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(pid)).touch()
+    deadline = time.monotonic() + timeout
+    while len(list(folder.iterdir())) < workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(list(folder.iterdir()))} of {workers} workers started")
+        time.sleep(0.02)
 
 
 def _repro(args: argparse.Namespace) -> None:
@@ -121,6 +137,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--samples-per-round", type=int, required=True)
     parser.add_argument("--rounds", type=int, required=True)
+    parser.add_argument("--trial-seconds", type=float, default=0.01)
+    parser.add_argument("--start-barrier", default="")
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.mode == "optimize":

@@ -617,6 +617,10 @@ def test_two_processes_share_one_study(tmp_path: Path, backend: str) -> None:
     command = [sys.executable, str(WORKER), "optimize", "--storage", url]
     command += ["--study-name", "procs", "--n-trials", "0"]  # run until the search is done
     command += ["--samples-per-round", str(s), "--rounds", str(rounds), "--seed", "7"]
+    # Both workers start sampling together and each trial takes 0.2-0.4 s, so neither can finish
+    # the 12 trials alone while the other is still importing.
+    command += ["--start-barrier", str(tmp_path / "ready"), "--workers", "2"]
+    command += ["--trial-seconds", "0.2"]
     procs = [
         subprocess.Popen(
             command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -40,7 +40,7 @@ from paploss.samplers import (
     sigma_schedule,
     truncnorm01_logpdf,
 )
-from paploss.samplers._ppo2 import CLAIM_KEY, MEAN_KEY_TEMPLATE, SAMPLE_KEY
+from paploss.samplers._ppo2 import CLAIM_KEY, MEAN_KEY_TEMPLATE, SAMPLE_KEY, USER_ATTR_YIELDED
 from tests import _sampler_worker as worker
 
 WORKER = Path(__file__).with_name("_sampler_worker.py")
@@ -511,6 +511,78 @@ def test_heartbeat_failed_trial_frees_its_slot(tmp_path: Path) -> None:
     assert study.trials[0].state == TrialState.FAIL  # failed by the waiting trial's check
     assert [t.user_attrs.get("ppo2_round") for t in study.trials[1:3]] == [0, 0]
     assert sampler.is_finished(study)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_heartbeat_retry_keeps_the_slot_and_a_waiting_trial_yields_to_it(tmp_path: Path) -> None:
+    """A dead member's retry holds its slot: the trial waiting for the round runs it instead."""
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path / 'retry.db'}",
+        heartbeat_interval=1,
+        grace_period=2,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=1
+        ),
+    )
+    space = {"a": FloatDistribution(0, 1)}
+    sampler = PPO2Sampler(
+        search_space=space, samples_per_round=2, rounds=1, round_timeout=30, poll_interval=0.1
+    )
+    study = optuna.create_study(storage=storage, sampler=sampler, direction="maximize")
+    with pytest.warns(UserWarning, match="Heartbeat"):
+        dead = study.ask()  # joins round 0, then its worker dies
+    dead.suggest_float("a", 0, 1)
+    storage.record_heartbeat(dead._trial_id)
+    with pytest.warns(UserWarning, match="Heartbeat"):
+        done = study.ask()
+    study.tell(done, done.suggest_float("a", 0, 1))
+    # Trial 2 waits for the full round 0 until trial 0 is stale; the retry (trial 3) is created
+    # WAITING with trial 0's sample and keeps the slot, so trial 2 yields and the loop runs trial 3.
+    study.optimize(lambda t: t.suggest_float("a", 0, 1))
+    trials = study.trials
+    assert [t.state for t in trials] == [
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+    ]
+    assert trials[2].user_attrs[USER_ATTR_YIELDED] == {"round": 0, "retries": [3]}
+    assert trials[3].system_attrs["failed_trial"] == 0
+    assert trials[3].system_attrs[SAMPLE_KEY] == trials[0].system_attrs[SAMPLE_KEY]
+    assert trials[3].params == trials[0].params
+    assert trials[4].user_attrs["ppo2_surplus"] is True
+    assert sampler.is_finished(study)
+    _check_rounds(study, sampler)
+
+
+def test_waiting_retry_holds_its_slot_outside_optimize() -> None:
+    """In ask-and-tell, a WAITING retry keeps its round full: a new trial waits, it never joins."""
+    space = {"a": FloatDistribution(0, 1)}
+    sampler = PPO2Sampler(
+        search_space=space, samples_per_round=2, rounds=2, round_timeout=0.5, poll_interval=0.1
+    )
+    study = optuna.create_study(sampler=sampler)
+    first, second = study.ask(), study.ask()
+    first.suggest_float("a", 0, 1)
+    second.suggest_float("a", 0, 1)
+    extra = study.ask()  # asked before the retry exists, samples after
+    study.tell(first, state=TrialState.FAIL)
+    study.tell(second, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, study.trials[0])
+    with pytest.raises(TimeoutError, match="round_timeout"):
+        extra.suggest_float("a", 0, 1)  # round 0: one COMPLETE, one WAITING retry
+    assert USER_ATTR_YIELDED not in study._storage.get_trial(extra._trial_id).user_attrs
+    study.tell(extra, state=TrialState.FAIL)
+    retry = study.ask()  # Optuna pops the WAITING retry: trial 0's sample, in round 0
+    assert retry.number == 3
+    assert retry.suggest_float("a", 0, 1) == study.trials[0].params["a"]
+    study.tell(retry, 1.0)
+    assert sampler.current_round(study) == 1
+    assert sampler.round_mean(study, 1) is not None
+    assert _study_attrs(study)[MEAN_KEY_TEMPLATE.format(1)]["trials"] == [1, 3]
 
 
 def test_enqueued_trials_do_not_count() -> None:

@@ -71,6 +71,9 @@ USER_ATTR_MEAN = "ppo2_mean"
 USER_ATTR_ENQUEUED = "ppo2_enqueued"
 #: User attr set on a trial requested after the last round finished (it is pruned).
 USER_ATTR_SURPLUS = "ppo2_surplus"
+#: User attr set on a waiting trial that gave its process to a retry holding the round's slot
+#: (``{"round": t, "retries": [trial numbers]}``; the trial is pruned).
+USER_ATTR_YIELDED = "ppo2_yielded"
 
 # Means are optimized as logits; a mean exactly on a bound is moved this far inside first.
 _MEAN_EPS = 1e-6
@@ -357,8 +360,12 @@ class _RoundsView:
 
     samples_per_round: int
     rounds: int
-    #: admitted trials that hold a slot: RUNNING, or COMPLETE with a finite value.
+    #: admitted trials that hold a slot: RUNNING, WAITING (a retry of a failed member), or
+    #: COMPLETE with a finite value.
     live: dict[int, list[FrozenTrial]] = field(default_factory=lambda: defaultdict(list))
+    #: WAITING retries of failed members (also in ``live``): they hold the slot of the trial they
+    #: retry until a worker runs them.
+    retries: dict[int, list[FrozenTrial]] = field(default_factory=lambda: defaultdict(list))
     #: admitted COMPLETE trials with a finite value, by trial number.
     counted: dict[int, list[FrozenTrial]] = field(default_factory=lambda: defaultdict(list))
     #: RUNNING trials that claimed a round but are not admitted (yet).
@@ -377,6 +384,9 @@ class _RoundsView:
                 t = int(sample["round"])
                 if trial.state == TrialState.RUNNING:
                     view.live[t].append(trial)
+                elif trial.state == TrialState.WAITING:
+                    view.live[t].append(trial)
+                    view.retries[t].append(trial)
                 elif _is_counted(trial):
                     view.live[t].append(trial)
                     view.counted[t].append(trial)
@@ -394,7 +404,7 @@ class _RoundsView:
         return self.counted[round_index][: self.samples_per_round]
 
     def is_done(self, round_index: int) -> bool:
-        """``S`` COMPLETE trials, and no RUNNING member that could still precede the S-th one.
+        """``S`` COMPLETE trials, and no unfinished member that could still precede the S-th one.
 
         Once true it stays true: the round has ``S`` slots taken, so nobody can join it any more,
         and the set of the first ``S`` COMPLETE trials by number can no longer change.
@@ -404,7 +414,8 @@ class _RoundsView:
             return False
         last = counted[self.samples_per_round - 1].number
         return not any(
-            t.state == TrialState.RUNNING and t.number < last for t in self.live[round_index]
+            t.state in (TrialState.RUNNING, TrialState.WAITING) and t.number < last
+            for t in self.live[round_index]
         )
 
     def taken(self, round_index: int, exclude_trial_id: int | None = None) -> int:
@@ -464,9 +475,13 @@ class PPO2Sampler(BaseSampler):
       but which manual edits could) are kept but not used by the update.
     * a retry made by Optuna's ``RetryHeartbeatStaleTrialCallback`` (``RetryFailedTrialCallback``
       before Optuna 4.9) copies the failed trial's system attrs and parameters, so it re-runs the
-      same sample as a member of the same round (it takes the freed slot back; if another trial
-      took that slot meanwhile, the retry is an extra member, kept but not used when it completes
-      after the S-th).
+      same sample as a member of the same round: from its creation (WAITING) it holds the slot
+      of the trial it retries, so no new trial takes that slot. A trial that waits inside
+      :meth:`~optuna.study.Study.optimize` for a round that is full only because of such WAITING
+      retries gives its process to them: it gets the user attr ``ppo2_yielded`` and ends PRUNED,
+      and the optimize loop's next ``ask`` runs a retry (Optuna pops WAITING trials first).
+      Outside ``optimize`` it keeps waiting. A retry that is never run keeps its slot, so the
+      round finishes when some worker (e.g. the same command started again) runs it.
     * enqueued trials (``study.enqueue_trial``) never join a round: their non-fixed parameters are
       drawn from the current round's distribution, they get the user attr ``ppo2_enqueued``, and
       they are not used by any update.
@@ -806,6 +821,8 @@ class PPO2Sampler(BaseSampler):
                 attempts += 1
                 time.sleep(self._backoff.uniform(0.0, min(1.0, 0.01 * 2 ** min(attempts, 7))))
             else:
+                if view.retries[t] and _in_optimize_loop(study):
+                    self._yield_to_retries(study, trial, t, view.retries[t])
                 if waiting_logged_for != t:
                     _logger.info(
                         f"PPO2Sampler: trial {trial.number} waits for round {t} to finish "
@@ -859,6 +876,20 @@ class PPO2Sampler(BaseSampler):
         study._storage.set_trial_user_attr(trial._trial_id, USER_ATTR_ENQUEUED, True)
         return unit
 
+    def _yield_to_retries(
+        self, study: Study, trial: FrozenTrial, t: int, retries: list[FrozenTrial]
+    ) -> None:
+        numbers = [r.number for r in retries]
+        study._storage.set_trial_user_attr(
+            trial._trial_id, USER_ATTR_YIELDED, {"round": t, "retries": numbers}
+        )
+        message = (
+            f"PPO2Sampler: trial {trial.number} yields to the WAITING retries {numbers} that hold "
+            f"the free slots of round {t}."
+        )
+        _logger.info(message)
+        raise optuna.TrialPruned(message)
+
     def _finish(self, study: Study, trial: FrozenTrial) -> None:
         message = (
             f"PPO2Sampler: all {self._rounds} rounds are done; trial {trial.number} is surplus."
@@ -879,6 +910,11 @@ class PPO2Sampler(BaseSampler):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
+
+
+def _in_optimize_loop(study: Study) -> bool:
+    """Whether the calling thread runs ``study.optimize`` (so a pruned trial is followed by an ask)."""
+    return bool(getattr(study._thread_local, "in_optimize_loop", False))
 
 
 def _check_search_space(search_space: Any) -> dict[str, FloatDistribution]:

@@ -452,6 +452,13 @@ class Search:
             self.update_study_plot()
             if not self._is_ppo2() and n >= self.total:
                 study.stop()
+        elif frozen.state == TrialState.PRUNED and "ppo2_yielded" in frozen.user_attrs:
+            yielded = frozen.user_attrs["ppo2_yielded"]
+            print(
+                f"[search] trial {frozen.number} gave way to the retries {yielded['retries']} "
+                f"of round {yielded['round']} (pruned; it trained nothing)",
+                flush=True,
+            )
         elif frozen.state == TrialState.FAIL:
             self.consecutive_failures += 1
             reason = str(frozen.user_attrs.get("error", "see the log above")).splitlines()[0]

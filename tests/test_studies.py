@@ -692,3 +692,7 @@ def test_train_refuses_bad_input(tmp_path: Path, capsys) -> None:
         "train", ["--storage", f"sqlite:///{db}", "--study-name", "empty"], capsys
     )
     assert code == 2 and "has no complete trial yet" in err
+    baseline = str(CONFIGS / "proxy_retinanet_focal_giou.py")
+    code, _, err = run_main("train", ["--config", baseline, "--preset", "linear"], capsys)
+    assert code == 2 and "proxy_retinanet_focal_giou.py has no head that takes loss_params" in err
+    assert "--preset cannot apply" in err

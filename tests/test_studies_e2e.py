@@ -326,6 +326,21 @@ def test_train_exports_the_best_params_and_retrains(
     assert bad.returncode == 2 and "unknown preset 'nope'" in bad.stderr
 
 
+def test_train_runs_a_baseline_config_with_its_own_losses(tiny_proxy: Path, tmp_path: Path) -> None:
+    """Tab. 1-style comparisons: a Focal+GIoU config trains on the same data, no loss params."""
+    config = ROOT / "studies" / "configs" / "proxy_retinanet_focal_giou.py"
+    cmd = [PY, TRAIN, "--config", str(config), "--data", str(tiny_proxy), "--epochs", "1"]
+    proc = run([*cmd, "--work-dir", str(tmp_path / "focal"), *FAST], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    metrics = json.loads((tmp_path / "focal" / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and set(metrics["metrics"]) == set(METRICS)
+    assert metrics["loss_params"] == {}
+    assert metrics["data"]["val"]["ann_file"].endswith("val/annotations.json")
+    log = next((tmp_path / "focal").glob("*/*.log")).read_text()
+    assert "loss_cls" in log and "loss_bbox" in log  # FocalLoss + GIoULoss, not the AP loss
+    assert "loss_paploss" not in log
+
+
 def test_search_with_coco_json_and_image_folder(tiny_proxy: Path, tmp_path: Path) -> None:
     """--data ANN.json IMG_DIR: a COCO-format set is split into D_train / D_eval by image."""
     images = tmp_path / "images"

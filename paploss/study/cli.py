@@ -116,8 +116,9 @@ def _add_common(parser: argparse.ArgumentParser, *, work_dir: str) -> None:
         type=Path,
         default=DEFAULT_CONFIG,
         help="MMDetection config of the detector; its heads of type PAPLoss* get the loss params "
-        "(RetinaNet/DETR: bbox_head; Faster R-CNN: rpn_head and roi_head.bbox_head). Other "
-        f"configs in {CONFIG_DIR}",
+        "(RetinaNet/DETR: bbox_head; Faster R-CNN: rpn_head and roi_head.bbox_head). A config "
+        "without such heads (the Focal/CE baselines, *_focal_*.py, *_ce_*.py) trains with its own "
+        f"losses on the same data, for Tab. 1-style comparisons. Other configs in {CONFIG_DIR}",
     )
     parser.add_argument(
         "--cfg-options",

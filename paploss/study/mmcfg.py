@@ -188,7 +188,7 @@ def epochs_of(cfg: Any) -> int:
 def prepare_config(
     cfg: Any,
     *,
-    space: SearchSpace,
+    space: SearchSpace | None,
     loss_params: Mapping[str, LossParams],
     train: DataSplit,
     evaluate: DataSplit,
@@ -201,7 +201,7 @@ def prepare_config(
 
     Args:
         cfg: the loaded config (not modified).
-        space: its loss slots.
+        space: its loss slots (None for a config without PAPLoss heads, e.g. a baseline).
         loss_params: ``{slot name: LossParams}``; slots missing here keep the config's value.
         train: training split (``train_dataloader``).
         evaluate: evaluation split (``val_dataloader``/``val_evaluator`` and the test ones).
@@ -211,7 +211,7 @@ def prepare_config(
         search: a search trial: validation only after the last epoch, no checkpoints.
     """
     cfg = copy.deepcopy(cfg)
-    for slot in space.slots:
+    for slot in space.slots if space is not None else []:
         if slot.name in loss_params:
             set_loss_params(cfg, slot.key, loss_params[slot.name])
     set_split(cfg, "train", train)

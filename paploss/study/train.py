@@ -3,7 +3,8 @@
 The parameters of every loss head come from, in this order of precedence for each head: an
 explicit ``--preset`` / ``--params`` for it (``SLOT=...``) or for all heads, else the best (or
 ``--trial``) trial of ``--storage``/``--study-name``, else the config's own ``loss_params``.
-Giving one head two sources is an error. The run trains in this process (mmengine's logs and
+Giving one head two sources is an error. A config without PAPLoss heads (a baseline such as
+``proxy_retinanet_focal_giou.py``) trains with its own losses on the same data. The run trains in this process (mmengine's logs and
 checkpoints go to ``--work-dir``) and writes ``metrics.json`` there.
 """
 
@@ -156,8 +157,8 @@ def training_data(args: Any, work_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def run(args: Any) -> int:
-    from paploss.study.mmcfg import load_config, prepare_config, search_space_of
-    from paploss.study.trial import child_env, execute
+    from paploss.study.mmcfg import find_loss_slots, load_config, search_space_of
+    from paploss.study.trial import child_env
 
     if args.device != "auto":  # before torch is imported
         os.environ.update(
@@ -174,6 +175,8 @@ def run(args: Any) -> int:
 
     check_data_arg(args.data)
     cfg = load_config(config_path, args.cfg_options)
+    if not find_loss_slots(cfg):
+        return _train_baseline(args, config_path, cfg)
     space = search_space_of(cfg, config_path)
     slot_names = [s.name for s in space.slots]
     params = explicit_params(args.preset, args.params, slot_names)
@@ -198,6 +201,40 @@ def run(args: Any) -> int:
             print(f"[train] wrote {path}: {keys[slot]}.loss_params=dict(file='{path}')")
         if args.export_only:
             return 0
+    return _train_and_evaluate(args, config_path, cfg, space, params)
+
+
+def _train_baseline(args: Any, config_path: Path, cfg: Any) -> int:
+    """A config without PAPLoss heads (e.g. the Focal+GIoU baselines): train it as it is."""
+    given = [
+        flag
+        for flag, value in (
+            ("--preset", args.preset),
+            ("--params", args.params),
+            ("--storage/--study-name", args.study_name),
+            ("--export", args.export),
+        )
+        if value
+    ]
+    if given:
+        raise UsageError(
+            f"{config_path.name} has no head that takes loss_params (a baseline trains with its "
+            f"own losses), so {', '.join(given)} cannot apply; use a *_paploss.py config"
+        )
+    return _train_and_evaluate(args, config_path, cfg, None, {})
+
+
+def _train_and_evaluate(
+    args: Any,
+    config_path: Path,
+    cfg: Any,
+    space: Any,
+    params: dict[str, LossParams],
+) -> int:
+    """Train ``cfg`` (with ``params`` in its loss slots) on ``--data``, evaluate on val."""
+    from paploss.study.mmcfg import prepare_config
+    from paploss.study.trial import execute
+
     work_dir = Path(args.work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     train, val, data_record = training_data(args, work_dir)

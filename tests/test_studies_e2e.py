@@ -537,8 +537,10 @@ def test_postgres_two_workers_one_killed_mid_trial(tiny_proxy: Path, tmp_path: P
             except KeyError:
                 continue
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if str(t.user_attrs.get("worker", "")).endswith(f":{victim.pid}"):
-                    spec = Path(t.user_attrs["work_dir"]) / "spec.json"
+                # The objective sets "worker" and then "work_dir": a poll may see only the first.
+                work_dir = t.user_attrs.get("work_dir")
+                if work_dir and str(t.user_attrs.get("worker", "")).endswith(f":{victim.pid}"):
+                    spec = Path(work_dir) / "spec.json"
                     if spec.exists() and _trial_children(spec):
                         target, target_spec = t, spec
         before = {t.number: t.value for t in study.get_trials(states=(TrialState.COMPLETE,))}

@@ -532,10 +532,10 @@ def test_heartbeat_retry_keeps_the_slot_and_a_waiting_trial_yields_to_it(tmp_pat
     with pytest.warns(UserWarning, match="Heartbeat"):
         dead = study.ask()  # joins round 0, then its worker dies
     dead.suggest_float("a", 0, 1)
-    storage.record_heartbeat(dead._trial_id)
     with pytest.warns(UserWarning, match="Heartbeat"):
         done = study.ask()
     study.tell(done, done.suggest_float("a", 0, 1))
+    storage.record_heartbeat(dead._trial_id)  # its last beat: stale 2 s from now
     # Trial 2 waits for the full round 0 until trial 0 is stale; the retry (trial 3) is created
     # WAITING with trial 0's sample and keeps the slot, so trial 2 yields and the loop runs trial 3.
     study.optimize(lambda t: t.suggest_float("a", 0, 1))

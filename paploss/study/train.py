@@ -4,8 +4,9 @@ The parameters of every loss head come from, in this order of precedence for eac
 explicit ``--preset`` / ``--params`` for it (``SLOT=...``) or for all heads, else the best (or
 ``--trial``) trial of ``--storage``/``--study-name``, else the config's own ``loss_params``.
 Giving one head two sources is an error. A config without PAPLoss heads (a baseline such as
-``proxy_retinanet_focal_giou.py``) trains with its own losses on the same data. The run trains in this process (mmengine's logs and
-checkpoints go to ``--work-dir``) and writes ``metrics.json`` there.
+``proxy_retinanet_focal_giou.py``) trains with its own losses on the same data. The run trains
+in this process (mmengine's logs and checkpoints go to ``--work-dir``) and writes
+``metrics.json`` there.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from paploss.study.cli import (
     render_url,
     train_parser,
 )
+from paploss.study.space import SearchSpace
 
 
 def _split_spec(text: str, slot_names: Sequence[str]) -> tuple[str | None, str]:
@@ -228,7 +230,7 @@ def _train_and_evaluate(
     args: Any,
     config_path: Path,
     cfg: Any,
-    space: Any,
+    space: SearchSpace | None,
     params: dict[str, LossParams],
 ) -> int:
     """Train ``cfg`` (with ``params`` in its loss slots) on ``--data``, evaluate on val."""

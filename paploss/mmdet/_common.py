@@ -222,9 +222,55 @@ def set_data_root(cfg: Any, data_root: str | os.PathLike[str]) -> Any:
     return cfg
 
 
-class AnchorPredictionSet:
-    """Mixin for mmdet ``AnchorHead`` subclasses (RetinaNet, RPN): the prediction set B of Eq. (6)
-    over all FPN levels and all images of the batch, from mmdet's own anchor targets."""
+class AnchorAPLossHead:
+    """Mixin for mmdet ``AnchorHead`` subclasses (RetinaNet, RPN) trained only by the
+    Parameterized AP Loss: one loss over the prediction set B of Eq. (6), i.e. all FPN levels and
+    all images of the batch, built from mmdet's own anchor targets.
+
+    Args:
+        *args, **kwargs: as the mmdet head, except ``loss_cls``/``loss_bbox`` (no separate losses;
+            passing them raises ValueError) and ``reg_decoded_bbox`` (always True: the loc score
+            compares decoded boxes with the ground-truth boxes).
+        loss_params: anything ``paploss.LossParams.from_config`` accepts (None = "linear").
+        loss_options: see ``LOSS_OPTION_DEFAULTS``.
+    """
+
+    #: Key of the loss in the dict ``loss_by_feat`` returns.
+    loss_name = "loss_paploss"
+
+    def __init__(
+        self,
+        *args: Any,
+        loss_params: Any = None,
+        loss_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        reject_separate_losses(type(self).__name__, kwargs, ("loss_cls", "loss_bbox"))
+        # A sigmoid classifier (C outputs per anchor; 1 for the RPN); the loss object itself is
+        # never used.
+        kwargs["loss_cls"] = dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
+        super().__init__(*args, reg_decoded_bbox=True, **kwargs)
+        self.loss_cls = None
+        self.loss_bbox = None
+        self.paploss, self.loc_score = build_ap_loss(loss_params, loss_options)
+
+    def loss_by_feat(
+        self,
+        cls_scores: list[Tensor],
+        bbox_preds: list[Tensor],
+        batch_gt_instances: InstanceList,
+        batch_img_metas: list[dict],
+        batch_gt_instances_ignore: OptInstanceList = None,
+    ) -> dict[str, Tensor]:
+        """The Parameterized AP Loss over the whole batch (see ``prediction_set`` for the args).
+
+        Returns:
+            ``{loss_name: scalar}``.
+        """
+        logits, targets, loc_scores = self.prediction_set(
+            cls_scores, bbox_preds, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore
+        )
+        return {self.loss_name: self.paploss(logits, targets, loc_scores)}
 
     def prediction_set(
         self,

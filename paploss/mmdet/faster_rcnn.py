@@ -48,13 +48,12 @@ from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
 from mmdet.models.utils import empty_instances
 from mmdet.registry import MODELS
 from mmdet.structures.bbox import get_box_tensor, scale_boxes
-from mmdet.utils import InstanceList, OptInstanceList
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from paploss.mmdet._common import (
-    AnchorPredictionSet,
+    AnchorAPLossHead,
     build_ap_loss,
     build_prediction_set,
     prediction_loc_scores,
@@ -63,8 +62,9 @@ from paploss.mmdet._common import (
 
 
 @MODELS.register_module()
-class PAPLossRPNHead(AnchorPredictionSet, RPNHead):
-    """RPN head trained with the Parameterized AP Loss (one objectness logit per anchor).
+class PAPLossRPNHead(AnchorAPLossHead, RPNHead):
+    """RPN head trained with the Parameterized AP Loss (one objectness logit per anchor;
+    ``__init__`` and ``loss_by_feat``: ``AnchorAPLossHead``; the loss key is ``loss_rpn_paploss``).
 
     Args:
         in_channels: channels of the input feature maps.
@@ -79,38 +79,7 @@ class PAPLossRPNHead(AnchorPredictionSet, RPNHead):
             proposals with the ground-truth boxes).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        loss_params: Any = None,
-        loss_options: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        reject_separate_losses(type(self).__name__, kwargs, ("loss_cls", "loss_bbox"))
-        # One sigmoid objectness logit per anchor; the loss object itself is never used.
-        kwargs["loss_cls"] = dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
-        super().__init__(in_channels, reg_decoded_bbox=True, **kwargs)
-        self.loss_cls = None
-        self.loss_bbox = None
-        self.paploss, self.loc_score = build_ap_loss(loss_params, loss_options)
-
-    def loss_by_feat(
-        self,
-        cls_scores: list[Tensor],
-        bbox_preds: list[Tensor],
-        batch_gt_instances: InstanceList,
-        batch_img_metas: list[dict],
-        batch_gt_instances_ignore: OptInstanceList = None,
-    ) -> dict[str, Tensor]:
-        """One Parameterized AP Loss over all anchors of the batch (args: ``prediction_set``).
-
-        Returns:
-            ``dict(loss_rpn_paploss=scalar)``.
-        """
-        logits, targets, loc_scores = self.prediction_set(
-            cls_scores, bbox_preds, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore
-        )
-        return dict(loss_rpn_paploss=self.paploss(logits, targets, loc_scores))
+    loss_name = "loss_rpn_paploss"
 
 
 @MODELS.register_module()

@@ -26,22 +26,18 @@ Config (mmdet 3.x)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from mmdet.models.dense_heads import RetinaHead
 from mmdet.registry import MODELS
-from mmdet.utils import InstanceList, OptInstanceList
-from torch import Tensor
 
-from paploss.mmdet._common import AnchorPredictionSet, build_ap_loss, reject_separate_losses
+from paploss.mmdet._common import AnchorAPLossHead
 
 __all__ = ["PAPLossRetinaHead"]
 
 
 @MODELS.register_module()
-class PAPLossRetinaHead(AnchorPredictionSet, RetinaHead):
-    """RetinaHead trained only by the Parameterized AP Loss.
+class PAPLossRetinaHead(AnchorAPLossHead, RetinaHead):
+    """RetinaHead trained only by the Parameterized AP Loss (``__init__`` and ``loss_by_feat``:
+    ``AnchorAPLossHead``; the loss key is ``loss_paploss``).
 
     Args:
         *args, **kwargs: as ``mmdet.models.dense_heads.RetinaHead`` (num_classes, in_channels,
@@ -54,36 +50,3 @@ class PAPLossRetinaHead(AnchorPredictionSet, RetinaHead):
             ``topk``, ``block_denominator_grad``, ``check_finite`` (see
             ``paploss.mmdet._common.LOSS_OPTION_DEFAULTS``).
     """
-
-    def __init__(
-        self,
-        *args: Any,
-        loss_params: Any = None,
-        loss_options: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        reject_separate_losses(type(self).__name__, kwargs, ("loss_cls", "loss_bbox"))
-        # A sigmoid classifier (C outputs per anchor); the loss object itself is never used.
-        kwargs["loss_cls"] = dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
-        super().__init__(*args, reg_decoded_bbox=True, **kwargs)
-        self.loss_cls = None
-        self.loss_bbox = None
-        self.paploss, self.loc_score = build_ap_loss(loss_params, loss_options)
-
-    def loss_by_feat(
-        self,
-        cls_scores: list[Tensor],
-        bbox_preds: list[Tensor],
-        batch_gt_instances: InstanceList,
-        batch_img_metas: list[dict],
-        batch_gt_instances_ignore: OptInstanceList = None,
-    ) -> dict[str, Tensor]:
-        """The Parameterized AP Loss over the whole batch (see ``prediction_set`` for the args).
-
-        Returns:
-            ``dict(loss_paploss=scalar)``.
-        """
-        logits, targets, loc_scores = self.prediction_set(
-            cls_scores, bbox_preds, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore
-        )
-        return dict(loss_paploss=self.paploss(logits, targets, loc_scores))

@@ -185,6 +185,13 @@ def epochs_of(cfg: Any) -> int:
     return int(train_cfg["max_epochs"])
 
 
+def save_loss_params(params: Mapping[str, LossParams], folder: Path) -> None:
+    """Write each slot's params into a run folder: ``loss_params.json`` for the single unnamed
+    slot, ``loss_params.<slot>.json`` for named ones."""
+    for slot, p in params.items():
+        p.save(folder / (f"loss_params.{slot}.json" if slot else "loss_params.json"))
+
+
 def prepare_config(
     cfg: Any,
     *,

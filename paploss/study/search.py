@@ -346,7 +346,7 @@ class Search:
     def objective(self, trial: Any) -> float:
         from optuna_dashboard import save_note
 
-        from paploss.study.mmcfg import prepare_config
+        from paploss.study.mmcfg import prepare_config, save_loss_params
         from paploss.study.records import lambda_attrs, params_note, plot_functions
         from paploss.study.trial import METRICS, TrialCrashed, loss_buckets, run_child
 
@@ -377,8 +377,7 @@ class Search:
             upload_artifact(
                 artifact_store=self.artifact_store, file_path=str(png), study_or_trial=trial
             )
-        for slot, p in params.items():
-            p.save(run_dir / (f"loss_params.{slot}.json" if slot else "loss_params.json"))
+        save_loss_params(params, run_dir)
         cfg = prepare_config(
             self.cfg,
             space=self.space,

@@ -234,7 +234,7 @@ def _train_and_evaluate(
     params: dict[str, LossParams],
 ) -> int:
     """Train ``cfg`` (with ``params`` in its loss slots) on ``--data``, evaluate on val."""
-    from paploss.study.mmcfg import prepare_config
+    from paploss.study.mmcfg import prepare_config, save_loss_params
     from paploss.study.trial import execute
 
     work_dir = Path(args.work_dir).resolve()
@@ -253,8 +253,7 @@ def _train_and_evaluate(
     )
     config_file = work_dir / "config.py"
     run_cfg.dump(str(config_file))
-    for slot, p in params.items():
-        p.save(work_dir / (f"loss_params.{slot}.json" if slot else "loss_params.json"))
+    save_loss_params(params, work_dir)
     print(
         f"[train] {config_path.name}: {run_cfg.train_cfg['max_epochs']} epoch(s) on "
         f"{train.ann_file}, evaluation on {val.ann_file}; work dir {work_dir}",

@@ -321,7 +321,7 @@ def test_sorted_needs_no_p_by_n_memory() -> None:
     torch.testing.assert_close(den[:3].double(), want_den, rtol=1e-5, atol=1e-2)
 
 
-def _status_kb(key: str) -> int | None:
+def _status_bytes(key: str) -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(key + ":"):
@@ -332,7 +332,7 @@ def _status_kb(key: str) -> int | None:
 
 
 def _rss_bytes() -> int | None:
-    return _status_kb("VmRSS")
+    return _status_bytes("VmRSS")
 
 
 def _reset_peak_rss() -> None:
@@ -343,7 +343,7 @@ def _reset_peak_rss() -> None:
 
 
 def _peak_rss_bytes() -> int | None:
-    return _status_kb("VmHWM")
+    return _status_bytes("VmHWM")
 
 
 # ------------------------------------------------------------------------------------ triton

@@ -11,6 +11,8 @@ Negatives have l = 0 (the loss sets that itself).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -76,6 +78,6 @@ class _ScaleGradient(torch.autograd.Function):
 
 def scale_gradient(x: Tensor, scale: float) -> Tensor:
     """Identity in the forward pass; multiplies the gradient by ``scale`` (lambda) backward."""
-    if not scale > 0:
-        raise ValueError(f"gradient scale must be positive, got {scale}")
+    if not 0.0 < float(scale) < math.inf:  # False for NaN as well
+        raise ValueError(f"gradient scale must be a finite positive number, got {scale!r}")
     return _ScaleGradient.apply(x, float(scale))

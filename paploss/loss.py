@@ -6,7 +6,8 @@ Detection" (NeurIPS 2021):
 
 with x_ij = (clamp(s_j - s_i, -1, 1) + 1) / 2, l the localization score (0 for negatives) and the
 gradient of the denominator blocked. Terms with i in the negatives vanish (f(0) = 0), so the outer
-sum runs over the positives P only. B, the set j runs over, is every non-ignored entry.
+sum runs over the positives P only. B, the set j runs over, is every non-ignored entry (or the
+top-k selection, see ``topk``).
 """
 
 from __future__ import annotations
@@ -63,11 +64,15 @@ def _validate(
             f"labels must be 1 (positive), 0 (negative) or -1 (ignored); got "
             f"{labels.flatten()[where].tolist()} at flat indices {where.tolist()}"
         )
+    # Ignored entries take no part anywhere: a NaN logit or an out-of-range loc score there is
+    # no error (they are dropped before any arithmetic, their gradient is 0).
+    ignored = labels == -1
     if check_finite:
         for name, values in (("logits", logits), ("loc_scores", loc_scores)):
+            values = values.detach().masked_fill(ignored, 0.0)
             if not torch.isfinite(values).all():
-                raise ValueError(_describe_nonfinite(name, values.detach()))
-    out_of_range = (loc_scores < 0) | (loc_scores > 1)
+                raise ValueError(_describe_nonfinite(name, values))
+    out_of_range = ((loc_scores < 0) | (loc_scores > 1)) & ~ignored
     if out_of_range.any():
         where = out_of_range.nonzero().flatten()[:5]
         raise ValueError(
@@ -79,13 +84,11 @@ def _validate(
         raise ValueError(f"topk must be None or a positive int, got {topk!r}")
 
 
-def _topk_entries(scores: Tensor, is_positive: Tensor, topk: int) -> Tensor:
-    """Indices of the entries kept by ``topk``: the topk highest scores, plus every positive."""
-    if topk >= scores.numel():
-        return torch.arange(scores.numel(), device=scores.device)
-    keep = torch.zeros_like(is_positive)
+def _topk_mask(scores: Tensor, topk: int) -> Tensor:
+    """bool [N]: the ``topk`` highest scores (ties broken by torch.topk)."""
+    keep = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
     keep[scores.detach().topk(topk).indices] = True
-    return (keep | is_positive).nonzero().flatten()
+    return keep
 
 
 def parameterized_ap_loss(
@@ -115,11 +118,14 @@ def parameterized_ap_loss(
             parameters were searched: per positive ``(1 - f1(l_i)) + f5(l_i) *
             sum_j f2(x_ij)(1 - f3(l_j)) / sum_j f4(x_ij)`` with j over all entries INCLUDING i,
             summed and divided by |P| (so it equals 1 + Eq. (6) up to the self pair and the "1 +").
-        topk: if set, B is reduced to the ``topk`` highest logits plus every positive (the release
-            used topk=100000 with release_compatible=True).
+        topk: if set, B (the set j runs over) is reduced to the ``topk`` highest logits among the
+            non-ignored entries plus every positive. With ``release_compatible=True`` it is the
+            release's selection instead: the ``topk`` highest logits only, so a positive outside
+            them takes no part in the j-sums (its own term is still averaged in, with its j-sums
+            over the top-k; the release used topk=100000).
         block_denominator_grad: stop the gradient through f4 in the denominator (paper default;
             False for the ablation of Tab. 7).
-        check_finite: raise ValueError on NaN/inf logits or loc scores.
+        check_finite: raise ValueError on NaN/inf logits or loc scores of non-ignored entries.
 
     Returns:
         A scalar tensor. With no positives: 0, still connected to logits and loc_scores.
@@ -135,34 +141,48 @@ def parameterized_ap_loss(
     if not bool(keep.all()):
         scores, locs, labels = scores[keep], locs[keep], labels[keep]
     is_positive = labels == 1
-    if topk is not None:
-        entries = _topk_entries(scores, is_positive, topk)
-        scores, locs, is_positive = scores[entries], locs[entries], is_positive[entries]
+    # in_b: bool [N'] mask of B among the rows (None: every row is in B). The rows are the entries
+    # the sums see: B plus, in release mode, the positives outside B (they keep their own term).
+    in_b = None
+    if topk is not None and topk < scores.numel():
+        in_b = _topk_mask(scores, topk)
+        rows = in_b | is_positive
+        scores, locs, is_positive, in_b = scores[rows], locs[rows], is_positive[rows], in_b[rows]
+        if not release_compatible or bool(in_b.all()):
+            in_b = None
     positives = is_positive.nonzero().flatten()
     num_pos = positives.numel()
     if num_pos == 0:
-        return (logits.sum() + loc_scores.sum()) * 0.0
+        # Built from the kept entries only: a NaN on an ignored entry (check_finite=True lets it
+        # through) must not turn the zero into NaN; the indexing passes 0 to every entry.
+        return ((scores.sum() + locs.sum()) * 0.0).to(logits.dtype)
 
     locs = scale_gradient(locs, params.gradient_scale)
     locs = torch.where(is_positive, locs, torch.zeros_like(locs))
     weights = 1.0 - f3(locs)  # [N'] = 1 - f(l_j; theta_3)
-    num, den = pairwise_sums(
-        scores,
-        weights,
-        positives,
-        f2,
-        f4,
-        backend=backend,
-        den_grad=not block_denominator_grad,
-        check_finite=check_finite,
-    )
+    options = dict(backend=backend, check_finite=check_finite)
+    if in_b is None:
+        num, den = pairwise_sums(
+            scores, weights, positives, f2, f4, den_grad=not block_denominator_grad, **options
+        )
+    else:
+        # Positives outside B are rows of the sums but no j: their weight is 0 in num, and den is
+        # computed as a weighted sum of f4 with weight 1 on B and 0 elsewhere (same O(P N) work).
+        b_weight = in_b.to(scores.dtype)
+        num, _ = pairwise_sums(
+            scores, weights * b_weight, positives, f2, f4, den_grad=False, **options
+        )
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not block_denominator_grad):
+            den, _ = pairwise_sums(scores, b_weight, positives, f4, f4, den_grad=False, **options)
     if block_denominator_grad:
         den = den.detach()
     l_pos = locs[positives]
     if release_compatible:
+        # The release's j-sums include i itself (x_ii = 1/2) whenever i is in B.
         half = scores.new_full((1,), 0.5)
-        num = num + f2(half) * weights[positives]
-        den = (den + f4(half)).clamp(min=RELEASE_DEN_EPS)
+        self_in_b = 1.0 if in_b is None else in_b[positives].to(scores.dtype)
+        num = num + f2(half) * weights[positives] * self_in_b
+        den = (den + f4(half) * self_in_b).clamp(min=RELEASE_DEN_EPS)
         per_positive = (1.0 - f1(l_pos)) + num * f5(l_pos) / den
         return (per_positive.sum() / num_pos).to(logits.dtype)
     per_positive = f1(l_pos) - num / (1.0 + den) * f5(l_pos)

@@ -4,6 +4,8 @@ functions theta_1..theta_5 in Eq. (6) order and the gradient scale lambda of the
 The search sees Theta as a vector in [0, 1]^D: for each function k = 1..5 the Eq. (8) ratios
 ``f{k}_x{j}``, ``f{k}_y{j}`` (j = 1..M-1), then ``lambda`` = theta_lambda = (log10(lambda) + 1) / 2,
 so lambda = 10 ** (2 * theta_lambda - 1) in [0.1, 10]. With M = 5 that is 5 * 8 + 1 = 41 numbers.
+
+Outside the search (configs, JSON files) lambda may take any value in (0, GRADIENT_SCALE_MAX].
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ FUNCTION_ROLES = (
 )
 LAMBDA_NAME = "lambda"
 DICT_FORMAT = "paploss.LossParams/1"
+
+GRADIENT_SCALE_MAX = 1e4
+"""Upper end of the valid range (0, GRADIENT_SCALE_MAX] of lambda: 1000 times the search's largest
+value (10). lambda multiplies the localization gradient, which the loss computes in float32 or
+float64 and hands back in the input's dtype; a lambda of 1e40 is inf in float32 and turned that
+gradient into NaN. Up to 1e4 the scaled gradient stays finite in float32 for any unscaled gradient
+below 3e34, and in float16 (max 65504) for the O(1) unscaled gradients of ordinary functions."""
 
 HANDCRAFTED_SEGMENTS = 64
 SIGMOID_TEMPERATURE = 0.1
@@ -91,7 +100,8 @@ class LossParams:
 
     Attributes:
         functions: five PiecewiseLinear in Eq. (6) order (see FUNCTION_ROLES).
-        gradient_scale: lambda > 0, the gradient scale of the localization branch.
+        gradient_scale: lambda in (0, GRADIENT_SCALE_MAX], the gradient scale of the localization
+            branch (the search covers [0.1, 10]).
     """
 
     def __init__(self, functions: Sequence[PiecewiseLinear], gradient_scale: float = 1.0) -> None:
@@ -103,9 +113,10 @@ class LossParams:
                 f"functions must be PiecewiseLinear, got {[type(f) for f in functions]}"
             )
         gradient_scale = float(gradient_scale)
-        if not (math.isfinite(gradient_scale) and gradient_scale > 0):
+        if not 0.0 < gradient_scale <= GRADIENT_SCALE_MAX:  # False for NaN as well
             raise ValueError(
-                f"gradient_scale must be a finite positive number, got {gradient_scale}"
+                f"gradient_scale (lambda) must lie in (0, {GRADIENT_SCALE_MAX:g}], got "
+                f"{gradient_scale!r}; set it within that range (the search covers [0.1, 10])"
             )
         self.functions: tuple[PiecewiseLinear, ...] = functions
         self.gradient_scale = gradient_scale

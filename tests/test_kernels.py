@@ -269,6 +269,26 @@ def test_half_precision_inputs(backend, dtype) -> None:
         torch.testing.assert_close(g.double(), w, rtol=1e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("backend", ["sorted", pytest.param("triton", marks=needs_triton)])
+@pytest.mark.parametrize("which", ["scores", "weights"])
+@pytest.mark.parametrize("case", ["odd", "far_apart"])  # without and with band compaction
+def test_in_place_modification_after_forward_is_detected(backend, which, case) -> None:
+    """The custom autograd Functions save their inputs with save_for_backward: changing them in
+    place before backward is an error (as for PyTorch's own ops), not a gradient silently
+    computed from other values."""
+    scores, weights, positives = make_case(case, torch.float32, seed=37)
+    dev = device_for(backend)
+    s = scores.to(dev).requires_grad_()
+    w = weights.to(dev).requires_grad_()
+    s_used, w_used = s * 1.0, w * 1.0  # non-leaf tensors may be modified in place
+    num, den = pairwise_sums(
+        s_used, w_used, positives.to(dev), *FUNCTION_PAIRS["irregular"], backend=backend
+    )
+    (s_used if which == "scores" else w_used).add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        (num.sum() + den.sum()).backward()
+
+
 # ------------------------------------------------------------------------------------ precision
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("spread", ["offset", "wide"])

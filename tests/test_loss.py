@@ -164,7 +164,8 @@ def test_gradient_scale_multiplies_localization_gradient_exactly() -> None:
 
 
 def _dense_release(logits, labels, locs, params, topk=None):
-    """The released formulation, written out densely: j over kept entries INCLUDING i."""
+    """The released formulation, written out densely: j over kept entries INCLUDING i; with topk,
+    j over the topk highest kept logits only (a positive outside them is no j)."""
     f1, f2, f3, f4, f5 = params.functions
     keep = labels >= 0
     s, lab = logits[keep], labels[keep]
@@ -173,7 +174,6 @@ def _dense_release(logits, labels, locs, params, topk=None):
     if topk is not None and topk < s.numel():
         cols = torch.zeros_like(cols)
         cols[torch.argsort(s, descending=True)[:topk]] = True
-        cols |= lab == 1
     pos = (lab == 1).nonzero().flatten()
     total = 0.0
     for i in pos.tolist():
@@ -187,6 +187,10 @@ def _dense_release(logits, labels, locs, params, topk=None):
 @pytest.mark.parametrize("topk", [None, 25, 1000])
 def test_release_compatible_matches_dense_release_formula(topk: int | None) -> None:
     logits, labels, locs = _random_batch(90, 13)
+    if topk == 25:  # the case that tells the release's selection from "top-k plus positives"
+        kept = labels >= 0
+        threshold = logits[kept].sort(descending=True).values[topk - 1]
+        assert ((labels == 1) & (logits < threshold)).any()
     params = LossParams.preset("paper-retinanet")
     a = logits.clone().requires_grad_()
     b = logits.clone().requires_grad_()
@@ -198,6 +202,108 @@ def test_release_compatible_matches_dense_release_formula(topk: int | None) -> N
     loss.backward()
     expected.backward()
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
+
+
+def _release_transcription(logits, labels, ious, params, num_topk):
+    """The authors' released loss (fundamentalvision/Parameterized-AP-Loss,
+    mmdet/models/losses/paploss.py, loss_form='searched'), transcribed: the top-k logits among
+    ALL non-ignored entries are the j set, every positive is an i. Its control points map to
+    Eq. (6) as H2 = f2, I2 = f3, I3 = f5, I1 = f1, H1 = f4 (detached)."""
+    f1, f2, f3, f4, f5 = params.functions
+    pos_idx = labels == 1
+    pos_logits, pos_ious = logits[pos_idx], ious[pos_idx]
+    valid_idx = labels != -1
+    all_logits = logits[valid_idx]
+    all_ious = torch.where(labels[valid_idx] == 1, ious[valid_idx], 0.0)  # l = 0 for negatives
+    if all_logits.shape[0] > num_topk:
+        select_logits, topk_idx = torch.topk(all_logits, num_topk)
+        select_ious = all_ious[topk_idx]
+    else:
+        select_logits, select_ious = all_logits, all_ious
+    diff = select_logits[:, None] - pos_logits[None, :]  # [selected, positives]
+    norm_diff = torch.clamp(diff / 2 + 0.5, min=0, max=1)
+    h1 = f4(norm_diff).detach()
+    h2 = f2(norm_diff)
+    i2 = f3(select_ious)[:, None]
+    i3 = f5(pos_ious)[None, :]
+    i1 = f1(pos_ious)
+    loss = (1 - i1) + (h2 * (1 - i2) * i3).sum(0) / h1.sum(0)
+    return loss.sum() / pos_logits.numel()
+
+
+@pytest.mark.parametrize("backend", ["reference", "sorted"])
+def test_release_compatible_topk_selects_among_all_entries(backend: str) -> None:
+    """topk=50 of 300 entries: positives below the 50th logit are no j (the release's top-k)."""
+    logits, labels, locs = _random_batch(300, 17, pos_frac=0.3)
+    params = LossParams.preset("paper-retinanet").with_gradient_scale(1.0)
+    threshold = logits[labels >= 0].sort(descending=True).values[49]
+    assert ((labels == 1) & (logits < threshold)).sum() > 10  # positives outside the top-k
+    a_s, a_l = logits.clone().requires_grad_(), locs.clone().requires_grad_()
+    b_s, b_l = logits.clone().requires_grad_(), locs.clone().requires_grad_()
+    loss = parameterized_ap_loss(
+        a_s, labels, a_l, params, release_compatible=True, topk=50, backend=backend
+    )
+    expected = _release_transcription(b_s, labels, b_l, params, 50)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-10)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(a_s.grad, b_s.grad, rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(a_l.grad, b_l.grad, rtol=1e-8, atol=1e-12)
+    # "top-k plus every positive" gives another number here (the test tells the two apart)
+    kept = labels >= 0
+    top50 = torch.argsort(torch.where(kept, logits, -torch.inf), descending=True)[:50]
+    plus_positives = labels == 1
+    plus_positives[top50] = True
+    other = _dense_release(
+        logits[plus_positives], labels[plus_positives], locs[plus_positives], params
+    )
+    assert abs(other.item() - expected.item()) > 0.01 * abs(expected.item())
+
+
+def test_default_topk_keeps_every_positive() -> None:
+    """Without release_compatible, topk keeps the top-k plus every positive (Eq. (6) over them)."""
+    logits, labels, locs = _random_batch(120, 19, pos_frac=0.3)
+    params = LossParams.preset("paper-retinanet")
+    kept = labels >= 0
+    cols = torch.zeros_like(kept)
+    cols[torch.argsort(torch.where(kept, logits, -torch.inf), descending=True)[:30]] = True
+    cols |= labels == 1
+    expected = _dense_eq6(logits[cols], labels[cols], locs[cols], params)
+    loss = parameterized_ap_loss(logits, labels, locs, params, topk=30, backend="reference")
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["reference", "sorted"])
+@pytest.mark.parametrize("release", [False, True])
+def test_non_finite_values_on_ignored_entries_take_no_part(backend: str, release: bool) -> None:
+    logits, labels, locs = _random_batch(60, 23)
+    ignored = (labels == -1).nonzero().flatten()
+    assert ignored.numel() == 3
+    params = LossParams.preset("paper-retinanet").with_gradient_scale(2.0)
+    bad_logits, bad_locs = logits.clone(), locs.clone()
+    bad_logits[ignored] = torch.tensor([float("nan"), float("inf"), -float("inf")]).double()
+    bad_locs[ignored] = torch.tensor([float("nan"), 7.0, -3.0]).double()
+    s, loc = bad_logits.requires_grad_(), bad_locs.requires_grad_()
+    loss = parameterized_ap_loss(
+        s, labels, loc, params, backend=backend, release_compatible=release
+    )
+    # the independent computations see only the kept entries
+    kept = labels >= 0
+    if release:
+        expected = _dense_release(logits[kept], labels[kept], locs[kept], params)
+    else:
+        expected = _dense_eq6(logits[kept], labels[kept], locs[kept], params)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-10)
+    loss.backward()
+    assert torch.isfinite(s.grad).all() and torch.isfinite(loc.grad).all()
+    assert s.grad[ignored].abs().max() == 0 and loc.grad[ignored].abs().max() == 0
+    # no positives among the kept entries: a connected zero, not NaN
+    negatives = torch.where(labels == 1, 0, labels)
+    s2, loc2 = bad_logits.detach().requires_grad_(), bad_locs.detach().requires_grad_()
+    zero = parameterized_ap_loss(s2, negatives, loc2, params, backend=backend)
+    assert zero.item() == 0.0 and zero.requires_grad
+    zero.backward()
+    assert torch.isfinite(s2.grad).all() and s2.grad.abs().max() == 0
 
 
 def test_no_positives_gives_connected_zero() -> None:
@@ -238,8 +344,12 @@ def test_bad_inputs_raise_value_error_with_the_value() -> None:
     with pytest.raises(ValueError, match="logits must be a floating-point"):
         parameterized_ap_loss(lab, lab, loc, params)
     with pytest.raises(ValueError, match=r"logits has 2 non-finite value\(s\).*\[1, 3\]"):
+        # index 3 is a negative here: non-finite values on ignored entries are no error
         parameterized_ap_loss(
-            torch.tensor([0.0, float("nan"), 1.0, float("inf"), 2.0]), lab, loc, params
+            torch.tensor([0.0, float("nan"), 1.0, float("inf"), 2.0]),
+            torch.tensor([1, 0, 0, 0, 0]),
+            loc,
+            params,
         )
     with pytest.raises(ValueError, match="loc_scores has 1 non-finite"):
         parameterized_ap_loss(s, lab, torch.tensor([0.1, float("nan"), 0.2, 0.3, 0.4]), params)

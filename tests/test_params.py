@@ -13,6 +13,7 @@ import torch
 from paploss import LossParams, PiecewiseLinear
 from paploss.functions import RATIO_EPS
 from paploss.params import (
+    GRADIENT_SCALE_MAX,
     HANDCRAFTED_EXACT,
     PRESETS,
     scale_to_theta_lambda,
@@ -105,6 +106,40 @@ def test_invalid_control_points_raise(xs: list, ys: list, match: str) -> None:
         PiecewiseLinear.from_control_points(xs, ys)
 
 
+@pytest.mark.parametrize(
+    ("xs", "ys", "match"),
+    [
+        ([0, 0.5, 1], [0, 0.5], "same length"),
+        ([0.1, 0.5, 1], [0, 0.5, 1], "end-point"),
+        ([0, 0.5, 1], [0, 0.5, 0.9], "end-point"),
+        ([0, 0.5, 0.5, 1], [0, 0.2, 0.4, 1], "strictly increasing"),
+        ([0, 0.6, 0.5, 1], [0, 0.2, 0.4, 1], "strictly increasing"),
+        ([0, 0.3, 0.6, 1], [0, 0.5, 0.4, 1], "non-decreasing"),
+        ([0, float("nan"), 1], [0, 0.5, 1], "finite"),
+        ([0, float("inf"), 1], [0, 0.5, 1], "finite"),
+        ([0], [0], "at least 2"),
+        ([[0, 1]], [[0, 1]], "1-D"),
+    ],
+)
+def test_constructor_validates_control_points(xs: list, ys: list, match: str) -> None:
+    """PiecewiseLinear(xs, ys) itself validates (a repeated x made the loss NaN)."""
+    with pytest.raises(ValueError, match=match) as info:
+        PiecewiseLinear(
+            torch.tensor(xs, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64)
+        )
+    assert "\n" not in str(info.value)
+
+
+def test_constructor_accepts_the_narrowest_clamped_segments() -> None:
+    """Ratios at the clamp give segments down to RATIO_EPS**4 = 1e-12 wide: still valid."""
+    params = LossParams.from_vector([1.0, 0.0] * 20 + [1.0])
+    f = params.functions[0]
+    widths = f.xs[1:] - f.xs[:-1]
+    assert widths.min().item() == pytest.approx(RATIO_EPS**4 * (1 - RATIO_EPS), rel=1e-3)
+    assert PiecewiseLinear(f.xs, f.ys) == f
+    assert PiecewiseLinear([0.0, 1e-12, 1.0], [0.0, 1.0, 1.0]).num_segments == 2
+
+
 def test_invalid_ratios_raise() -> None:
     with pytest.raises(ValueError, match=r"rx ratios must lie in \[0, 1\].*1.5"):
         PiecewiseLinear.from_ratios([0.5, 1.5], [0.5, 0.5])
@@ -192,6 +227,42 @@ def test_shared_and_with_gradient_scale() -> None:
         params.with_gradient_scale(0.0)
     with pytest.raises(ValueError, match="exactly 5"):
         LossParams([f] * 4)
+
+
+@pytest.mark.parametrize(
+    "bad", [1e300, 1e40, GRADIENT_SCALE_MAX * 1.001, math.inf, math.nan, 0.0, -1.0]
+)
+def test_gradient_scale_outside_its_range_raises(bad: float, tmp_path: Path) -> None:
+    """lambda in (0, GRADIENT_SCALE_MAX]; 1e40 gave a finite loss and a NaN float32 gradient."""
+    match = r"gradient_scale \(lambda\) must lie in \(0, 10000\], got .*; set it within"
+    linear = LossParams.preset("linear")
+    with pytest.raises(ValueError, match=match) as info:
+        LossParams(linear.functions, bad)
+    assert "\n" not in str(info.value) and repr(bad) in str(info.value)
+    with pytest.raises(ValueError, match=match):
+        LossParams.from_config({"preset": "linear", "gradient_scale": bad})
+    data = {**linear.to_dict(), "gradient_scale": bad}
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps(data))  # json writes inf/nan as Infinity/NaN and reads them back
+    with pytest.raises(ValueError, match=match):
+        LossParams.load(path)
+    with pytest.raises(ValueError, match=match):
+        LossParams.from_config({"file": str(path)})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["f32", "f16"])
+def test_largest_gradient_scale_gives_finite_gradients(dtype: torch.dtype) -> None:
+    from paploss import parameterized_ap_loss
+
+    gen = torch.Generator().manual_seed(3)
+    logits = (torch.randn(60, generator=gen) * 1.5).to(dtype).requires_grad_()
+    labels = (torch.rand(60, generator=gen) < 0.3).long()
+    locs = (torch.rand(60, generator=gen) * 0.9 + 0.05).to(dtype).requires_grad_()
+    params = LossParams.preset("paper-retinanet").with_gradient_scale(GRADIENT_SCALE_MAX)
+    loss = parameterized_ap_loss(logits, labels, locs, params, backend="sorted")
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    assert torch.isfinite(locs.grad).all() and locs.grad.abs().max() > 0
 
 
 def test_published_presets_reproduce_the_release() -> None:

@@ -67,13 +67,16 @@ def band_split(scores: Tensor, weights: Tensor, positives: Tensor) -> Band:
 
 
 def function_table(fn: PiecewiseLinear, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Flat [3 (M + 1)] table: xs [M + 1], ys [M + 1], slopes [M] and a 0 pad, in dtype.
+    """Flat [4 (M + 1)] table in dtype: lower [M + 1], residual [M + 1], ys [M + 1], slopes [M]
+    and a 0 pad.
 
-    Cast exactly as ``PiecewiseLinear.__call__`` casts them (the slopes are computed in float64 and
-    rounded once), so a kernel evaluating in float32 rounds like the reference does.
+    The arrays of ``PiecewiseLinear.evaluation_tables``: lower[k] is x_k rounded up to dtype (the
+    segment search compares x >= lower[k]) and lower[k] + residual[k] is x_k to twice dtype's
+    precision (the offset into the segment is (x - lower[k]) - residual[k]). A kernel evaluating
+    in dtype therefore rounds like ``PiecewiseLinear.__call__`` does.
     """
-    slopes = torch.cat([fn.slopes(), fn.slopes().new_zeros(1)])
-    return torch.cat([fn.xs, fn.ys, slopes]).to(device=device, dtype=dtype)
+    lower, residual, ys, slopes = fn.evaluation_tables(dtype)
+    return torch.cat([lower, residual, ys, slopes, slopes.new_zeros(1)]).to(device)
 
 
 def value_at_half(fn: PiecewiseLinear) -> float:

@@ -35,10 +35,10 @@ BACKENDS = ("reference", "sorted", "triton")
 TRITON_MAX_PAIRS = 1 << 27
 """Crossover of "auto" on CUDA: triton for P * N <= this (about 1.3e8 pairs), sorted above.
 
-Not measured yet (no GPU was available when this was written): estimated from the cost models
-(triton: P N pair evaluations at roughly 1e11-1e12 pairs/s for forward + backward on an H100;
-sorted: a few ms of sort/scan/scatter at N = 1e7, about 0.3 ms of launch overhead at small N).
-``benchmarks/gpu_check.sh`` prints the measured crossover; update this constant from it."""
+An estimate from the cost models, not a measurement (triton: P N pair evaluations at roughly
+1e11-1e12 pairs/s for forward + backward on an H100; sorted: a few ms of sort/scan/scatter at
+N = 1e7, about 0.3 ms of launch overhead at small N). ``benchmarks/gpu_check.sh`` measures the
+crossover; this constant is meant to be set from its output."""
 
 ENV_VAR = "PAPLOSS_BACKEND"
 

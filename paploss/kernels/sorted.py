@@ -147,15 +147,25 @@ class SortedPairwiseSums(torch.autograd.Function):
         den = den - f4.at_half
 
         if need_ds or need_dw:
-            # Row sums of the slopes for d/ds_i (self pair included, it cancels the column's).
-            ctx.row_num = (seg_w * f2.half_slopes).sum(1) if need_ds else None
-            ctx.row_den = (seg_n * f4.half_slopes).sum(1) if need_ds and den_grad else None
-            ctx.terms = (f2, f4)
-            ctx.band = band
-            ctx.shape = (n, n_band)
-            ctx.sorted_ = (u, w, orig, b2, b4, c2)
-            ctx.positives = positives
-            ctx.dtypes = (scores.dtype, weights.dtype)
+            ctx.fns = (num_fn, den_fn)
+            # Every tensor goes through save_for_backward, the inputs included although the
+            # backward reads only their sorted copies: autograd then raises if scores or weights
+            # are modified in place between the forward and the backward. Row sums of the slopes
+            # for d/ds_i (self pair included, it cancels the column's) come last.
+            ctx.save_for_backward(
+                scores,
+                weights,
+                positives,
+                u,
+                w,
+                orig,
+                b2,
+                b4,
+                c2,
+                band.above,
+                (seg_w * f2.half_slopes).sum(1) if need_ds else None,
+                (seg_n * f4.half_slopes).sum(1) if need_ds and den_grad else None,
+            )
         num = num.to(scores.dtype)
         den = den.to(scores.dtype)
         if not den_grad:
@@ -168,12 +178,12 @@ class SortedPairwiseSums(torch.autograd.Function):
         need_ds, need_dw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if not (need_ds or need_dw):
             return None, None, None, None, None, None
-        n, n_band = ctx.shape
-        u, w, orig, b2, b4, c2 = ctx.sorted_
-        f2, f4 = ctx.terms
-        band: Band = ctx.band
-        positives = ctx.positives
+        scores, weights, positives, u, w, orig, b2, b4, c2, above, row_num, row_den = (
+            ctx.saved_tensors
+        )
+        n, n_band = scores.numel(), u.numel()
         device = u.device
+        f2, f4 = (_FunctionTerms(fn, device) for fn in ctx.fns)
         p = positives.numel()
         gn = torch.zeros(p, dtype=_F64, device=device) if g_num is None else g_num.to(_F64)
         use_den = ctx.den_grad and g_den is not None
@@ -190,25 +200,25 @@ class SortedPairwiseSums(torch.autograd.Function):
             col = _range_add(b2, coef_a, n_band) + _range_add(b2, coef_b, n_band) * u
             grad_w = torch.zeros(n, dtype=_F64, device=device)
             grad_w[orig] = col
-            if band.above is not None:
-                grad_w.masked_fill_(band.above, gn.sum())
+            if above is not None:
+                grad_w.masked_fill_(above, gn.sum())
             grad_w.index_add_(0, positives, -f2.at_half * gn)
-            grad_w = grad_w.to(ctx.dtypes[1])
+            grad_w = grad_w.to(weights.dtype)
 
         if need_ds:
             slope_n = torch.zeros_like(c2)
             slope_n[:, :-1] = gn[:, None] * f2.half_slopes
             col = _range_add(b2, slope_n, n_band) * w
-            row = gn * ctx.row_num
+            row = gn * row_num
             if use_den:
                 slope_d = torch.zeros(b4.shape, dtype=_F64, device=device)
                 slope_d[:, :-1] = gd[:, None] * f4.half_slopes
                 col = col + _range_add(b4, slope_d, n_band)
-                row = row + gd * ctx.row_den
+                row = row + gd * row_den
             grad_s = torch.zeros(n, dtype=_F64, device=device)
             grad_s[orig] = col
             grad_s.index_add_(0, positives, -row)
-            grad_s = grad_s.to(ctx.dtypes[0])
+            grad_s = grad_s.to(scores.dtype)
         return grad_s, grad_w, None, None, None, None
 
 

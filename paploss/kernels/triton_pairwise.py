@@ -26,7 +26,6 @@ reach the kernels. Offsets into N are int64; every load is masked.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -42,19 +41,27 @@ from paploss.kernels.common import Band, band_split, function_table
 def _pl_select(x, tab_ptr, M: tl.constexpr):
     """(f(x), f'(x)) of a piecewise-linear function for x in [0, 1], elementwise.
 
-    The table holds xs [M + 1], ys [M + 1], slopes [M] (see ``common.function_table``). Segment k
-    covers x_k <= x < x_{k+1}; x = 1 stays in the last segment (as in ``PiecewiseLinear``).
+    The table holds lower [M + 1], residual [M + 1], ys [M + 1], slopes [M] (see
+    ``common.function_table``). Segment k covers x_k <= x < x_{k+1}, tested as x >= lower[k]
+    (x_k rounded up: exact for every x of the compute dtype); x = 1 stays in the last segment (as
+    in ``PiecewiseLinear``). The value is y_k + slope_k ((x - lower[k]) - residual[k]), the offset
+    accurate to a few ulps also on segments narrower than the dtype's resolution, capped at
+    y_{k+1} against rounding; the offset is >= 0, so the value stays in [y_k, y_{k+1}].
     """
-    xk = tl.zeros_like(x) + tl.load(tab_ptr)
-    yk = tl.zeros_like(x) + tl.load(tab_ptr + M + 1)
-    sk = tl.zeros_like(x) + tl.load(tab_ptr + 2 * (M + 1))
+    lk = tl.zeros_like(x) + tl.load(tab_ptr)
+    rk = tl.zeros_like(x) + tl.load(tab_ptr + M + 1)
+    yk = tl.zeros_like(x) + tl.load(tab_ptr + 2 * (M + 1))
+    yk1 = tl.zeros_like(x) + tl.load(tab_ptr + 2 * (M + 1) + 1)
+    sk = tl.zeros_like(x) + tl.load(tab_ptr + 3 * (M + 1))
     for k in tl.static_range(1, M):
         bk = tl.load(tab_ptr + k)
         right = x >= bk
-        xk = tl.where(right, bk, xk)
-        yk = tl.where(right, tl.load(tab_ptr + M + 1 + k), yk)
-        sk = tl.where(right, tl.load(tab_ptr + 2 * (M + 1) + k), sk)
-    return yk + sk * (x - xk), sk
+        lk = tl.where(right, bk, lk)
+        rk = tl.where(right, tl.load(tab_ptr + M + 1 + k), rk)
+        yk = tl.where(right, tl.load(tab_ptr + 2 * (M + 1) + k), yk)
+        yk1 = tl.where(right, tl.load(tab_ptr + 2 * (M + 1) + k + 1), yk1)
+        sk = tl.where(right, tl.load(tab_ptr + 3 * (M + 1) + k), sk)
+    return tl.minimum(yk + sk * ((x - lk) - rk), yk1), sk
 
 
 # Sizes change every training step: no recompilation per divisibility class of N and P.
@@ -220,14 +227,10 @@ DEFAULT_FORWARD = LaunchConfig(block_p=32, block_n=64, num_warps=4)
 DEFAULT_BACKWARD = LaunchConfig(block_p=32, block_n=64, num_warps=4)
 """Defaults: no register spills on sm_90 with fp32 (ptxas: 141-194 registers per thread for the
 forward, 156 for the backward); 128-wide entry tiles spill when the row sums are accumulated.
-Chosen without a GPU at hand; ``benchmarks/gpu_check.sh`` times alternatives."""
+The choice rests on these register counts, not on timings; ``benchmarks/gpu_check.sh`` times
+alternatives."""
 FLOAT64_CONFIG = LaunchConfig(block_p=16, block_n=32, num_warps=4)
 """Default for float64 inputs (fp64 registers are twice as wide; 32 x 64 tiles spill)."""
-
-
-def interpreting() -> bool:
-    """True when Triton runs its CPU interpreter (TRITON_INTERPRET=1)."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def _target_programs(device: torch.device) -> int:
@@ -236,16 +239,14 @@ def _target_programs(device: torch.device) -> int:
     return 4
 
 
-def _split(streamed_blocks: int, other_programs: int, cfg: LaunchConfig, device) -> tuple[int, int]:
+def _split(
+    streamed_blocks: int, other_programs: int, cfg: LaunchConfig, device: torch.device
+) -> tuple[int, int]:
     """(split, blocks per split): split the streamed blocks so that other * split ~ target."""
-    split = cfg.split or -(-_target_programs(device) // max(other_programs, 1))
+    split = cfg.split or triton.cdiv(_target_programs(device), max(other_programs, 1))
     split = max(1, min(split, streamed_blocks))
-    per_split = -(-streamed_blocks // split)
-    return -(-streamed_blocks // per_split), per_split
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
+    per_split = triton.cdiv(streamed_blocks, split)
+    return triton.cdiv(streamed_blocks, per_split), per_split
 
 
 def _tl_dtype(dtype: torch.dtype):
@@ -269,7 +270,7 @@ class TritonPairwiseSums(torch.autograd.Function):
         backward_config: LaunchConfig,
     ) -> tuple[Tensor, Tensor]:
         need_ds, need_dw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        n, p, device = scores.numel(), positives.numel(), scores.device
+        p, device = positives.numel(), scores.device
         cdt = torch.float64 if torch.float64 in (scores.dtype, weights.dtype) else torch.float32
         band: Band = band_split(scores, weights, positives)
         s_c = scores.detach().to(cdt)
@@ -285,8 +286,8 @@ class TritonPairwiseSums(torch.autograd.Function):
         tab_den = function_table(den_fn, cdt, device)
 
         cfg = forward_config
-        n_tiles = _cdiv(n_band, cfg.block_n)
-        p_programs = _cdiv(p, cfg.block_p)
+        n_tiles = triton.cdiv(n_band, cfg.block_n)
+        p_programs = triton.cdiv(p, cfg.block_p)
         split, tiles_per_split = _split(n_tiles, p_programs, cfg, device)
         row_num, row_den = need_ds, need_ds and den_grad
         parts = torch.empty((4 if row_num else 2, split, p), dtype=cdt, device=device)
@@ -319,17 +320,24 @@ class TritonPairwiseSums(torch.autograd.Function):
         if need_ds or need_dw:
             ctx.den_grad = den_grad
             ctx.config = backward_config
-            ctx.meta = (
-                n,
-                cdt,
-                scores.dtype,
-                weights.dtype,
-                num_fn.num_segments,
-                den_fn.num_segments,
+            ctx.meta = (cdt, num_fn.num_segments, den_fn.num_segments)
+            # Every tensor goes through save_for_backward, the inputs included although the
+            # backward reads their band copies: autograd then raises if scores or weights are
+            # modified in place between the forward and the backward.
+            ctx.save_for_backward(
+                scores,
+                weights,
+                positives,
+                s_b,
+                w_b,
+                pidx,
+                tab_num,
+                tab_den,
+                sums[2].to(cdt) if row_num else None,
+                sums[3].to(cdt) if row_den else None,
+                band.index,
+                band.above,
             )
-            ctx.band = band
-            ctx.tensors = (s_b, w_b, pidx, positives, tab_num, tab_den)
-            ctx.rows = (sums[2].to(cdt), sums[3].to(cdt) if row_den else None) if row_num else None
         if not den_grad:
             ctx.mark_non_differentiable(den)
         ctx.set_materialize_grads(False)
@@ -341,9 +349,10 @@ class TritonPairwiseSums(torch.autograd.Function):
         nones = (None,) * 6
         if not (need_ds or need_dw):
             return None, None, *nones
-        n, cdt, s_dtype, w_dtype, m_num, m_den = ctx.meta
-        s_b, w_b, pidx, positives, tab_num, tab_den = ctx.tensors
-        band: Band = ctx.band
+        cdt, m_num, m_den = ctx.meta
+        scores, weights, positives, s_b, w_b, pidx, tab_num, tab_den, *rows = ctx.saved_tensors
+        row_num, row_den, band_index, band_above = rows
+        n, s_dtype, w_dtype = scores.numel(), scores.dtype, weights.dtype
         device, p, n_band = s_b.device, pidx.numel(), s_b.numel()
         gn = torch.zeros(p, dtype=cdt, device=device) if g_num is None else g_num.to(cdt)
         gn = gn.contiguous()
@@ -351,8 +360,8 @@ class TritonPairwiseSums(torch.autograd.Function):
         gd = g_den.to(cdt).contiguous() if use_den else gn
 
         cfg: LaunchConfig = ctx.config
-        n_programs = _cdiv(n_band, cfg.block_n)
-        split, pblocks_per_split = _split(_cdiv(p, cfg.block_p), n_programs, cfg, device)
+        n_programs = triton.cdiv(n_band, cfg.block_n)
+        split, pblocks_per_split = _split(triton.cdiv(p, cfg.block_p), n_programs, cfg, device)
         parts = torch.empty((2, split, n_band), dtype=cdt, device=device)
         _pairwise_bwd_col_kernel[(n_programs, split)](
             s_b,
@@ -380,17 +389,16 @@ class TritonPairwiseSums(torch.autograd.Function):
         grad_s = grad_w = None
         if need_ds:
             col = parts[0].sum(0) if split > 1 else parts[0, 0]
-            grad_s = col if band.index is None else col.new_zeros(n).index_copy_(0, band.index, col)
-            row_num, row_den = ctx.rows
+            grad_s = col if band_index is None else col.new_zeros(n).index_copy_(0, band_index, col)
             row = gn * row_num
             if use_den:
                 row = row + gd * row_den
             grad_s = grad_s.index_add(0, positives, -0.5 * row).to(s_dtype)
         if need_dw:
             col = parts[1].sum(0) if split > 1 else parts[1, 0]
-            grad_w = col if band.index is None else col.new_zeros(n).index_copy_(0, band.index, col)
-            if band.above is not None:
-                grad_w.masked_fill_(band.above, gn.sum())
+            grad_w = col if band_index is None else col.new_zeros(n).index_copy_(0, band_index, col)
+            if band_above is not None:
+                grad_w.masked_fill_(band_above, gn.sum())
             grad_w = grad_w.to(w_dtype)
         return grad_s, grad_w, *nones
 

@@ -795,6 +795,16 @@ def test_make_sampler_builds_all_four_from_one_flag() -> None:
         assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 12
 
 
+def test_make_sampler_one_sample_per_round_only_outside_ppo2() -> None:
+    space = {f"x{i}": FloatDistribution(0, 1) for i in range(2)}
+    for name in ("random", "tpe", "cmaes"):
+        assert make_sampler(name, search_space=space, init_mean=None, seed=0, samples_per_round=1)
+        with pytest.raises(ValueError, match="samples_per_round must be an integer >= 1"):
+            make_sampler(name, search_space=space, init_mean=None, seed=0, samples_per_round=0)
+    with pytest.raises(ValueError, match="samples_per_round must be an integer >= 2"):
+        make_sampler("ppo2", search_space=space, init_mean=None, seed=0, samples_per_round=1)
+
+
 def test_make_sampler_passes_cmaes_x0_and_sigma0() -> None:
     space = {"x": FloatDistribution(0, 10), "y": FloatDistribution(0, 1)}
     sampler = make_sampler(

@@ -43,7 +43,8 @@ def make_sampler(
 
     ``search_space`` is validated for every name (it must be what :class:`PPO2Sampler` accepts),
     so that all four methods run over the same space; ``samples_per_round``, ``rounds`` and
-    ``sigma_init`` are used by ``ppo2`` (and ``sigma_init`` by ``cmaes``).
+    ``sigma_init`` are used by ``ppo2`` (and ``sigma_init`` by ``cmaes``); ``samples_per_round``
+    must be >= 2 for ``ppo2`` and >= 1 for the others.
 
     Raises:
         ValueError: ``name`` is not one of :data:`SAMPLER_NAMES`, or an argument is invalid.
@@ -51,11 +52,19 @@ def make_sampler(
     """
     if name not in SAMPLER_NAMES:
         raise ValueError(f"name must be one of {', '.join(SAMPLER_NAMES)}; got {name!r}.")
+    # The others group trials into rounds only for reporting: one sample per round is fine there,
+    # while PPO2's update needs two rewards per round.
+    if name != "ppo2" and (
+        isinstance(samples_per_round, bool)
+        or not isinstance(samples_per_round, int)
+        or samples_per_round < 1
+    ):
+        raise ValueError(f"samples_per_round must be an integer >= 1, got {samples_per_round!r}.")
     # Validates search_space, init_mean, samples_per_round, rounds, sigma_init and seed for all.
     ppo2 = PPO2Sampler(
         search_space=search_space,
         init_mean=init_mean,
-        samples_per_round=samples_per_round,
+        samples_per_round=samples_per_round if name == "ppo2" else 2,
         rounds=rounds,
         sigma_init=sigma_init,
         seed=seed,

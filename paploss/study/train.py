@@ -18,12 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from paploss.params import PRESETS, LossParams
+from paploss.params import LossParams
 from paploss.study.cli import (
     EXIT_USAGE,
     UsageError,
     check_config_path,
-    normalize_storage_url,
     render_url,
     train_parser,
 )
@@ -58,8 +57,8 @@ def explicit_params(
             else:
                 params = LossParams.load(Path(value).expanduser())
         except (ValueError, KeyError, json.JSONDecodeError) as exc:
-            hint = f" (presets: {', '.join(PRESETS)})" if flag == "--preset" else ""
-            raise UsageError(f"{flag} {text}: {exc}{hint}") from exc
+            # LossParams.preset's own message already lists the presets
+            raise UsageError(f"{flag} {text}: {exc}") from exc
         targets = [slot] if slot is not None else list(slot_names)
         for target in targets:
             if target in out:
@@ -79,11 +78,9 @@ def params_from_study(
     import optuna
 
     from paploss.study.space import SearchSpace
+    from paploss.study.storage import open_storage
 
-    try:
-        storage = optuna.storages.RDBStorage(normalize_storage_url(storage_url))
-    except Exception as exc:
-        raise UsageError(f"cannot open storage {render_url(storage_url)}: {exc}") from exc
+    storage = open_storage(storage_url, must_exist=True)
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:

@@ -11,7 +11,7 @@ setup:
 	@bash scripts/setup.sh
 
 search: setup
-	$(PY) studies/search.py --rounds 3 --samples-per-round 4 --study-name paploss-proxy-demo \
+	$(PY) studies/search.py --rounds 6 --samples-per-round 4 --study-name paploss-proxy-demo \
 		--storage sqlite:///paploss.db --work-dir work_dirs/search
 
 # pytest exits 5 when it collected no tests: that is a failure here.

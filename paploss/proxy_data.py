@@ -10,16 +10,18 @@ dataset that needs no download and runs on CPUs, with the same structure:
   three disjoint groups, 60 % / 20 % / 20 % by default; ``train`` (D_train of the search), ``eval``
   (D_eval, the search's reward) and ``val`` (final numbers) compose their scenes only from their
   own group, so no source digit is seen in two splits.
-- Scenes: ``image_size`` x ``image_size`` grey PNGs (default 128) with a random background level, a
-  linear gradient, Gaussian noise and a few faint line distractors; 1-6 digits each (uniform),
-  alpha-composited as bright ink of random intensity, with limited overlap.
+- Scenes: ``image_size`` x ``image_size`` grey PNGs (default 64) with a random background level, a
+  linear gradient, Gaussian noise and a few faint line distractors; 1-4 digits each by default
+  (uniform), alpha-composited as bright ink of random intensity, with limited overlap.
 - Object sizes: an object's annotated box is the tight box of the digit's ink. Its size
   sqrt(w * h) is drawn log-uniformly inside one of three classes chosen with probabilities
   ``size_mix``; the class limits are COCO's area thresholds (32^2 and 96^2 px on images of about
   640 px) scaled to the image size, i.e. multiplied by ``image_size / 640``: at 128 px
-  "small" is sqrt(area) in [4.5, 6.4), "medium" [6.4, 19.2), "large" [19.2, 56]. Note that mmdet's
+  "small" is sqrt(area) in [4.5, 6.4), "medium" [6.4, 19.2), "large" [19.2, 56]. The default is
+  the large class only (``size_mix`` (0, 0, 1)) at 64 px: sqrt(area) in [9.6, 28] px, sizes at
+  which an 8 x 8 source digit stays recognizable (at 4.5-6.4 px it hardly is). Note that mmdet's
   CocoMetric (pycocotools) applies COCO's *absolute* area thresholds to AP_S/AP_M/AP_L; on
-  128 px images it therefore counts every proxy object with sqrt(area) < 32 px as "small". The
+  64 px images it therefore counts every proxy object as "small" (AP_M and AP_L are -1). The
   relative class of each object is stored in its annotation (``size_class``) for own analyses.
 - Format: COCO detection json (``images``, ``annotations`` with ``bbox`` = [x, y, w, h] in
   pixels, ``area`` = w * h, ``iscrowd`` = 0, ``categories``) plus PNG files; every annotation also
@@ -91,13 +93,13 @@ class ProxySettings:
     """
 
     seed: int = 0
-    num_train: int = 512
-    num_eval: int = 192
-    num_val: int = 192
-    image_size: int = 128
+    num_train: int = 6000
+    num_eval: int = 500
+    num_val: int = 500
+    image_size: int = 64
     min_objects: int = 1
-    max_objects: int = 6
-    size_mix: tuple[float, float, float] = (0.3, 0.4, 0.3)
+    max_objects: int = 4
+    size_mix: tuple[float, float, float] = (0.0, 0.0, 1.0)
     min_small: float = 4.5
     max_large: float = 56.0
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)

@@ -348,7 +348,8 @@ def test_proxy_config_trains_with_the_loss_and_evaluates_with_cocometric(
     assert isinstance(head, PAPLossRetinaHead) and head.loss_cls is None
     before = {n: p.detach().clone() for n, p in runner.model.named_parameters()}
 
-    # one explicit step: finite loss, gradients in both branches and the backbone
+    # one explicit step: finite loss, gradients in both branches and the neck; the pretrained
+    # backbone is frozen (the proxy config's frozen_stages=4)
     batch = next(iter(runner.train_dataloader))
     data = runner.model.data_preprocessor(batch, True)
     losses = runner.model(**data, mode="loss")
@@ -358,10 +359,11 @@ def test_proxy_config_trains_with_the_loss_and_evaluates_with_cocometric(
         "bbox_head.retina_cls.weight",
         "bbox_head.retina_reg.weight",
         "bbox_head.reg_convs.0.conv.weight",
-        "backbone.conv1.weight",
+        "neck.lateral_convs.0.conv.weight",
     ):
         grad = dict(runner.model.named_parameters())[name].grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+    assert not runner.model.backbone.conv1.weight.requires_grad
     runner.model.zero_grad()
 
     runner.train()  # 4 iterations + ValLoop on D_eval through CocoMetric
@@ -467,18 +469,18 @@ def test_set_data_root_rewrites_loaders_and_evaluators(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- learning check
-LEARN_EPOCHS = 3
-LEARN_MARGIN = 0.02
+LEARN_IMAGES = 2000
+LEARN_MIN_AP = 0.08
 
 
 @pytest.mark.slow
 def test_short_proxy_training_improves_eval_ap(tmp_path: Path) -> None:
-    """A few epochs of the default proxy config on D_train raise D_eval AP well above the
-    untrained model's (same seed, so the same initial weights)."""
+    """One epoch of the default proxy config on a third of the default D_train reaches a clearly
+    non-zero D_eval AP, far above the untrained model's (same seed, same initial weights)."""
     from mmengine.runner import Runner
 
     root = tmp_path / "data"
-    generate_proxy_dataset(root, seed=0, num_train=512, num_eval=192, num_val=8)
+    generate_proxy_dataset(root, seed=0, num_train=LEARN_IMAGES, num_eval=200, num_val=8)
 
     def cfg_for(work_dir: Path, epochs: int) -> Config:
         cfg = Config.fromfile(str(CONFIGS / "proxy_retinanet_paploss.py"))
@@ -492,8 +494,8 @@ def test_short_proxy_training_improves_eval_ap(tmp_path: Path) -> None:
         return cfg
 
     untrained = Runner.from_cfg(cfg_for(tmp_path / "untrained", 1)).val()["coco/bbox_mAP"]
-    runner = Runner.from_cfg(cfg_for(tmp_path / "trained", LEARN_EPOCHS))
+    runner = Runner.from_cfg(cfg_for(tmp_path / "trained", 1))
     runner.train()
     trained = runner.val_loop.run()["coco/bbox_mAP"]
-    print(f"D_eval AP: untrained {untrained:.4f}, after {LEARN_EPOCHS} epochs {trained:.4f}")
-    assert trained >= untrained + LEARN_MARGIN, (untrained, trained)
+    print(f"D_eval AP: untrained {untrained:.4f}, after one epoch {trained:.4f}")
+    assert untrained < 0.01 and trained >= LEARN_MIN_AP, (untrained, trained)

@@ -35,15 +35,27 @@ def _digest_tree(root: Path) -> dict[str, str]:
     }
 
 
+MEDIUM = dict(
+    seed=3,
+    num_train=60,
+    num_eval=30,
+    num_val=30,
+    image_size=128,
+    max_objects=6,
+    size_mix=(0.3, 0.4, 0.3),
+)
+
+
 def _load(split_dir: Path) -> dict:
     return json.loads((split_dir / ANN_FILE).read_text())
 
 
 @pytest.fixture(scope="module")
 def medium_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Enough scenes to see every size class and every category in every split."""
+    """Enough scenes to see every size class and every category in every split (128 px scenes
+    with all three size classes: the generator's general case, not the proxy's default)."""
     root = tmp_path_factory.mktemp("proxy") / "data"
-    return generate_proxy_dataset(root, seed=3, num_train=60, num_eval=30, num_val=30)
+    return generate_proxy_dataset(root, **MEDIUM)
 
 
 def test_generation_is_deterministic(tmp_path: Path) -> None:
@@ -162,7 +174,7 @@ def test_splits_are_disjoint_by_source_digit(medium_dataset: dict[str, Path]) ->
 
 
 def test_object_sizes_cover_scaled_coco_classes(medium_dataset: dict[str, Path]) -> None:
-    settings = ProxySettings(seed=3, num_train=60, num_eval=30, num_val=30)
+    settings = ProxySettings(**MEDIUM)
     lo, small, medium, hi = settings.size_limits()
     assert (small, medium) == pytest.approx((32 * 128 / 640, 96 * 128 / 640))
     anns = _load(medium_dataset["train"])["annotations"]
@@ -178,6 +190,31 @@ def test_object_sizes_cover_scaled_coco_classes(medium_dataset: dict[str, Path])
     images = {a["image_id"] for a in anns}
     assert len(images) == 60
     assert {a["category_id"] for a in anns} == set(range(1, 11))
+
+
+def test_default_scenes_hold_1_to_4_recognizable_digits(tmp_path: Path) -> None:
+    """The proxy's defaults: 64 px scenes, 1-4 digits of sqrt(area) 9.6-28 px, tight ink boxes."""
+    from PIL import Image
+
+    defaults = ProxySettings()
+    assert (defaults.image_size, defaults.min_objects, defaults.max_objects) == (64, 1, 4)
+    assert defaults.size_mix == (0.0, 0.0, 1.0)
+    _, _, lo, hi = defaults.size_limits()  # the large class: (medium/large limit, max)
+    assert (lo, hi) == pytest.approx((64 / 640 * 96, 28.0))
+    paths = generate_proxy_dataset(tmp_path / "d", num_train=40, num_eval=10, num_val=10)
+    coco = _load(paths["train"])
+    per_image = {img["id"]: 0 for img in coco["images"]}
+    for ann in coco["annotations"]:
+        per_image[ann["image_id"]] += 1
+        x, y, w, h = ann["bbox"]
+        assert 0 <= x and 0 <= y and x + w <= 64 and y + h <= 64
+        side = math.sqrt(w * h)
+        assert 0.85 * lo <= side <= 1.15 * hi, side  # whole-pixel rounding of the digit
+        pixels = np.asarray(Image.open(paths["train"] / IMG_DIR / f"{ann['image_id']:06d}.png"))
+        crop = pixels[int(y) : math.ceil(y + h), int(x) : math.ceil(x + w)]
+        assert crop.max() > np.median(pixels) + 60  # the box holds the digit's bright ink
+    assert 1 <= min(per_image.values()) and max(per_image.values()) <= 4
+    assert {img["width"] for img in coco["images"]} == {64}
 
 
 def test_bad_settings_raise_value_error(tmp_path: Path) -> None:

@@ -151,13 +151,27 @@ def test_unknown_sampler_exits_2_without_a_database(tmp_path: Path) -> None:
     assert not db.exists()
 
 
+def test_samples_per_round_1_is_accepted_outside_ppo2() -> None:
+    from paploss.study.cli import search_parser
+    from paploss.study.search import Search
+
+    args = search_parser().parse_args(["--sampler", "random", "--samples-per-round", "1"])
+    Search(args).prepare()  # no UsageError: only PPO2 needs two rewards per round
+
+
+def test_unknown_preset_lists_the_presets_once(tmp_path: Path, capsys) -> None:
+    code, _, err = run_main("train", ["--preset", "nope", "--work-dir", str(tmp_path)], capsys)
+    assert code == 2 and "unknown preset 'nope'" in err
+    assert err.count("paper-retinanet") == 1
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--rounds", "0"], "must be an integer >= 1"),
         (["--device", "gpu7"], "auto (CUDA if available"),
         (["--cfg-options", "novalue"], "expected KEY=VALUE"),
-        (["--samples-per-round", "1"], "--samples-per-round must be >= 2"),
+        (["--samples-per-round", "1"], "--samples-per-round must be >= 2 with --sampler ppo2"),
         (["--data", str(Path("/nonexistent/d"))], "no such folder"),
         (["--data", "/nonexistent/ann.json", "/tmp"], "COCO json /nonexistent/ann.json does not"),
         (["--data", "a", "b", "c"], "got 3 values"),
@@ -413,8 +427,34 @@ def test_prepare_config_sets_params_data_epochs(proxy_cfg, tmp_path: Path) -> No
     assert back.train_cfg.max_epochs == 3 and back.train_cfg.val_interval == 3
     assert back.default_hooks.checkpoint is None
     assert back.randomness.seed == 7 and back.work_dir == str(tmp_path / "run")
+    # the cosine decay to 0 ends with the 3-epoch run; the iteration-based warm-up is kept
+    warmup, cosine = back.param_scheduler
+    assert (warmup.by_epoch, warmup.end) == (False, 16)
+    assert (cosine.type, cosine.end, cosine.T_max) == ("CosineAnnealingLR", 3, 3)
     # the loaded config is not modified
     assert proxy_cfg.model.bbox_head.loss_params == {"preset": "linear"}
+    assert proxy_cfg.param_scheduler[1]["end"] == 1
+
+
+def test_stretch_schedule_moves_only_schedulers_that_end_with_the_run() -> None:
+    from mmengine.config import Config
+
+    from paploss.study.mmcfg import stretch_schedule
+
+    cfg = Config(
+        dict(
+            param_scheduler=[
+                dict(type="LinearLR", by_epoch=False, begin=0, end=16),
+                dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=2, T_max=2),
+                dict(type="MultiStepLR", by_epoch=True, begin=0, end=2, milestones=[1]),
+                dict(type="ConstantLR", by_epoch=True, begin=0, end=1),
+                dict(type="CosineAnnealingLR", by_epoch=True, begin=1, end=2, T_max=1),
+            ]
+        )
+    )
+    stretch_schedule(cfg, 2, 6)
+    ends = [(s["end"], s.get("T_max")) for s in cfg.param_scheduler]
+    assert ends == [(16, None), (6, 6), (6, None), (1, None), (6, 5)]
 
 
 def test_faster_rcnn_gets_one_param_set_per_head(tmp_path: Path) -> None:

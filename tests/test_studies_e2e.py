@@ -131,6 +131,8 @@ def test_sqlite_ppo2_search_end_to_end(sqlite_search: dict[str, Any]) -> None:
         assert t.value == t.user_attrs["AP"]
         assert t.user_attrs["diverged"] is False
         assert t.user_attrs["train_seconds"] > 0 and t.user_attrs["eval_seconds"] > 0
+        # the warm runner forks the training: no interpreter start, no imports per trial
+        assert 0 <= t.user_attrs["startup_seconds"] < 2
         params = LossParams.from_search_params(t.params)
         assert t.user_attrs["lambda"] == pytest.approx(params.gradient_scale)
         assert t.intermediate_values, "the loss curve is reported"
@@ -160,6 +162,11 @@ def test_sqlite_ppo2_search_end_to_end(sqlite_search: dict[str, Any]) -> None:
     lines = [line for line in proc.stdout.splitlines() if line.startswith("[search] round")]
     assert len(lines) == 4 and "complete 4/4" in lines[-1] and "ETA 0s" in lines[-1]
     assert "round 1/2" in lines[0] and "round 2/2" in lines[-1]
+    rounds = [line for line in proc.stdout.splitlines() if line.startswith("[search] == round")]
+    assert len(rounds) == 2 and rounds[0].startswith("[search] == round 1/2 done: best ")
+    assert "mean moved 0.000" in rounds[0] and "mean moved" in rounds[1]
+    assert "Best vs round 1: AP " in proc.stdout
+    assert study.metric_names == ["AP"]
     assert "Best trial" in proc.stdout and "| f1: f(l_i; θ1) |" in proc.stdout
     assert f"optuna-dashboard {sqlite_search['url']} --artifact-dir {store}" in proc.stdout
 

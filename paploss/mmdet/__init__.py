@@ -6,4 +6,4 @@ and installs the checkpoint loader that works under torch >= 2.6 (``paploss.mmde
 """
 
 # Imported for their side effects: registration and the weights_only-safe checkpoint loader.
-from paploss.mmdet import checkpoint, deformable_detr, faster_rcnn, retinanet  # noqa: F401
+from paploss.mmdet import backbone, checkpoint, deformable_detr, faster_rcnn, retinanet  # noqa: F401

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -185,6 +186,24 @@ def epochs_of(cfg: Any) -> int:
     return int(train_cfg["max_epochs"])
 
 
+def stretch_schedule(cfg: Any, old_epochs: int, new_epochs: int) -> None:
+    """Make epoch-based LR schedulers that end with the configured training (``end`` equal to
+    ``old_epochs``, e.g. a cosine decay to 0) end with a run of ``new_epochs`` instead; their
+    ``T_max`` follows when it spanned the whole run."""
+    schedulers = cfg.get("param_scheduler")
+    if new_epochs == old_epochs or not schedulers:
+        return
+    if isinstance(schedulers, Mapping):
+        schedulers = [schedulers]
+    for sched in schedulers:
+        if not sched.get("by_epoch", True) or sched.get("end") != old_epochs:
+            continue
+        begin = sched.get("begin", 0)
+        if sched.get("T_max") == old_epochs - begin:
+            sched["T_max"] = new_epochs - begin
+        sched["end"] = new_epochs
+
+
 def save_loss_params(params: Mapping[str, LossParams], folder: Path) -> None:
     """Write each slot's params into a run folder: ``loss_params.json`` for the single unnamed
     slot, ``loss_params.<slot>.json`` for named ones."""
@@ -225,8 +244,10 @@ def prepare_config(
     set_split(cfg, "val", evaluate)
     if cfg.get("test_dataloader") is not None:
         set_split(cfg, "test", evaluate)
-    max_epochs = epochs_of(cfg) if epochs is None else epochs
+    configured = epochs_of(cfg)
+    max_epochs = configured if epochs is None else epochs
     cfg.train_cfg["max_epochs"] = max_epochs
+    stretch_schedule(cfg, configured, max_epochs)
     if search:
         cfg.train_cfg["val_interval"] = max_epochs
         if cfg.get("default_hooks") is not None and "checkpoint" in cfg.default_hooks:
@@ -237,3 +258,49 @@ def prepare_config(
     cfg.randomness = randomness
     cfg.launcher = "none"
     return cfg
+
+
+def pretrained_backbones(cfg: Any) -> list[Any]:
+    """The ``PretrainSettings`` of every ``ProxyResNet`` with ``pretrain`` in ``cfg.model``."""
+    from paploss.proxy_backbone import PretrainSettings
+
+    found: list[Any] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            if node.get("type") == "ProxyResNet" and node.get("pretrain") is not None:
+                fields = dict(node["pretrain"])
+                fields["depth"] = node.get("depth", 18)
+                fields["base_channels"] = node.get("base_channels", 64)
+                found.append(PretrainSettings(**fields))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                walk(value)
+
+    walk(cfg.get("model"))
+    return found
+
+
+def ensure_backbones(cfg: Any, *, log: Any = print) -> None:
+    """Pretrain (once, cached) the backbones the config's ``ProxyResNet`` entries name.
+
+    Runs in a child process (``python -m paploss.proxy_backbone``), so the caller neither imports
+    torch nor starts its thread pool; cached weights cost nothing.
+    """
+    import subprocess
+    import sys
+
+    from paploss.proxy_backbone import weights_path
+
+    for settings in pretrained_backbones(cfg):
+        if weights_path(settings).is_file():
+            continue
+        log(f"pretraining the proxy backbone once (~1-2 min): {weights_path(settings)}")
+        fields = json.dumps(dataclasses.asdict(settings))
+        subprocess.run(
+            [sys.executable, "-m", "paploss.proxy_backbone", "--settings", fields],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )

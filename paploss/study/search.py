@@ -25,9 +25,9 @@ from paploss.study.cli import (
     UsageError,
     check_config_path,
     normalize_storage_url,
-    render_url,
     search_parser,
 )
+from paploss.study.storage import open_storage
 
 WORKER_LOCAL_OPTIONS = ("num_workers", "persistent_workers", "pin_memory", "prefetch_factor")
 """``--cfg-options`` keys ending in these (and ``env_cfg.*``, ``default_hooks.logger.*``,
@@ -37,44 +37,6 @@ FUNCTIONS_PNG = "functions.png"
 
 
 # ------------------------------------------------------------------------------ storage
-def open_storage(
-    url: str, *, heartbeat_interval: int, grace_period: int | None, max_retry: int
-) -> Any:
-    """RDBStorage with heartbeat and RetryHeartbeatStaleTrialCallback; UsageError if the database
-    cannot be opened."""
-    import optuna
-    from optuna.exceptions import ExperimentalWarning
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-
-    url = normalize_storage_url(url)
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith(("postgresql", "mysql")):
-        engine_kwargs["pool_pre_ping"] = True
-        if url.startswith("postgresql"):
-            engine_kwargs["connect_args"] = {"connect_timeout": 10}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            storage = RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    max_retry=max_retry
-                ),
-            )
-    except Exception as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(
-            f"cannot open storage {render_url(url)}: {type(exc).__name__}: {detail}. Give a "
-            "reachable SQLAlchemy URL: sqlite:///FILE.db in an existing folder, or a running "
-            "database server (postgresql://USER@HOST:PORT/DB needs psycopg2-binary)"
-        ) from exc
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    return storage
-
-
 def dashboard_url(url: str) -> str:
     """The storage URL for optuna-dashboard: a relative SQLite path made absolute, the installed
     PostgreSQL driver named."""
@@ -169,9 +131,10 @@ class Search:
         from paploss.study.mmcfg import config_digest, epochs_of, load_config, search_space_of
 
         args = self.args
-        if args.samples_per_round < 2:
+        if args.sampler == "ppo2" and args.samples_per_round < 2:
             raise UsageError(
-                "--samples-per-round must be >= 2 (PPO2 needs at least two rewards per round)"
+                "--samples-per-round must be >= 2 with --sampler ppo2 (its update needs at least "
+                "two rewards per round)"
             )
         self.config_path = check_config_path(args.config)
         check_data_arg(args.data)
@@ -204,8 +167,10 @@ class Search:
         """Prepare the data, open the storage, create or join the study."""
         import optuna
         from optuna.artifacts import FileSystemArtifactStore
+        from optuna.exceptions import ExperimentalWarning
 
         from paploss.study.data import resolve_data
+        from paploss.study.mmcfg import ensure_backbones
 
         args = self.args
         # The data first: a bad COCO json must not leave even an empty database behind.
@@ -215,6 +180,7 @@ class Search:
             eval_images=args.eval_images,
             split_seed=args.split_seed,
         )
+        ensure_backbones(self.cfg, log=lambda msg: print(f"[search] {msg}", flush=True))
         self.storage = open_storage(
             args.storage,
             heartbeat_interval=args.heartbeat_interval,
@@ -246,6 +212,9 @@ class Search:
                 direction="maximize",
                 load_if_exists=True,
             )
+            with warnings.catch_warnings():  # experimental in Optuna
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                study.set_metric_names(["AP"])  # the objective's name in optuna-dashboard
         self.study = study
         self.artifact_dir = self.work_dir / "artifacts"
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
@@ -348,7 +317,7 @@ class Search:
 
         from paploss.study.mmcfg import prepare_config, save_loss_params
         from paploss.study.records import lambda_attrs, params_note, plot_functions
-        from paploss.study.trial import METRICS, TrialCrashed, loss_buckets, run_child
+        from paploss.study.trial import METRICS, TrialCrashed, loss_buckets
 
         args = self.args
         params = self.space.suggest(trial)  # may wait for a PPO2 round, or end the search
@@ -392,9 +361,7 @@ class Search:
         config_file = run_dir / "config.py"
         cfg.dump(str(config_file))
         try:
-            result = run_child(
-                run_dir, config=config_file, device=args.device, timeout=args.trial_timeout
-            )
+            result = self.runner.run(run_dir, config=config_file, timeout=args.trial_timeout)
         except TrialCrashed as exc:
             trial.set_user_attr("error", str(exc)[-4000:])
             raise
@@ -408,6 +375,8 @@ class Search:
             trial.set_user_attr("diverged_at_iteration", int(result["diverged_at"]))
         trial.set_user_attr("train_seconds", round(float(result["train_seconds"]), 3))
         trial.set_user_attr("eval_seconds", round(float(result["eval_seconds"]), 3))
+        if result.get("startup_seconds") is not None:
+            trial.set_user_attr("startup_seconds", round(float(result["startup_seconds"]), 3))
         trial.set_user_attr("iterations", int(result["iterations"]))
         if result["loss_curve"]:
             trial.set_user_attr("final_loss", float(result["loss_curve"][-1][1]))
@@ -448,6 +417,7 @@ class Search:
                 ),
                 flush=True,
             )
+            self.print_round_summary(complete, int(round_index))
             self.update_study_plot()
             if not self._is_ppo2() and n >= self.total:
                 study.stop()
@@ -469,6 +439,54 @@ class Search:
             if self.consecutive_failures >= self.args.max_failures:
                 self.stopped_for_failures = True
                 study.stop()
+
+    def round_rewards(self, complete: list[Any]) -> dict[int, list[float]]:
+        """``{round index: [AP, ...]}`` of the complete trials (PPO2's round attr, else by order)."""
+        rounds: dict[int, list[float]] = {}
+        for k, t in enumerate(sorted(complete, key=lambda t: t.number)):
+            r = t.user_attrs.get("ppo2_round")
+            r = k // self.args.samples_per_round if r is None else int(r)
+            rounds.setdefault(r, []).append(float(t.value))
+        return rounds
+
+    def mean_shift(self, round_index: int) -> float | None:
+        """L2 distance (in the sampler's unit space) between PPO2's mean of ``round_index`` and
+        that of the round before (None when not PPO2 or not stored)."""
+        import numpy as np
+
+        from paploss.samplers._ppo2 import MEAN_KEY_TEMPLATE
+
+        if not self._is_ppo2() or round_index < 1:
+            return None
+        attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
+        names = self.sampler._names
+
+        def mean(r: int) -> Any:
+            if r == 0:
+                return np.asarray(self.sampler._init_unit, dtype=float)
+            record = attrs.get(MEAN_KEY_TEMPLATE.format(r))
+            return None if record is None else np.asarray([record["mean"][n] for n in names])
+
+        now, before = mean(round_index), mean(round_index - 1)
+        if now is None or before is None:
+            return None
+        return float(np.linalg.norm(now - before))
+
+    def print_round_summary(self, complete: list[Any], round_index: int) -> None:
+        """When ``round_index`` has all its samples: its best and mean reward, how many collapsed
+        to AP < 0.001, and how far the sampling mean moved to draw them."""
+        rewards = self.round_rewards(complete).get(round_index, [])
+        if len(rewards) != self.args.samples_per_round:
+            return
+        shift = self.mean_shift(round_index)
+        moved = "" if shift is None else f" | mean moved {shift:.3f} (L2, unit space)"
+        collapsed = sum(1 for v in rewards if v < 1e-3)
+        print(
+            f"[search] == round {round_index + 1}/{self.args.rounds} done: best "
+            f"{max(rewards):.4f} | mean {sum(rewards) / len(rewards):.4f} | "
+            f"{collapsed}/{len(rewards)} at AP < 0.001{moved}",
+            flush=True,
+        )
 
     def _is_ppo2(self) -> bool:
         from paploss.samplers import PPO2Sampler
@@ -516,14 +534,19 @@ class Search:
                 f"work dir {self.study_dir}",
                 flush=True,
             )
-            self.study.optimize(
-                self.objective,
-                n_trials=args.n_trials,
-                timeout=args.timeout,
-                catch=(TrialCrashed,),
-                callbacks=[self.after_trial],
-                gc_after_trial=False,
-            )
+            from paploss.study.warm import WarmRunner
+
+            # One pre-imported process forks every trial's training (no imports per trial).
+            with WarmRunner(device=args.device) as self.runner:
+                self.runner.start()  # imports while the first trial is being suggested
+                self.study.optimize(
+                    self.objective,
+                    n_trials=args.n_trials,
+                    timeout=args.timeout,
+                    catch=(TrialCrashed,),
+                    callbacks=[self.after_trial],
+                    gc_after_trial=False,
+                )
         self.print_summary()
         if self.stopped_for_failures:
             print(
@@ -546,6 +569,13 @@ class Search:
             round_index = best.user_attrs.get("ppo2_round")
             where = f", round {int(round_index) + 1}" if round_index is not None else ""
             print(f"\nBest trial {best.number}{where}: AP {best.value:.4f} on D_eval")
+            first = self.round_rewards(complete).get(0)
+            if first:
+                first_mean = sum(first) / len(first)
+                print(
+                    f"Best vs round 1: AP {best.value:.4f} vs the round-1 mean {first_mean:.4f} "
+                    f"({best.value - first_mean:+.4f}); round 1's best {max(first):.4f}"
+                )
             print(params_note(self.space.from_params(best.params), "Best loss parameters"))
             print("Search values (study.best_params):")
             print(json.dumps({k: round(v, 6) for k, v in sorted(best.params.items())}))

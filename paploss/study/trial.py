@@ -91,6 +91,7 @@ def write_spec(run_dir: Path, *, config: Path, device: str) -> Path:
         "config": str(config),
         "device": device,
         "result": str(run_dir / RESULT_FILE),
+        "launched_at": time.time(),
     }
     path = run_dir / SPEC_FILE
     path.write_text(json.dumps(spec, indent=1) + "\n")
@@ -109,14 +110,15 @@ def log_tail(path: Path, lines: int = 15) -> str:
 def run_child(
     run_dir: Path, *, config: Path, device: str, timeout: float | None = None
 ) -> dict[str, Any]:
-    """Run one training in a child process; return its result dict.
+    """Run one training in a fresh ``python`` child process (cold: it pays the imports); return
+    its result dict. :class:`paploss.study.warm.WarmRunner` does the same from a pre-imported
+    process.
 
     Raises:
         TrialCrashed: non-zero exit, death by a signal (e.g. the OOM killer), timeout, or no result.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    result_path = run_dir / RESULT_FILE
-    result_path.unlink(missing_ok=True)
+    (run_dir / RESULT_FILE).unlink(missing_ok=True)
     spec = write_spec(run_dir, config=config, device=device)
     log_path = run_dir / LOG_FILE
     with open(log_path, "ab") as log:
@@ -141,6 +143,14 @@ def run_child(
             proc.kill()
             proc.wait()
             raise
+    return read_result(run_dir, rc)
+
+
+def read_result(run_dir: Path, rc: int) -> dict[str, Any]:
+    """The result a child with exit status ``rc`` (negative: killed by that signal) left in
+    ``run_dir``; TrialCrashed unless it finished with status ok or diverged."""
+    result_path = run_dir / RESULT_FILE
+    log_path = run_dir / LOG_FILE
     result = None
     if result_path.is_file():
         try:
@@ -176,12 +186,16 @@ def loss_buckets(curve: Sequence[Sequence[float]], max_points: int = 50) -> list
 
 
 # ============================================================================== child side
-def _die_with_parent() -> None:
-    """Exit when the parent dies: PR_SET_PDEATHSIG (Linux) and a polling watchdog thread."""
-    expected = os.environ.get(ENV_PARENT)
-    if not expected:
-        return
-    expected_pid = int(expected)
+def die_with_parent(expected_pid: int | None = None) -> None:
+    """Exit when the parent dies: PR_SET_PDEATHSIG (Linux) and a polling watchdog thread.
+
+    ``expected_pid``: the parent to follow; None reads it from ``$PAPLOSS_PARENT_PID`` (nothing
+    happens when that is unset)."""
+    if expected_pid is None:
+        expected = os.environ.get(ENV_PARENT)
+        if not expected:
+            return
+        expected_pid = int(expected)
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -345,8 +359,17 @@ def _parameters_finite(model: Any) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def execute(config: Path | str, result_path: Path | str | None = None) -> dict[str, Any]:
+def execute(
+    config: Path | str,
+    result_path: Path | str | None = None,
+    *,
+    launched_at: float | None = None,
+) -> dict[str, Any]:
     """Train and evaluate the mmengine config; return (and write) the result dict.
+
+    ``launched_at``: ``time.time()`` when the parent launched this run; the result then records
+    ``startup_seconds``, the time from the launch to the start of this function (process start
+    and imports for a cold child, the fork for a warm one).
 
     A non-finite loss ends training with ``status = "diverged"`` and all metrics 0; other
     exceptions propagate (after writing ``status = "error"`` with the message).
@@ -354,6 +377,7 @@ def execute(config: Path | str, result_path: Path | str | None = None) -> dict[s
     from mmengine.config import Config
     from mmengine.runner import Runner
 
+    startup = None if launched_at is None else max(0.0, time.time() - float(launched_at))
     started = time.perf_counter()
     result: dict[str, Any]
     try:
@@ -402,6 +426,7 @@ def execute(config: Path | str, result_path: Path | str | None = None) -> dict[s
             "train_seconds": monitor.train_seconds,
             "eval_seconds": monitor.eval_seconds,
             "wall_seconds": time.perf_counter() - started,
+            "startup_seconds": startup,
             "work_dir": str(cfg.work_dir),
         }
     except Exception as exc:
@@ -424,18 +449,11 @@ def _write(path: Path, data: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Child entry point: ``python -m paploss.study.trial SPEC.json``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m paploss.study.trial",
-        description="Run one training of a study in this process (started by studies/search.py).",
-    )
-    parser.add_argument("spec", type=Path, help="spec.json written by the parent")
-    args = parser.parse_args(argv)
-    _die_with_parent()
-    spec = json.loads(args.spec.read_text())
+def run_spec(spec_path: Path) -> int:
+    """Run the training a spec file describes, in this process; the exit status for the parent."""
+    spec = json.loads(Path(spec_path).read_text())
     try:
-        result = execute(spec["config"], spec["result"])
+        result = execute(spec["config"], spec["result"], launched_at=spec.get("launched_at"))
     except Exception:
         traceback.print_exc()
         return 1
@@ -445,6 +463,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Child entry point: ``python -m paploss.study.trial SPEC.json``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m paploss.study.trial",
+        description="Run one training of a study in this process (started by studies/search.py).",
+    )
+    parser.add_argument("spec", type=Path, help="spec.json written by the parent")
+    args = parser.parse_args(argv)
+    die_with_parent()
+    return run_spec(args.spec)
 
 
 if __name__ == "__main__":

@@ -57,10 +57,13 @@ model = dict(
         anchor_generator=dict(
             type="AnchorGenerator", scales=[8], ratios=[0.5, 1.0, 2.0], strides=[4, 8, 16, 32, 64]
         ),
+        # The authors' release decodes these deltas with stds (0.1, 0.1, 0.2, 0.2); the published
+        # parameters were searched with it (with stds 1 the boxes collapse under paper-retinanet
+        # on the proxy: AP 0.000 vs 0.365).
         bbox_coder=dict(
             type="DeltaXYWHBBoxCoder",
             target_means=[0.0, 0.0, 0.0, 0.0],
-            target_stds=[1.0, 1.0, 1.0, 1.0],
+            target_stds=[0.1, 0.1, 0.2, 0.2],
         ),
         loss_params=dict(preset="paper-faster-rcnn-rpn"),
         loss_options=loss_options,

@@ -4,7 +4,7 @@
 _base_ = [
     "_base_/models/faster_rcnn_r18_fpn_proxy.py",
     "_base_/datasets/proxy_detection.py",
-    "_base_/schedules/proxy_1epoch.py",
+    "_base_/schedules/proxy_1epoch_cosine.py",
     "_base_/proxy_runtime.py",
 ]
 

@@ -5,7 +5,7 @@
 _base_ = [
     "_base_/models/faster_rcnn_r18_fpn_proxy.py",
     "_base_/datasets/proxy_detection.py",
-    "_base_/schedules/proxy_1epoch.py",
+    "_base_/schedules/proxy_1epoch_cosine.py",
     "_base_/proxy_runtime.py",
 ]
 
@@ -19,6 +19,8 @@ loss_options = dict(
 model = dict(
     rpn_head=dict(
         type="PAPLossRPNHead",
+        # The release's RPN box coding for the loss (the baselines keep mmdet's stds of 1).
+        bbox_coder=dict(target_stds=[0.1, 0.1, 0.2, 0.2]),
         # LossParams.from_config: dict(preset=...), dict(file='best.json'), to_dict() values or
         # the flat search-space values; 'linear' is the search's initialization.
         loss_params=dict(preset="linear"),

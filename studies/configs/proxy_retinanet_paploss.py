@@ -1,11 +1,12 @@
-# RetinaNet (ResNet-18 FPN, from scratch) on the proxy digits, trained only by the Parameterized
-# AP Loss: one epoch of D_train (128 iterations), evaluation on D_eval (the search's inner loop).
+# RetinaNet (frozen digit-pretrained ResNet-18, FPN) on the proxy digits, trained only by the
+# Parameterized AP Loss: one epoch of D_train (188 iterations of 32 images), evaluation on D_eval
+# (the search's inner loop).
 # Final numbers: ``runner.test()`` (the TestLoop) on the held-out val split.
 # Data: ``export PAPLOSS_PROXY_ROOT=$(python -m paploss.proxy_data)`` (see _base_/datasets).
 _base_ = [
     "_base_/models/retinanet_r18_fpn_proxy.py",
     "_base_/datasets/proxy_detection.py",
-    "_base_/schedules/proxy_1epoch.py",
+    "_base_/schedules/proxy_1epoch_cosine.py",
     "_base_/proxy_runtime.py",
 ]
 
@@ -24,8 +25,3 @@ model = dict(
         ),
     ),
 )
-
-# 4 images per iteration (twice the optimizer steps of batch 8 in the same one-epoch budget) and
-# SGD lr 0.03, the best of the rates tried (0.01, 0.03, 0.1) for learning from scratch here.
-train_dataloader = dict(batch_size=4)
-optim_wrapper = dict(optimizer=dict(lr=0.03))

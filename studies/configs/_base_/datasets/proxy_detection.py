@@ -1,4 +1,4 @@
-# The bundled proxy detection data (paploss.proxy_data): 128 x 128 scenes of scikit-learn digits,
+# The bundled proxy detection data (paploss.proxy_data): 64 x 64 scenes of scikit-learn digits,
 # COCO format, classes '0'..'9'. Splits: train = D_train (search training), eval = D_eval (search
 # reward, used by the ValLoop), val = the held-out split for final numbers (used by the TestLoop).
 #
@@ -12,7 +12,7 @@
 dataset_type = "CocoDataset"
 data_root = "{{$PAPLOSS_PROXY_ROOT:data/proxy}}/"
 metainfo = dict(classes=("0", "1", "2", "3", "4", "5", "6", "7", "8", "9"))
-image_scale = (128, 128)
+image_scale = (64, 64)
 backend_args = None
 
 # No flips: a mirrored digit is not a digit. The Resize to the native size only records
@@ -35,7 +35,7 @@ test_pipeline = [
 # num_workers=0: the images are tiny and decoding them in worker processes costs more than it
 # saves on a 2-core machine.
 train_dataloader = dict(
-    batch_size=8,
+    batch_size=32,
     num_workers=0,
     persistent_workers=False,
     sampler=dict(type="DefaultSampler", shuffle=True),
@@ -51,7 +51,7 @@ train_dataloader = dict(
     ),
 )
 val_dataloader = dict(
-    batch_size=16,
+    batch_size=50,
     num_workers=0,
     persistent_workers=False,
     drop_last=False,
@@ -68,7 +68,7 @@ val_dataloader = dict(
     ),
 )
 test_dataloader = dict(
-    batch_size=16,
+    batch_size=50,
     num_workers=0,
     persistent_workers=False,
     drop_last=False,

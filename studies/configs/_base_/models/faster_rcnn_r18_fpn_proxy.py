@@ -1,8 +1,8 @@
-# A small Faster R-CNN for the 128 x 128 proxy scenes, trained from scratch on CPUs: ResNet-18
-# without pretrained weights (init_cfg=None: nothing is downloaded), a 64-channel FPN on C2..C5
-# (strides 4..32, the smallest digits are ~5 px), the RetinaNet proxy's 4 anchors per location
-# (sizes 6..68 px), RoIAlign with finest_scale=8 (RoIs below 16 px go to P2, 16-32 px to P3, ...:
-# COCO's 56 px threshold scaled to the proxy's object sizes) and a 2-fc box head of 256 channels.
+# A small Faster R-CNN for the 64 x 64 proxy scenes on CPUs: the RetinaNet proxy's frozen
+# digit-pretrained ResNet-18 (ProxyResNet, 16 base channels, paploss.proxy_backbone) and 64-channel
+# FPN on C3..C5 (strides 8..32), the RetinaNet proxy's 4 anchors per location (sizes 12..68 px),
+# RoIAlign with finest_scale=16 (RoIs below 32 px, i.e. every proxy digit, go to P3) and a 2-fc
+# box head of 256 channels.
 #
 # rpn_head / roi_head.bbox_head carry only the settings shared by all losses; the loss configs set
 # their types and loss fields (PAPLossRPNHead / PAPLossBBoxHead with loss_params/loss_options, or
@@ -17,21 +17,23 @@ model = dict(
         pad_size_divisor=32,
     ),
     backbone=dict(
-        type="ResNet",
+        type="ProxyResNet",
         depth=18,
+        base_channels=16,
         num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        frozen_stages=-1,
-        norm_cfg=dict(type="BN", requires_grad=True),
-        norm_eval=False,
+        out_indices=(1, 2, 3),
+        frozen_stages=4,
+        norm_cfg=dict(type="BN", requires_grad=False),
+        norm_eval=True,
         style="pytorch",
+        pretrain=dict(),
         init_cfg=None,
     ),
     neck=dict(
         type="FPN",
-        in_channels=[64, 128, 256, 512],
+        in_channels=[32, 64, 128],
         out_channels=64,
-        num_outs=4,
+        num_outs=3,
     ),
     rpn_head=dict(
         type="RPNHead",
@@ -42,7 +44,7 @@ model = dict(
             octave_base_scale=1.5,
             scales_per_octave=2,
             ratios=[1.0, 2.0],
-            strides=[4, 8, 16, 32],
+            strides=[8, 16, 32],
         ),
         bbox_coder=dict(
             type="DeltaXYWHBBoxCoder",
@@ -56,8 +58,8 @@ model = dict(
             type="SingleRoIExtractor",
             roi_layer=dict(type="RoIAlign", output_size=7, sampling_ratio=0),
             out_channels=64,
-            featmap_strides=[4, 8, 16, 32],
-            finest_scale=8,
+            featmap_strides=[8, 16, 32],
+            finest_scale=16,
         ),
         bbox_head=dict(
             type="Shared2FCBBoxHead",
@@ -94,7 +96,7 @@ model = dict(
             pos_weight=-1,
             debug=False,
         ),
-        # ~1-6 objects per 128 px image: 300 proposals and 128 sampled RoIs per image (mmdet's
+        # 1-4 objects per 64 px image: 300 proposals and 128 sampled RoIs per image (mmdet's
         # COCO values are 1000 and 512 for ~7 objects per 800 px image).
         rpn_proposal=dict(
             nms_pre=1000, max_per_img=300, nms=dict(type="nms", iou_threshold=0.7), min_bbox_size=0
@@ -120,12 +122,12 @@ model = dict(
         ),
     ),
     # score_thr=0: a ranking loss does not calibrate the sigmoid scores, so no absolute threshold
-    # (the same for every loss, so the comparison is fair); the 100 best detections per image after
-    # NMS are kept (COCO's maxDets).
+    # (the same for every loss, so the comparison is fair); the 20 best detections per image after
+    # NMS are kept (at most 4 digits per scene; as the RetinaNet proxy).
     test_cfg=dict(
         rpn=dict(
             nms_pre=1000, max_per_img=300, nms=dict(type="nms", iou_threshold=0.7), min_bbox_size=0
         ),
-        rcnn=dict(score_thr=0.0, nms=dict(type="nms", iou_threshold=0.5), max_per_img=100),
+        rcnn=dict(score_thr=0.0, nms=dict(type="nms", iou_threshold=0.5), max_per_img=20),
     ),
 )

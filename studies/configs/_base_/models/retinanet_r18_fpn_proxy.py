@@ -1,8 +1,9 @@
-# A small RetinaNet for the 128 x 128 proxy scenes, trained from scratch on CPUs: ResNet-18 without
-# pretrained weights (init_cfg=None: nothing is downloaded), a 64-channel FPN on C2..C5 (strides
-# 4..32, because the smallest digits are ~5 px), two stacked head convs, and 4 anchors per
-# location with sizes 6..68 px covering the proxy's object sizes (sqrt(area) 4.5..56 px), GroupNorm
-# in the two head convs.
+# A small RetinaNet for the 64 x 64 proxy scenes on CPUs: a narrow ResNet-18 (16 base channels)
+# pretrained once on digit crops and cached (ProxyResNet, paploss.proxy_backbone: the analogue of
+# the paper's ImageNet-pretrained backbone; built on first use, nothing downloaded), frozen with its
+# BN statistics, so one proxy epoch trains the neck and head only; a 64-channel FPN on C3..C5
+# (strides 8..32), two stacked head convs with GroupNorm, and 4 anchors per location with sizes
+# 12..68 px covering the proxy's object sizes (sqrt(area) 9.6..28 px).
 #
 # bbox_head carries only the settings shared by all losses; the loss configs set its type and loss
 # fields (PAPLossRetinaHead with loss_params/loss_options, or RetinaHead with loss_cls/loss_bbox).
@@ -16,23 +17,27 @@ model = dict(
         pad_size_divisor=32,
     ),
     backbone=dict(
-        type="ResNet",
+        type="ProxyResNet",
         depth=18,
+        base_channels=16,
         num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        frozen_stages=-1,
-        norm_cfg=dict(type="BN", requires_grad=True),
-        norm_eval=False,
+        out_indices=(1, 2, 3),
+        # Frozen pretrained features: measured on the proxy (6,000 images, one epoch), AP 0.29
+        # frozen vs 0.28 fine-tuned vs 0.12 from scratch, and 20 % less time per iteration.
+        frozen_stages=4,
+        norm_cfg=dict(type="BN", requires_grad=False),
+        norm_eval=True,
         style="pytorch",
+        pretrain=dict(),  # paploss.proxy_backbone.PretrainSettings defaults
         init_cfg=None,
     ),
     neck=dict(
         type="FPN",
-        in_channels=[64, 128, 256, 512],
+        in_channels=[32, 64, 128],
         out_channels=64,
         start_level=0,
         add_extra_convs=False,
-        num_outs=4,
+        num_outs=3,
     ),
     bbox_head=dict(
         type="RetinaHead",
@@ -47,12 +52,17 @@ model = dict(
             octave_base_scale=1.5,
             scales_per_octave=2,
             ratios=[1.0, 2.0],
-            strides=[4, 8, 16, 32],
+            strides=[8, 16, 32],
         ),
+        # The authors' release decodes RetinaNet's deltas with stds (0.1, 0.1, 0.2, 0.2): box
+        # outputs move 5-10x less per unit, so the boxes change slowly while the classifier
+        # separates the positives. With stds 1 the loss's pull on l_i while f5(l) > f1(l) (the
+        # ranking ratio is ~1 before that separation) drove the boxes' GIoU to -1 first: on the
+        # proxy paper-retinanet trained to AP 0.000 with stds 1 and to 0.365 with these.
         bbox_coder=dict(
             type="DeltaXYWHBBoxCoder",
             target_means=[0.0, 0.0, 0.0, 0.0],
-            target_stds=[1.0, 1.0, 1.0, 1.0],
+            target_stds=[0.1, 0.1, 0.2, 0.2],
         ),
     ),
     train_cfg=dict(
@@ -68,13 +78,14 @@ model = dict(
         pos_weight=-1,
         debug=False,
     ),
-    # score_thr=0: a ranking loss does not calibrate the sigmoid scores, so no absolute threshold;
-    # the 100 best detections per image after NMS are kept (COCO's maxDets).
+    # score_thr=0: a ranking loss does not calibrate the sigmoid scores, so no absolute threshold.
+    # The 20 best detections per image after NMS are kept (a scene holds at most 4 digits; 100, as
+    # COCO's maxDets, made CocoMetric's json round trip and COCOeval take ~5 of the ~8 s evaluation).
     test_cfg=dict(
-        nms_pre=1000,
+        nms_pre=200,
         min_bbox_size=0,
         score_thr=0.0,
         nms=dict(type="nms", iou_threshold=0.5),
-        max_per_img=100,
+        max_per_img=20,
     ),
 )

@@ -1,0 +1,231 @@
+"""A warm trial runner: one pre-imported process forks a child per training.
+
+Importing torch, mmengine, mmcv and mmdet takes ~5-12 s on a 2-core machine, longer than a third of
+a proxy trial. :class:`WarmRunner` starts ``python -m paploss.study.warm`` once (the *zygote*); it
+imports those modules, says ``ready`` and then, for every spec file written to its stdin, forks a
+child that runs the training (:func:`paploss.study.trial.run_spec`) with stdout/stderr going to
+the run's ``child.log``. The zygote answers ``pid N`` when the child starts and ``exit RC`` when it
+ends (RC < 0: killed by signal -RC), so :meth:`WarmRunner.run` has the contract of
+:func:`paploss.study.trial.run_child`: the result dict, or :class:`TrialCrashed` for a child that
+failed, was killed or ran past the timeout. A crash fails only that trial; a zygote that died is
+started again for the next one.
+
+Fork safety: the zygote runs no torch computation before it forks (no OpenMP thread pool exists
+yet, so the children start clean), and each child sets its own torch thread count.
+
+Lifetime: the zygote dies with the process that started it and every child dies with the zygote
+(``PR_SET_PDEATHSIG`` plus a watchdog thread in both), so a killed search worker leaves no
+training behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from paploss.study.trial import (
+    LOG_FILE,
+    RESULT_FILE,
+    TrialCrashed,
+    child_env,
+    die_with_parent,
+    log_tail,
+    read_result,
+    run_spec,
+    write_spec,
+)
+
+READY = "ready"
+PRELOAD = (
+    "torch",
+    "mmengine.runner",
+    "mmcv.ops",
+    "mmdet.models",
+    "mmdet.evaluation",
+    "paploss.mmdet",
+)
+"""Modules the zygote imports before it forks (what every training imports)."""
+START_TIMEOUT = 300.0
+"""Seconds the zygote may take to import PRELOAD (a cold disk cache on a loaded machine)."""
+
+
+class WarmRunner:
+    """Runs trainings in children forked from one pre-imported process.
+
+    Args:
+        device: "cpu" or "cuda:N", as for ``run_child`` (fixed for the zygote's lifetime).
+    """
+
+    def __init__(self, *, device: str) -> None:
+        self.device = device
+        self._proc: subprocess.Popen[str] | None = None
+
+    # ---- zygote --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the zygote (if not running) without waiting for its imports."""
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "paploss.study.warm"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            text=True,
+            bufsize=1,
+            env=child_env(self.device),
+        )
+
+    def _readline(self, deadline: float | None) -> str | None:
+        """The zygote's next line; None at end of file or when ``deadline`` passed."""
+        assert self._proc is not None and self._proc.stdout is not None
+        stream: IO[str] = self._proc.stdout
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([stream], [], [], wait)
+            if not ready:
+                return None
+            line = stream.readline()
+            return line.strip() if line else None
+
+    def _ensure_ready(self) -> None:
+        self.start()
+        assert self._proc is not None
+        if getattr(self._proc, "_paploss_ready", False):
+            return
+        line = self._readline(time.monotonic() + START_TIMEOUT)
+        if line != READY:
+            self.close()
+            raise TrialCrashed(f"the warm runner did not start (said {line!r})")
+        self._proc._paploss_ready = True  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """Stop the zygote (a running child dies with it)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+
+    def __enter__(self) -> WarmRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- one training --------------------------------------------------------------------
+    def run(self, run_dir: Path, *, config: Path, timeout: float | None = None) -> dict[str, Any]:
+        """Train ``config`` in a forked child; return its result dict.
+
+        Raises:
+            TrialCrashed: the child failed, was killed (e.g. out of memory), exceeded
+                ``timeout`` seconds, or the zygote died.
+        """
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RESULT_FILE).unlink(missing_ok=True)
+        self._ensure_ready()
+        assert self._proc is not None and self._proc.stdin is not None
+        spec = write_spec(run_dir, config=Path(config), device=self.device)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pid: int | None = None
+        try:
+            self._proc.stdin.write(json.dumps({"spec": str(spec)}) + "\n")
+            self._proc.stdin.flush()
+            line = self._readline(deadline)
+            if line is not None and line.startswith("pid "):
+                pid = int(line.split()[1])
+                line = self._readline(deadline)
+        except BrokenPipeError:
+            line = None
+        except BaseException:  # KeyboardInterrupt or the worker being stopped: no orphan
+            self._kill(pid)
+            raise
+        if line is None or not line.startswith("exit "):
+            timed_out = deadline is not None and time.monotonic() >= deadline
+            self._kill(pid)
+            self.close()  # its protocol state is unknown now: start afresh next time
+            log_path = run_dir / LOG_FILE
+            if timed_out:
+                raise TrialCrashed(
+                    f"training exceeded the trial timeout of {timeout:g} s and was killed "
+                    f"(log: {log_path})"
+                )
+            raise TrialCrashed(
+                f"the warm runner died during the training\n{log_tail(log_path)}\n(log: {log_path})"
+            )
+        return read_result(run_dir, int(line.split()[1]))
+
+    def _kill(self, pid: int | None) -> None:
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# ================================================================================ zygote side
+def _child(spec: Path, zygote_pid: int) -> int:
+    """In the forked child: follow the zygote, log to the run's child.log, run the training."""
+    die_with_parent(zygote_pid)
+    run_dir = spec.parent
+    fd = os.open(run_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sys.stdin = open(os.devnull)  # noqa: SIM115 (the child ends with os._exit)
+    os.chdir(run_dir)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return run_spec(spec)
+
+
+def serve(preload: Sequence[str] = PRELOAD) -> int:
+    """The zygote's loop: import, say ready, then fork one child per request line."""
+    import importlib
+
+    die_with_parent()
+    # The parent handles Ctrl-C (it kills the running child); the zygote ignores it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in preload:
+        importlib.import_module(name)
+    out = sys.stdout
+    print(READY, file=out, flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        spec = Path(json.loads(line)["spec"])
+        out.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                code = _child(spec, os.getppid())
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        print(f"pid {pid}", file=out, flush=True)
+        _, status = os.waitpid(pid, 0)
+        rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        print(f"exit {rc}", file=out, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve())

@@ -285,10 +285,12 @@ def test_proxy_deformable_detr_paploss_trains_and_evaluates(
         "bbox_head.reg_branches.0.4.weight",
         "bbox_head.reg_branches.0.0.weight",
         "query_embedding.weight",
-        "backbone.conv1.weight",
+        "neck.convs.0.conv.weight",
     ):
         grad = grad_of(model, name)
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+    # the proxy's digit-pretrained backbone is frozen
+    assert not any(p.requires_grad for p in model.backbone.parameters())
 
 
 def test_coco_deformable_detr_config_runs_one_iteration(proxy_root: Path, tmp_path: Path) -> None:

@@ -397,10 +397,12 @@ def test_proxy_faster_rcnn_paploss_trains_and_evaluates(proxy_root: Path, tmp_pa
         "rpn_head.rpn_reg.weight",
         "roi_head.bbox_head.fc_cls.weight",
         "roi_head.bbox_head.fc_reg.weight",
-        "backbone.conv1.weight",
+        "neck.lateral_convs.0.conv.weight",
     ):
         grad = grad_of(model, name)
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+    # the proxy's digit-pretrained backbone is frozen
+    assert not any(p.requires_grad for p in model.backbone.parameters())
 
 
 def test_coco_faster_rcnn_config_runs_one_iteration(proxy_root: Path, tmp_path: Path) -> None:

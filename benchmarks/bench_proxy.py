@@ -44,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -382,6 +383,19 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), load average {load:.2f} at the end"
 
 
+def _section(
+    title: str, part: dict[str, Any], intro: str, header: Sequence[str], rows: list[list[str]]
+) -> list[str]:
+    """A Markdown section: heading with the machine, an intro paragraph and a table."""
+    lines = [f"### {title} ({part['machine']})", ""]
+    if intro:
+        lines += [intro, ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + [""]
+
+
 def render(results: dict[str, Any]) -> str:
     out = [BEGIN, "## Proxy task (`benchmarks/bench_proxy.py`)", ""]
     out.append(
@@ -390,87 +404,94 @@ def render(results: dict[str, Any]) -> str:
         "cosine decay, reward = COCO AP on D_eval (500 images)."
     )
     out.append("")
-    timing = results.get("timing")
-    if timing:
-        out += [
-            f"### Trial time ({timing['machine']})",
-            "",
+    if timing := results.get("timing"):
+        out += _section(
+            "Trial time",
+            timing,
             "Wall time from the sampler's suggestion to the reported reward, from a 3-trial "
             "search with the warm runner; the first trial also waits for the runner's imports.",
-            "",
-            "| trial | wall s | start-up s | build + records s | train s | eval s | AP |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in timing["rows"]:
-            out.append(
-                f"| {r['trial']} | {r['wall']:.1f} | {r['startup']:.2f} | {r['other']:.1f} | "
-                f"{r['train']:.1f} | {r['eval']:.1f} | {r['AP']:.4f} |"
-            )
-        out.append("")
-    iteration = results.get("iteration")
-    if iteration:
-        out += [
-            f"### Loss share of an iteration ({iteration['machine']})",
-            "",
+            ["trial", "wall s", "start-up s", "build + records s", "train s", "eval s", "AP"],
+            [
+                [
+                    str(r["trial"]),
+                    f"{r['wall']:.1f}",
+                    f"{r['startup']:.2f}",
+                    f"{r['other']:.1f}",
+                    f"{r['train']:.1f}",
+                    f"{r['eval']:.1f}",
+                    f"{r['AP']:.4f}",
+                ]
+                for r in timing["rows"]
+            ],
+        )
+    if iteration := results.get("iteration"):
+        out += _section(
+            "Loss share of an iteration",
+            iteration,
             "One proxy epoch (iterations of 32 images) per head, same model, data and "
             "schedule; ratio to Focal+GIoU (target for PAPLoss <= 1.2).",
-            "",
-            "| head | train s | ms / iteration | ratio | AP (D_eval) |",
-            "|---|---|---|---|---|",
-        ]
-        for r in iteration["rows"]:
-            out.append(
-                f"| {r['name']} | {r['train']:.1f} | {1000 * r['train'] / r['iterations']:.0f} | "
-                f"{r['ratio']:.2f} | {r['AP']:.4f} |"
-            )
-        out.append("")
-    detectors = results.get("detectors")
-    if detectors:
-        out += [
-            f"### Faster R-CNN and Deformable DETR proxies ({detectors['machine']})",
-            "",
+            ["head", "train s", "ms / iteration", "ratio", "AP (D_eval)"],
+            [
+                [
+                    r["name"],
+                    f"{r['train']:.1f}",
+                    f"{1000 * r['train'] / r['iterations']:.0f}",
+                    f"{r['ratio']:.2f}",
+                    f"{r['AP']:.4f}",
+                ]
+                for r in iteration["rows"]
+            ],
+        )
+    if detectors := results.get("detectors"):
+        out += _section(
+            "Faster R-CNN and Deformable DETR proxies",
+            detectors,
             "One trial each (preset linear, one epoch, D_eval); target AP >= 0.15 in <= 90 s.",
+            ["detector", "trial s (build + train + eval)", "train s", "eval s", "AP"],
+            [
+                [
+                    r["name"],
+                    f"{r['wall']:.1f}",
+                    f"{r['train']:.1f}",
+                    f"{r['eval']:.1f}",
+                    f"{r['AP']:.4f}",
+                ]
+                for r in detectors["rows"]
+            ],
+        )
+    if presets := results.get("presets"):
+        out += _section(
+            "Reward per preset",
+            presets,
             "",
-            "| detector | trial s (build + train + eval) | train s | eval s | AP |",
-            "|---|---|---|---|---|",
-        ]
-        for r in detectors["rows"]:
-            out.append(
-                f"| {r['name']} | {r['wall']:.1f} | {r['train']:.1f} | {r['eval']:.1f} | "
-                f"{r['AP']:.4f} |"
-            )
-        out.append("")
-    presets = results.get("presets")
-    if presets:
+            ["preset", "AP per seed", "mean", "std"],
+            [
+                [
+                    r["name"],
+                    " / ".join(f"{a:.3f}" for a in r["aps"]),
+                    f"{r['mean']:.3f}",
+                    f"{r['std']:.3f}",
+                ]
+                for r in presets["rows"]
+            ],
+        )
+        median_std = statistics.median(r["std"] for r in presets["rows"])
         out += [
-            f"### Reward per preset ({presets['machine']})",
-            "",
-            "| preset | AP per seed | mean | std |",
-            "|---|---|---|---|",
-        ]
-        for r in presets["rows"]:
-            aps = " / ".join(f"{a:.3f}" for a in r["aps"])
-            out.append(f"| {r['name']} | {aps} | {r['mean']:.3f} | {r['std']:.3f} |")
-        out += [
-            "",
-            f"Discrimination: spread of the means {presets['spread']:.3f}, largest seed std "
-            f"{presets['max_std']:.3f}, ratio **{presets['ratio']:.1f}** (target >= 10).",
+            f"Discrimination (target >= 10): spread of the means {presets['spread']:.3f} is "
+            f"**{presets['ratio']:.1f}x** the largest seed std ({presets['max_std']:.3f}) and "
+            f"**{presets['spread'] / median_std:.1f}x** the median one ({median_std:.3f}).",
             "",
         ]
-    rank = results.get("rank")
-    if rank:
-        out += [
-            f"### Rank fidelity ({rank['machine']})",
-            "",
+    if rank := results.get("rank"):
+        out += _section(
+            "Rank fidelity",
+            rank,
             f"Proxy reward (1 epoch, D_eval) against the val AP of a {rank['long_epochs']}-epoch "
             "training, seed 0 both.",
-            "",
-            "| parameter set | proxy AP | long AP |",
-            "|---|---|---|",
-        ]
-        for r in rank["rows"]:
-            out.append(f"| {r['name']} | {r['proxy']:.4f} | {r['long']:.4f} |")
-        out += ["", f"Spearman rho = **{rank['rho']:.2f}** (target >= 0.7).", ""]
+            ["parameter set", "proxy AP", "long AP"],
+            [[r["name"], f"{r['proxy']:.4f}", f"{r['long']:.4f}"] for r in rank["rows"]],
+        )
+        out += [f"Spearman rho = **{rank['rho']:.2f}** (target >= 0.7).", ""]
     out.append(END)
     return "\n".join(out)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -93,8 +92,9 @@ class PretrainSettings:
 
     def digest(self) -> str:
         """12 hex digits identifying these settings (and the pretraining version)."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        from paploss.proxy_data import settings_digest
+
+        return settings_digest(self.to_dict())
 
 
 def cache_dir() -> Path:
@@ -121,7 +121,7 @@ def render_crops(
     Returns:
         (uint8 crops [count, crop, crop], int64 classes [count]).
     """
-    from paploss.proxy_data import _background, _ink_box, _resize_digit
+    from paploss.proxy_data import _background, digit_side, paint_digit
 
     size = settings.crop
     out = np.empty((count, size, size), dtype=np.uint8)
@@ -131,16 +131,11 @@ def render_crops(
         src = int(pool[rng.integers(pool.size)])
         digit = images[src]
         target = math.exp(rng.uniform(math.log(settings.min_size), math.log(settings.max_size)))
-        c0, r0, c1, r1 = _ink_box(digit)
-        side = max(3, int(round(target / math.sqrt((c1 - c0) * (r1 - r0) / 64.0))))
-        side = min(side, size)
+        side, _ = digit_side(digit, target, size)
         cx, cy = rng.uniform(size / 3.0, 2.0 * size / 3.0, 2)
         x0 = int(np.clip(round(cx - side / 2.0), 0, size - side))
         y0 = int(np.clip(round(cy - side / 2.0), 0, size - side))
-        alpha = _resize_digit(digit, side) * rng.uniform(0.75, 1.0)
-        ink = rng.uniform(170.0, 255.0)
-        patch = canvas[y0 : y0 + side, x0 : x0 + side]
-        canvas[y0 : y0 + side, x0 : x0 + side] = patch * (1.0 - alpha) + ink * alpha
+        paint_digit(rng, canvas, digit, side, x0, y0)
         canvas += rng.normal(0.0, rng.uniform(2.0, 10.0), canvas.shape)
         out[k] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
         classes[k] = int(labels[src])

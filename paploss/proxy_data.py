@@ -164,8 +164,7 @@ class ProxySettings:
 
     def digest(self) -> str:
         """12 hex digits identifying these settings (and the generator version)."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return settings_digest(self.to_dict())
 
 
 def default_cache_dir() -> Path:
@@ -254,6 +253,32 @@ def _resize_digit(digit: np.ndarray, side: int) -> np.ndarray:
     return np.clip(out / 255.0, 0.0, 1.0)
 
 
+def digit_side(
+    digit: np.ndarray, target: float, limit: int
+) -> tuple[int, tuple[int, int, int, int]]:
+    """(side of the square the 8x8 digit is drawn in, its ink box in grid cells) so that the ink
+    box's sqrt(area) is ``target`` px; the side is at least 3 and at most ``limit``."""
+    c0, r0, c1, r1 = _ink_box(digit)
+    side = max(3, int(round(target / math.sqrt((c1 - c0) * (r1 - r0) / 64.0))))
+    return min(side, limit), (c0, r0, c1, r1)
+
+
+def paint_digit(
+    rng: np.random.Generator, canvas: np.ndarray, digit: np.ndarray, side: int, x0: int, y0: int
+) -> None:
+    """Alpha-composite the digit into ``canvas[y0:y0+side, x0:x0+side]`` as bright ink of random
+    opacity (0.75-1) and intensity (170-255), in place."""
+    alpha = _resize_digit(digit, side) * rng.uniform(0.75, 1.0)
+    ink = rng.uniform(170.0, 255.0)
+    patch = canvas[y0 : y0 + side, x0 : x0 + side]
+    canvas[y0 : y0 + side, x0 : x0 + side] = patch * (1.0 - alpha) + ink * alpha
+
+
+def settings_digest(data: dict[str, Any]) -> str:
+    """12 hex digits identifying a settings dict (its canonical JSON)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """[size, size] float64 grey background: level + linear gradient + faint lines + noise."""
     level = rng.uniform(0.0, 70.0)
@@ -305,9 +330,7 @@ def compose_scene(
         size_class = int(rng.choice(3, p=settings.size_mix))
         lo, hi = limits[size_class], limits[size_class + 1]
         target = math.exp(rng.uniform(math.log(lo), math.log(hi)))  # sqrt(box area)
-        c0, r0, c1, r1 = _ink_box(digit)
-        side = max(3, int(round(target / math.sqrt((c1 - c0) * (r1 - r0) / 64.0))))
-        side = min(side, size)
+        side, (c0, r0, c1, r1) = digit_side(digit, target, size)
         cell = side / 8.0
         placed = None
         for _attempt in range(30):
@@ -321,10 +344,7 @@ def compose_scene(
         if placed is None:
             continue
         x0, y0, box = placed
-        alpha = _resize_digit(digit, side) * rng.uniform(0.75, 1.0)
-        ink = rng.uniform(170.0, 255.0)
-        patch = canvas[y0 : y0 + side, x0 : x0 + side]
-        canvas[y0 : y0 + side, x0 : x0 + side] = patch * (1.0 - alpha) + ink * alpha
+        paint_digit(rng, canvas, digit, side, x0, y0)
         boxes.append(box)
         # The class of the box actually drawn (the rounding of ``side`` may cross a limit).
         drawn = math.sqrt((box[2] - box[0]) * (box[3] - box[1]))

@@ -77,16 +77,18 @@ def open_storage(
             f"storage {render_url(url)}: no such database file {str(path)!r}; give the URL of "
             "the search's storage (the --storage the search ran with)"
         )
-    heartbeat: dict[str, Any] = {}
-    if heartbeat_interval is not None:
-        heartbeat = dict(
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-        )
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # the heartbeat API is experimental in Optuna
             warnings.simplefilter("ignore", ExperimentalWarning)
+            heartbeat: dict[str, Any] = {}
+            if heartbeat_interval is not None:
+                heartbeat = dict(
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                        max_retry=max_retry
+                    ),
+                )
             storage = RDBStorage(url, engine_kwargs=engine_kwargs(url), **heartbeat)
     except Exception as exc:
         raise UsageError(

@@ -67,12 +67,14 @@ class WarmRunner:
     def __init__(self, *, device: str) -> None:
         self.device = device
         self._proc: subprocess.Popen[str] | None = None
+        self._ready = False  # the running zygote has said READY
 
     # ---- zygote --------------------------------------------------------------------------
     def start(self) -> None:
         """Start the zygote (if not running) without waiting for its imports."""
         if self._proc is not None and self._proc.poll() is None:
             return
+        self._ready = False
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "paploss.study.warm"],
             stdin=subprocess.PIPE,
@@ -97,18 +99,18 @@ class WarmRunner:
 
     def _ensure_ready(self) -> None:
         self.start()
-        assert self._proc is not None
-        if getattr(self._proc, "_paploss_ready", False):
+        if self._ready:
             return
         line = self._readline(time.monotonic() + START_TIMEOUT)
         if line != READY:
             self.close()
             raise TrialCrashed(f"the warm runner did not start (said {line!r})")
-        self._proc._paploss_ready = True  # type: ignore[attr-defined]
+        self._ready = True
 
     def close(self) -> None:
         """Stop the zygote (a running child dies with it)."""
         proc, self._proc = self._proc, None
+        self._ready = False
         if proc is None:
             return
         if proc.poll() is None:

@@ -176,6 +176,7 @@ def test_unknown_preset_lists_the_presets_once(tmp_path: Path, capsys) -> None:
         (["--data", "/nonexistent/ann.json", "/tmp"], "COCO json /nonexistent/ann.json does not"),
         (["--data", "a", "b", "c"], "got 3 values"),
         (["--config", "nope.py"], "--config nope.py: no such file"),
+        (["--cfg-options", "model.backbone.depth=7"], "ProxyResNet pretrain settings are invalid"),
         (["--config", str(CONFIGS / "proxy_retinanet_focal_l1.py")], "no head that takes"),
     ],
 )

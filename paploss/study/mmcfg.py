@@ -284,7 +284,8 @@ def pretrained_backbones(cfg: Any) -> list[Any]:
 
 
 def ensure_backbones(cfg: Any, *, log: Any = print) -> None:
-    """Pretrain (once, cached) the backbones the config's ``ProxyResNet`` entries name.
+    """Pretrain (once, cached) the backbones the config's ``ProxyResNet`` entries name; a
+    UsageError for invalid settings (e.g. ``--cfg-options model.backbone.depth=7``).
 
     Runs in a child process (``python -m paploss.proxy_backbone``), so the caller neither imports
     torch nor starts its thread pool; cached weights cost nothing.
@@ -294,7 +295,14 @@ def ensure_backbones(cfg: Any, *, log: Any = print) -> None:
 
     from paploss.proxy_backbone import weights_path
 
-    for settings in pretrained_backbones(cfg):
+    try:
+        found = pretrained_backbones(cfg)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(
+            f"the config's ProxyResNet pretrain settings are invalid: {exc}; fix the backbone "
+            "in the config or --cfg-options"
+        ) from exc
+    for settings in found:
         if weights_path(settings).is_file():
             continue
         log(f"pretraining the proxy backbone once (~1-2 min): {weights_path(settings)}")

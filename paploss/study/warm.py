@@ -44,6 +44,9 @@ from paploss.study.trial import (
 )
 
 READY = "ready"
+PID_FILE = "child.pid"
+"""Written into the run folder by each forked child: the pid of the process training that run
+(forked children carry the zygote's command line, so this is how to find them)."""
 PRELOAD = (
     "torch",
     "mmengine.runner",
@@ -183,6 +186,7 @@ def _child(spec: Path, zygote_pid: int) -> int:
     """In the forked child: follow the zygote, log to the run's child.log, run the training."""
     die_with_parent(zygote_pid)
     run_dir = spec.parent
+    (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
     fd = os.open(run_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)

@@ -188,11 +188,33 @@ class LossParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LossParams:
-        """Inverse of to_dict (control points + gradient scale)."""
+        """Inverse of to_dict (control points + gradient scale); a one-line ValueError naming the
+        problem for anything else (e.g. a JSON file holding null, numbers or missing points)."""
+        shape = "{'functions': [{'x': [...], 'y': [...]}, ...], 'gradient_scale': number}"
+        if not isinstance(data, Mapping):
+            raise ValueError(f"loss params must be an object {shape}, got {data!r:.80}")
         if "functions" not in data:
             raise ValueError(f"a LossParams dict needs 'functions', got keys {sorted(data)}")
-        functions = [PiecewiseLinear.from_control_points(f["x"], f["y"]) for f in data["functions"]]
-        return cls(functions, data.get("gradient_scale", 1.0))
+        entries = data["functions"]
+        if not isinstance(entries, (list, tuple)):
+            raise ValueError(
+                f"'functions' must be a list of {{'x', 'y'}} objects, got {entries!r:.80}"
+            )
+        functions = []
+        for k, entry in enumerate(entries, start=1):
+            if not isinstance(entry, Mapping) or "x" not in entry or "y" not in entry:
+                raise ValueError(
+                    f"function {k} must be an object with 'x' and 'y' control points, got "
+                    f"{entry!r:.80}"
+                )
+            try:
+                functions.append(PiecewiseLinear.from_control_points(entry["x"], entry["y"]))
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise ValueError(f"function {k}: {str(exc).splitlines()[0]}") from exc
+        scale = data.get("gradient_scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            raise ValueError(f"'gradient_scale' must be a number, got {scale!r:.80}")
+        return cls(functions, float(scale))
 
     @classmethod
     def load(cls, path: str | Path) -> LossParams:

@@ -81,3 +81,17 @@ def test_train_with_a_silent_server_times_out(tmp_path: Path) -> None:
     lines = _error_lines(proc.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: cannot open storage"), lines
     assert elapsed < CONNECT_TIMEOUT + 30
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["null", '{"functions": 5}', '{"functions": [{"x": [0, 1]}]}', "[1, 2", '"linear"'],
+)
+def test_train_with_a_malformed_params_file_is_one_line(tmp_path: Path, text: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    proc = _train("--params", str(bad), "--export-only", "--export", str(tmp_path / "e.json"))
+    assert proc.returncode == 2, proc.stderr
+    lines = _error_lines(proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"error: --params {bad}: "), lines
+    assert not (tmp_path / "e.json").exists()

@@ -293,3 +293,27 @@ def test_every_preset_loads() -> None:
     for name in PRESETS:
         params = LossParams.preset(name)
         assert len(params.functions) == 5 and math.isfinite(params.gradient_scale)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (None, "must be an object"),
+        ([1, 2], "must be an object"),
+        ({"functions": 5}, "'functions' must be a list"),
+        ({"functions": [{"x": [0, 1]}]}, "function 1 must be an object with 'x' and 'y'"),
+        ({"functions": [{"x": [0, "a", 1], "y": [0, 0.5, 1]}]}, "function 1: "),
+        ("linear-gradient", "must be an object"),
+    ],
+)
+def test_from_dict_rejects_malformed_json_with_one_line(data: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match) as info:
+        LossParams.from_dict(data)  # type: ignore[arg-type]
+    assert "\n" not in str(info.value)
+
+
+def test_from_dict_rejects_a_non_number_gradient_scale() -> None:
+    data = LossParams.preset("linear").to_dict()
+    for bad in (None, "1", True):
+        with pytest.raises(ValueError, match="'gradient_scale' must be a number"):
+            LossParams.from_dict({**data, "gradient_scale": bad})

@@ -454,6 +454,21 @@ def test_crash_fails_the_trial_and_divergence_is_ap_zero(tiny_proxy: Path, tmp_p
     (failed,) = study.trials
     assert failed.state == TrialState.FAIL
     assert "num_channels (7) must be divisible" in failed.user_attrs["error"]
+    # One trial that fails ends the worker with exit code 1 too (not only --max-failures in a row).
+    once = run(
+        [
+            *base,
+            "--study-name",
+            "crash-once",
+            "--n-trials",
+            "1",
+            "--cfg-options",
+            "model.bbox_head.feat_channels=7",
+        ],
+        cwd=tmp_path,
+    )
+    assert once.returncode == 1, once.stderr[-3000:]
+    assert "error: the last 1 trial(s) of this worker failed" in once.stderr
     # A diverging training: the loss turns non-finite, the trial is COMPLETE with AP 0.
     div = run(
         [

@@ -555,6 +555,14 @@ class Search:
                 file=sys.stderr,
             )
             return 1
+        if self.consecutive_failures:
+            print(
+                f"error: the last {self.consecutive_failures} trial(s) of this worker failed (see "
+                "the FAILED lines above and the trials' child.log); fix the cause and run the "
+                "command again",
+                file=sys.stderr,
+            )
+            return 1
         return 0
 
     def print_summary(self) -> None:

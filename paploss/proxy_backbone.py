@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,23 @@ class PretrainSettings:
         from paploss.proxy_data import settings_digest
 
         return settings_digest(self.to_dict())
+
+
+def settings_for(
+    pretrain: Mapping[str, Any], *, depth: Any, base_channels: Any
+) -> PretrainSettings:
+    """The settings a ``ProxyResNet(depth=..., base_channels=..., pretrain=...)`` names: its
+    ``pretrain`` fields with the backbone's own depth and width; ValueError when ``pretrain``
+    gives another depth or width."""
+    fields = dict(pretrain)
+    for key, own in (("depth", depth), ("base_channels", base_channels)):
+        if key in fields and fields[key] != own:
+            raise ValueError(
+                f"ProxyResNet: pretrain.{key}={fields[key]!r} differs from the backbone's "
+                f"{key}={own!r}; remove it from pretrain"
+            )
+        fields[key] = own
+    return PretrainSettings(**fields)
 
 
 def cache_dir() -> Path:

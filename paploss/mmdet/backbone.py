@@ -14,7 +14,7 @@ from typing import Any
 from mmdet.models.backbones import ResNet
 from mmdet.registry import MODELS
 
-from paploss.proxy_backbone import PretrainSettings, ensure_pretrained, load_record
+from paploss.proxy_backbone import PretrainSettings, ensure_pretrained, load_record, settings_for
 
 
 @MODELS.register_module()
@@ -31,16 +31,9 @@ class ProxyResNet(ResNet):
         super().__init__(**kwargs)
         self.pretrain_settings: PretrainSettings | None = None
         if pretrain is not None:
-            fields = dict(pretrain)
-            for key in ("depth", "base_channels"):
-                if key in fields and fields[key] != kwargs.get(key):
-                    raise ValueError(
-                        f"ProxyResNet: pretrain.{key}={fields[key]!r} differs from the "
-                        f"backbone's {key}={kwargs.get(key)!r}; remove it from pretrain"
-                    )
-            fields["depth"] = self.depth
-            fields["base_channels"] = self.base_channels
-            self.pretrain_settings = PretrainSettings(**fields)
+            self.pretrain_settings = settings_for(
+                pretrain, depth=self.depth, base_channels=self.base_channels
+            )
 
     def init_weights(self) -> None:
         super().init_weights()

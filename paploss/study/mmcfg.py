@@ -262,17 +262,21 @@ def prepare_config(
 
 def pretrained_backbones(cfg: Any) -> list[Any]:
     """The ``PretrainSettings`` of every ``ProxyResNet`` with ``pretrain`` in ``cfg.model``."""
-    from paploss.proxy_backbone import PretrainSettings
+    from paploss.proxy_backbone import settings_for
 
     found: list[Any] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, Mapping):
             if node.get("type") == "ProxyResNet" and node.get("pretrain") is not None:
-                fields = dict(node["pretrain"])
-                fields["depth"] = node.get("depth", 18)
-                fields["base_channels"] = node.get("base_channels", 64)
-                found.append(PretrainSettings(**fields))
+                found.append(
+                    settings_for(
+                        node["pretrain"],
+                        depth=node.get("depth"),
+                        # mmdet ResNet's default width (mmdet is not imported here)
+                        base_channels=node.get("base_channels", 64),
+                    )
+                )
             for value in node.values():
                 walk(value)
         elif isinstance(node, (list, tuple)):

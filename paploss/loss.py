@@ -12,14 +12,18 @@ top-k selection, see ``topk``).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from paploss.kernels import pairwise_sums
+from paploss.kernels.reference import pairwise_sums_of_differences
 from paploss.localization import scale_gradient
 from paploss.params import LossParams
+from paploss.substitutions import Substitution
+from paploss.substitutions import substitution as substitution_named
 
 RELEASE_DEN_EPS = 1e-12
 """release_compatible divides by sum_j f4(x_ij) (no "1 +"); the sum includes f4(0.5) of the self
@@ -91,6 +95,40 @@ def _topk_mask(scores: Tensor, topk: int) -> Tensor:
     return keep
 
 
+def _pwl_sums(scores: Tensor, weights: Tensor, positives: Tensor, *args: Any, **kw: Any) -> Any:
+    return pairwise_sums(scores, weights, positives, *args, **kw)
+
+
+def _closed_form_sums(
+    scores: Tensor,
+    weights: Tensor,
+    positives: Tensor,
+    num_fn: Any,
+    den_fn: Any,
+    *,
+    rank: Any,
+    den_grad: bool,
+    backend: str,
+    check_finite: bool,
+) -> tuple[Tensor, Tensor]:
+    """The pairwise sums of a closed-form substitution (num_fn = den_fn = its ranking function)."""
+    if check_finite and not bool(torch.isfinite(weights.detach()).all()):
+        raise ValueError("weights must be finite, got NaN or inf")
+    return pairwise_sums_of_differences(scores, weights, positives, rank, den_grad=den_grad)
+
+
+def _closed_form(name: str, backend: str) -> Substitution:
+    """The substitution ``name``; ValueError for a backend that cannot evaluate it."""
+    sub = substitution_named(name)
+    if backend not in ("auto", "reference"):
+        raise ValueError(
+            f"substitution {name!r} is a closed form evaluated pairwise in PyTorch; backend "
+            f"{backend!r} evaluates piecewise-linear functions only. Use backend='reference' (or "
+            f"'auto'), or the 64-segment preset LossParams.preset({name!r}) with any backend"
+        )
+    return sub
+
+
 def parameterized_ap_loss(
     logits: Tensor,
     labels: Tensor,
@@ -102,6 +140,7 @@ def parameterized_ap_loss(
     topk: int | None = None,
     block_denominator_grad: bool = True,
     check_finite: bool = True,
+    substitution: str | None = None,
 ) -> Tensor:
     """Eq. (6) over the mini-batch's prediction set B.
 
@@ -126,12 +165,25 @@ def parameterized_ap_loss(
         block_denominator_grad: stop the gradient through f4 in the denominator (paper default;
             False for the ablation of Tab. 7).
         check_finite: raise ValueError on NaN/inf logits or loc scores of non-ignored entries.
+        substitution: None (the five functions of ``params``), or the name of a closed-form
+            hand-crafted substitution of Tab. 2 ("sigmoid", "sqrt", "linear", "square", as defined
+            in :mod:`paploss.substitutions`) used for all five roles instead of ``params``'
+            functions (lambda still comes from ``params``). Evaluated pairwise in PyTorch: only
+            backend "auto" or "reference" serves it.
 
     Returns:
         A scalar tensor. With no positives: 0, still connected to logits and loc_scores.
     """
     _validate(logits, labels, loc_scores, topk, check_finite)
     f1, f2, f3, f4, f5 = params.functions
+    sums = _pwl_sums
+    half = 0.5  # x_ii: the unit-space value of the self pair (release_compatible)
+    if substitution is not None:
+        sub = _closed_form(substitution, backend)
+        f1 = f3 = f5 = sub.loc
+        f2 = f4 = sub.rank_value
+        sums = functools.partial(_closed_form_sums, rank=sub.rank)
+        half = 0.0  # the closed forms take the score difference d_ii = 0
     compute_dtype = torch.promote_types(logits.dtype, torch.float32)
     scores = logits.flatten().to(compute_dtype)
     locs = loc_scores.flatten().to(compute_dtype)
@@ -162,24 +214,22 @@ def parameterized_ap_loss(
     weights = 1.0 - f3(locs)  # [N'] = 1 - f(l_j; theta_3)
     options = dict(backend=backend, check_finite=check_finite)
     if in_b is None:
-        num, den = pairwise_sums(
+        num, den = sums(
             scores, weights, positives, f2, f4, den_grad=not block_denominator_grad, **options
         )
     else:
         # Positives outside B are rows of the sums but no j: their weight is 0 in num, and den is
         # computed as a weighted sum of f4 with weight 1 on B and 0 elsewhere (same O(P N) work).
         b_weight = in_b.to(scores.dtype)
-        num, _ = pairwise_sums(
-            scores, weights * b_weight, positives, f2, f4, den_grad=False, **options
-        )
+        num, _ = sums(scores, weights * b_weight, positives, f2, f4, den_grad=False, **options)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not block_denominator_grad):
-            den, _ = pairwise_sums(scores, b_weight, positives, f4, f4, den_grad=False, **options)
+            den, _ = sums(scores, b_weight, positives, f4, f4, den_grad=False, **options)
     if block_denominator_grad:
         den = den.detach()
     l_pos = locs[positives]
     if release_compatible:
         # The release's j-sums include i itself (x_ii = 1/2) whenever i is in B.
-        half = scores.new_full((1,), 0.5)
+        half = scores.new_full((1,), half)
         self_in_b = 1.0 if in_b is None else in_b[positives].to(scores.dtype)
         num = num + f2(half) * weights[positives] * self_in_b
         den = (den + f4(half) * self_in_b).clamp(min=RELEASE_DEN_EPS)
@@ -195,7 +245,8 @@ class ParameterizedAPLoss(nn.Module):
     Args:
         params: a LossParams or anything ``LossParams.from_config`` accepts (e.g.
             ``dict(preset="paper-retinanet")``, ``dict(file="best.json")``); None = "linear".
-        backend, release_compatible, topk, block_denominator_grad, check_finite: see the function.
+        backend, release_compatible, topk, block_denominator_grad, check_finite, substitution: see
+            the function.
     """
 
     def __init__(
@@ -207,9 +258,13 @@ class ParameterizedAPLoss(nn.Module):
         topk: int | None = None,
         block_denominator_grad: bool = True,
         check_finite: bool = True,
+        substitution: str | None = None,
     ) -> None:
         super().__init__()
         self.params = LossParams.from_config(params)
+        if substitution is not None:
+            _closed_form(substitution, backend)  # fail at construction, not at the first step
+        self.substitution = substitution
         self.backend = backend
         self.release_compatible = release_compatible
         self.topk = topk
@@ -228,10 +283,12 @@ class ParameterizedAPLoss(nn.Module):
             topk=self.topk,
             block_denominator_grad=self.block_denominator_grad,
             check_finite=self.check_finite,
+            substitution=self.substitution,
         )
 
     def extra_repr(self) -> str:
         return (
             f"lambda={self.params.gradient_scale:.4g}, backend={self.backend!r}, "
             f"release_compatible={self.release_compatible}, topk={self.topk}"
+            + (f", substitution={self.substitution!r}" if self.substitution else "")
         )

@@ -37,20 +37,28 @@ Layout (``generate_proxy_dataset`` returns ``{split: <root>/<split>}``)::
     <root>/<split>/images/000001.png
 
 The default root is ``$PAPLOSS_DATA/<settings hash>`` with ``PAPLOSS_DATA`` defaulting to
-``~/.cache/paploss/proxy``. Command line: ``python -m paploss.proxy_data --out DIR``.
+``~/.cache/paploss/proxy``. A dataset is written into ``.<root name>.tmp-<host>-<pid>`` next to
+the root and renamed into place, under the lock file ``.<root name>.lock``; such folders left by a
+killed process of this host are removed by the next generation. Every call checks a generated
+dataset (:func:`dataset_problem`: settings.json, every split's json, every listed PNG present and
+ending in its IEND chunk) and rebuilds a damaged one, saying so on stderr. Command line:
+``python -m paploss.proxy_data --out DIR`` (``--check``: only report the state).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +81,12 @@ small / medium / large classes are scaled by ``image_size / COCO_REFERENCE_SIZE`
 SIZE_CLASSES = ("small", "medium", "large")
 INK_THRESHOLD = 2.0
 """A source pixel (0..16) belongs to the digit's ink, and thus to its box, when above this."""
+MAX_IMAGE_SIZE = 1024
+"""Largest ``image_size``: a 1024 px scene is 1 MiB of pixels (float64: 8 MiB while composed)."""
+MAX_IMAGES = 1_000_000
+"""Largest ``num_train`` / ``num_eval`` / ``num_val``."""
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+"""The last 12 bytes of every complete PNG file: the empty IEND chunk and its CRC."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +95,9 @@ class ProxySettings:
 
     Attributes:
         seed: master seed of the partition and of every scene.
-        num_train, num_eval, num_val: number of images of D_train, D_eval and val.
-        image_size: side of the square images in pixels (>= 64).
+        num_train, num_eval, num_val: number of images of D_train, D_eval and val (1 to
+            ``MAX_IMAGES``).
+        image_size: side of the square images in pixels (64 to ``MAX_IMAGE_SIZE``).
         min_objects, max_objects: digits per image, drawn uniformly from this range.
         size_mix: probabilities of the small / medium / large size classes (sum 1).
         min_small: lower limit of sqrt(box area) of small objects at ``image_size`` 128 (scaled).
@@ -109,12 +124,19 @@ class ProxySettings:
     def __post_init__(self) -> None:
         for name in ("num_train", "num_eval", "num_val"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 1 <= value <= MAX_IMAGES
+            ):
+                raise ValueError(f"{name} must be an int in [1, {MAX_IMAGES}], got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
-        if not isinstance(self.image_size, int) or self.image_size < 64:
-            raise ValueError(f"image_size must be an int >= 64, got {self.image_size!r}")
+        size = self.image_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 64 <= size <= MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size must be an int in [64, {MAX_IMAGE_SIZE}] (pixels), got {size!r}"
+            )
         if not (1 <= self.min_objects <= self.max_objects <= 20):
             raise ValueError(
                 f"need 1 <= min_objects <= max_objects <= 20, got {self.min_objects}, "
@@ -422,6 +444,138 @@ def _read_settings(root: Path) -> dict[str, Any] | None:
         return None
 
 
+def _png_complete(path: Path) -> bool:
+    """The file exists and ends in a PNG's IEND chunk (a truncated file does not)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-len(PNG_END), os.SEEK_END)
+            return f.read() == PNG_END
+    except OSError:
+        return False
+
+
+def dataset_problem(root: str | os.PathLike[str]) -> str | None:
+    """What is wrong with the generated dataset in ``root``; None when it is complete.
+
+    Checks settings.json (the completion marker), that every split's annotations.json parses and
+    lists as many images as the settings ask for, and that every listed image file exists and
+    ends in a PNG's IEND chunk. Reads 12 bytes per image (7,000 images: well under a second).
+    """
+    root = Path(root)
+    settings = _read_settings(root)
+    if not isinstance(settings, dict):
+        return f"no readable {SETTINGS_FILE}"
+    for split in SPLITS:
+        ann_file = root / split / ANN_FILE
+        try:
+            coco = json.loads(ann_file.read_bytes())
+            names = [im["file_name"] for im in coco["images"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return f"{split}/{ANN_FILE} cannot be read ({type(exc).__name__})"
+        if len(names) != settings.get(f"num_{split}"):
+            return (
+                f"{split}/{ANN_FILE} lists {len(names)} images, not {settings.get(f'num_{split}')}"
+            )
+        img_dir = root / split / IMG_DIR
+        bad = [name for name in names if not _png_complete(img_dir / str(name))]
+        if bad:
+            return (
+                f"{len(bad)} of {len(names)} {split} images are missing or truncated, e.g. "
+                f"{split}/{IMG_DIR}/{bad[0]}"
+            )
+    return None
+
+
+def _host() -> str:
+    """This machine's name as it appears in temporary folder names (letters and digits)."""
+    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, as another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Remove ``.<root name>.tmp-[<host>-]<pid>`` (and ``.damaged-``) folders next to ``root``
+    that a process of this host left behind when it was killed (its pid is gone).
+
+    Returns:
+        The folders removed.
+    """
+    removed: list[Path] = []
+    pattern = re.compile(rf"\.{re.escape(root.name)}\.(?:tmp|damaged)-(?:(\w+)-)?(\d+)")
+    try:
+        entries = list(root.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or match.group(1) not in (None, _host()):
+            continue
+        if int(match.group(2)) == os.getpid() or not _pid_alive(int(match.group(2))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def _generation_lock(root: Path) -> Iterator[None]:
+    """Hold the exclusive lock ``.<root name>.lock`` next to ``root`` (one process generates or
+    repairs a root at a time; the others wait and then find it complete)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the rename into place still keeps the root consistent
+        yield
+        return
+    fd = os.open(root.parent / f".{root.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _state(root: Path, wanted: dict[str, Any], own_cache: bool) -> str | None:
+    """None: ``root`` holds the wanted, complete dataset. "" : there is none yet (missing or an
+    empty folder). Otherwise why the folder must be rebuilt.
+
+    Raises:
+        ValueError: ``root`` holds something that is not to be replaced: a dataset of other
+            settings, a file, or (outside the cache) a folder with other content.
+    """
+    existing = _read_settings(root)
+    if existing is not None and existing != wanted:
+        raise ValueError(
+            f"{str(root)!r} holds a proxy dataset with other settings ({existing}); "
+            f"requested {wanted}. Choose another folder or delete it."
+        )
+    if existing is not None:
+        return dataset_problem(root)
+    if not root.exists():
+        return ""
+    if not root.is_dir():
+        raise ValueError(f"{str(root)!r} exists and is not an (empty) proxy dataset folder")
+    entries = {p.name for p in root.iterdir()}
+    if not entries:
+        return ""
+    # A folder of the cache holds only what the generator writes; elsewhere an incomplete
+    # dataset is not told apart from a user's folder, which is never deleted.
+    if own_cache and entries <= {SETTINGS_FILE, *SPLITS}:
+        return f"incomplete: no readable {SETTINGS_FILE}"
+    raise ValueError(
+        f"{str(root)!r} exists and is not an (empty) proxy dataset folder; delete it or choose "
+        "another folder"
+    )
+
+
 def generate_proxy_dataset(
     root: str | os.PathLike[str] | None = None,
     *,
@@ -439,8 +593,10 @@ def generate_proxy_dataset(
     """Generate the proxy dataset (or find it already generated) and return its split folders.
 
     Idempotent and safe to call from concurrent processes: a folder whose ``settings.json`` equals
-    the requested settings is returned untouched; otherwise the data is written into a temporary
-    sibling folder and renamed into place.
+    the requested settings and that passes :func:`dataset_problem` is returned untouched;
+    otherwise the data is written into a temporary sibling folder and renamed into place. A
+    damaged dataset of these settings (a truncated image, a broken json; in the default cache
+    also one without ``settings.json``) is rebuilt, with one line on stderr saying so.
 
     Args:
         root: target folder; None = ``default_root(settings)`` (``$PAPLOSS_DATA/<hash>``).
@@ -453,7 +609,9 @@ def generate_proxy_dataset(
         ``annotations.json`` (COCO) and ``images/``.
 
     Raises:
-        ValueError: invalid settings, or ``root`` holds a different dataset or foreign files.
+        ValueError: invalid settings; ``root`` holds a different dataset or foreign files; the
+            dataset must be generated or rebuilt but its folder is not writable (the message
+            names the folder to delete or the setting to change).
     """
     unknown = set(other) - {f.name for f in dataclasses.fields(ProxySettings)}
     if unknown:
@@ -470,42 +628,70 @@ def generate_proxy_dataset(
         split_fractions=tuple(split_fractions),
         **other,
     )
-    root = Path(root).expanduser() if root is not None else default_root(settings)
+    own_cache = root is None
+    root = Path(root).expanduser().absolute() if root is not None else default_root(settings)
     wanted = settings.to_dict()
-    existing = _read_settings(root)
-    if existing is not None:
-        if existing != wanted:
-            raise ValueError(
-                f"{str(root)!r} holds a proxy dataset with other settings ({existing}); "
-                f"requested {wanted}. Choose another folder or delete it."
-            )
+    problem = _state(root, wanted, own_cache)
+    if problem is None:
         return split_paths(root)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise ValueError(f"{str(root)!r} exists and is not an (empty) proxy dataset folder")
+    from paploss.study.data import writable_dir_problem
 
+    # The temporary folder and the rename need a writable parent folder.
+    unwritable = writable_dir_problem(root.parent)
+    elsewhere = f", or set ${ENV_CACHE} to a writable folder" if own_cache else ""
+    if unwritable is not None and problem:
+        raise ValueError(
+            f"the proxy dataset {root} is damaged ({problem}) and cannot be rebuilt there "
+            f"({unwritable}); delete {root} and run again{elsewhere}"
+        )
+    if unwritable is not None:
+        fix = f"set ${ENV_CACHE} to a writable folder" if own_cache else "choose a writable folder"
+        raise ValueError(f"cannot generate the proxy dataset in {root} ({unwritable}); {fix}")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with _generation_lock(root):
+        problem = _state(root, wanted, own_cache)  # another process may have finished it
+        if problem is None:
+            return split_paths(root)
+        remove_stale_temporaries(root)
+        if problem:
+            print(f"[proxy_data] {root}: damaged ({problem}); rebuilding it", file=sys.stderr)
+            aside = root.parent / f".{root.name}.damaged-{_host()}-{os.getpid()}"
+            try:
+                os.rename(root, aside)
+            except OSError as exc:
+                raise ValueError(
+                    f"the proxy dataset {root} is damaged ({problem}) and cannot be moved aside "
+                    f"({exc.strerror}); delete {root} and run again"
+                ) from exc
+            shutil.rmtree(aside, ignore_errors=True)
+        _generate(root, settings, wanted)
+    return split_paths(root)
+
+
+def _generate(root: Path, settings: ProxySettings, wanted: dict[str, Any]) -> None:
+    """Write the dataset into a temporary sibling of ``root`` and rename it into place."""
     images, labels = _load_digits()
     pools = partition_sources(labels, settings.seed, settings.split_fractions)
     counts = dict(train=settings.num_train, eval=settings.num_eval, val=settings.num_val)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
+    tmp = root.parent / f".{root.name}.tmp-{_host()}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
         for split in SPLITS:
             _write_split(tmp / split, split, counts[split], settings, images, labels, pools[split])
         (tmp / SETTINGS_FILE).write_text(json.dumps(wanted, indent=2, sort_keys=True))
-        if root.is_dir():
-            root.rmdir()  # empty (checked above); os.rename needs a free name
+        with contextlib.suppress(OSError):
+            root.rmdir()  # an empty folder; os.rename needs a free name
         try:
             os.rename(tmp, root)
         except OSError:
-            # Another process finished first; keep its copy if it is the same dataset.
-            if _read_settings(root) != wanted:
+            # Another process (without the lock: another host) finished first; keep its copy
+            # if it is the same, complete dataset.
+            if _read_settings(root) != wanted or dataset_problem(root) is not None:
                 raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return split_paths(root)
 
 
 def load_settings(root: str | os.PathLike[str]) -> ProxySettings:
@@ -524,6 +710,9 @@ def load_settings(root: str | os.PathLike[str]) -> ProxySettings:
 
 # ------------------------------------------------------------------------------ command line
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m paploss.proxy_data``: generate (or repair) the dataset and print
+    its folder; ``--check`` only reports its state. Bad input: one ``error:`` line, exit code 2;
+    ``--check`` of a missing or damaged dataset: one ``error:`` line, exit code 1."""
     defaults = ProxySettings()
     parser = argparse.ArgumentParser(
         prog="python -m paploss.proxy_data",
@@ -535,27 +724,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help=f"output folder (default: ${ENV_CACHE} or {DEFAULT_CACHE}, then the settings hash)",
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the dataset of these settings (every json and image file); exit code 1 "
+        "when it is missing or damaged (a run without --check rebuilds it)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--num-train", type=int, default=defaults.num_train)
-    parser.add_argument("--num-eval", type=int, default=defaults.num_eval)
-    parser.add_argument("--num-val", type=int, default=defaults.num_val)
-    parser.add_argument("--image-size", type=int, default=defaults.image_size)
+    parser.add_argument(
+        "--num-train", type=int, default=defaults.num_train, help=f"1 to {MAX_IMAGES}"
+    )
+    parser.add_argument(
+        "--num-eval", type=int, default=defaults.num_eval, help=f"1 to {MAX_IMAGES}"
+    )
+    parser.add_argument("--num-val", type=int, default=defaults.num_val, help=f"1 to {MAX_IMAGES}")
+    parser.add_argument(
+        "--image-size", type=int, default=defaults.image_size, help=f"64 to {MAX_IMAGE_SIZE} px"
+    )
     parser.add_argument("--min-objects", type=int, default=defaults.min_objects)
     parser.add_argument("--max-objects", type=int, default=defaults.max_objects)
     args = parser.parse_args(argv)
+    settings = dict(
+        seed=args.seed,
+        num_train=args.num_train,
+        num_eval=args.num_eval,
+        num_val=args.num_val,
+        image_size=args.image_size,
+        min_objects=args.min_objects,
+        max_objects=args.max_objects,
+    )
     try:
-        paths = generate_proxy_dataset(
-            args.out,
-            seed=args.seed,
-            num_train=args.num_train,
-            num_eval=args.num_eval,
-            num_val=args.num_val,
-            image_size=args.image_size,
-            min_objects=args.min_objects,
-            max_objects=args.max_objects,
-        )
+        if args.check:
+            return _check_command(args.out, ProxySettings(**settings))
+        paths = generate_proxy_dataset(args.out, **settings)
     except ValueError as err:
-        parser.error(str(err))
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: cannot generate the proxy dataset: {err}", file=sys.stderr)
+        return 1
     root = paths["train"].parent
     print(root)
     for split, path in paths.items():
@@ -566,6 +773,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _check_command(out: Path | None, settings: ProxySettings) -> int:
+    """``--check``: print the root of a complete dataset (exit 0), or one error line (exit 1)."""
+    root = Path(out).expanduser().absolute() if out is not None else default_root(settings)
+    problem = _state(root, settings.to_dict(), own_cache=out is None)
+    if problem is None:
+        print(root)
+        return 0
+    if problem:
+        print(
+            f"error: the proxy dataset {root} is damaged ({problem}); run the same command "
+            "without --check to rebuild it",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"error: no proxy dataset of these settings in {root}; run the same command "
+            "without --check to generate it",
+            file=sys.stderr,
+        )
+    return 1
 
 
 if __name__ == "__main__":

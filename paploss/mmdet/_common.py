@@ -33,6 +33,7 @@ LOSS_OPTION_DEFAULTS: dict[str, Any] = dict(
     topk=None,
     block_denominator_grad=True,
     check_finite=True,
+    substitution=None,
 )
 """Keys accepted in a head's ``loss_options``; ``loc_score`` selects the localization score
 (``paploss.localization.localization_scores`` kind), the rest go to ``ParameterizedAPLoss``."""

@@ -5,5 +5,6 @@ training per trial (``studies/search.py``), the final training with the searched
 Modules: ``cli`` (parsers, validation, exit code 2), ``data`` (``--data`` forms, COCO split),
 ``space`` (one LossParams per loss head), ``mmcfg`` (mmengine configs of a run), ``trial`` (one
 training in a child process), ``records`` (dashboard attrs, notes, plots, progress lines),
-``search``, ``train`` and ``split`` (the scripts' logic).
+``search``, ``train`` and ``split`` (the scripts' logic), ``experiments`` (the paper's tables and
+figures as data), ``reproduce`` and ``report`` (``studies/reproduce.py`` and its report).
 """

@@ -136,6 +136,37 @@ def _add_common(parser: argparse.ArgumentParser, *, work_dir: str) -> None:
     parser.add_argument("--device", type=device_type, default="auto", help=DEVICES_HELP)
 
 
+def fixed_lambda_type(text: str) -> float:
+    """argparse type: lambda in (0, 1e4]."""
+    from paploss.params import GRADIENT_SCALE_MAX
+
+    value = positive_float(text)
+    if value > GRADIENT_SCALE_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be a number in (0, {GRADIENT_SCALE_MAX:g}], got {text!r}"
+        )
+    return value
+
+
+def _add_loss_variant(parser: argparse.ArgumentParser) -> None:
+    """Loss options that apply to every PAPLoss head of the config (paper Tab. 5 and Tab. 7)."""
+    from paploss.localization import LOC_SCORE_KINDS
+
+    parser.add_argument(
+        "--loc-score",
+        choices=LOC_SCORE_KINDS,
+        default=None,
+        help="localization score l(b_i) of every PAPLoss head (paper Tab. 5) (default: the "
+        "config's, giou in the bundled configs)",
+    )
+    parser.add_argument(
+        "--no-block-grad",
+        action="store_true",
+        help="let the gradient flow through the denominator f(s_j - s_i; theta_4) (paper Tab. 7; "
+        "blocked by default)",
+    )
+
+
 def search_parser() -> argparse.ArgumentParser:
     """Parser of ``studies/search.py``."""
     parser = argparse.ArgumentParser(
@@ -199,6 +230,30 @@ def search_parser() -> argparse.ArgumentParser:
         default=0.2,
         help="PPO2: initial standard deviation, decayed linearly over the rounds (paper: 0.2)",
     )
+    parser.add_argument(
+        "--segments",
+        type=positive_int,
+        default=5,
+        metavar="M",
+        help="segments of every piecewise-linear function (paper Tab. 6: 3, 5, 7)",
+    )
+    parser.add_argument(
+        "--shared-params",
+        action="store_true",
+        help="search one function shared by all five roles of Eq. (6) (paper Tab. 3; default: "
+        "five separate functions)",
+    )
+    parser.add_argument(
+        "--fixed-lambda",
+        type=fixed_lambda_type,
+        nargs="?",
+        const=1.0,
+        default=None,
+        metavar="VALUE",
+        help="do not search the gradient scale lambda, fix it (paper Tab. 4 'w/o': 1; the flag "
+        "alone means 1) (default: searched in [0.1, 10])",
+    )
+    _add_loss_variant(parser)
     parser.add_argument(
         "--seed",
         type=non_negative_int,
@@ -304,6 +359,24 @@ def train_parser() -> argparse.ArgumentParser:
         metavar="[SLOT=]FILE",
         help="LossParams JSON (from --export or LossParams.save) for every head, or SLOT=FILE; "
         "repeatable",
+    )
+    from paploss.substitutions import SUBSTITUTIONS
+
+    _add_loss_variant(parser)
+    parser.add_argument(
+        "--substitution",
+        choices=SUBSTITUTIONS,
+        default=None,
+        help="train with a closed-form hand-crafted substitution for all five functions instead "
+        "of piecewise-linear params (paper Tab. 2, definitions of the authors' release; lambda 1 "
+        "unless --fixed-lambda). Evaluated pairwise: slower than the PWL presets",
+    )
+    parser.add_argument(
+        "--fixed-lambda",
+        type=fixed_lambda_type,
+        default=None,
+        metavar="VALUE",
+        help="set the gradient scale lambda of every head to VALUE (default: the params' own)",
     )
     parser.add_argument(
         "--export",

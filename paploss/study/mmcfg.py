@@ -22,7 +22,7 @@ from typing import Any
 from paploss.params import LossParams
 from paploss.study.cli import UsageError
 from paploss.study.data import DataSplit
-from paploss.study.space import SearchSpace, make_slots
+from paploss.study.space import SearchSpace, SpaceOptions, make_slots
 
 DATALOADERS = {"train": "train_dataloader", "val": "val_dataloader", "test": "test_dataloader"}
 EVALUATORS = {"val": "val_evaluator", "test": "test_evaluator"}
@@ -121,7 +121,9 @@ def find_loss_slots(cfg: Any) -> list[str]:
     return found
 
 
-def search_space_of(cfg: Any, config_path: Path) -> SearchSpace:
+def search_space_of(
+    cfg: Any, config_path: Path, options: SpaceOptions | None = None
+) -> SearchSpace:
     """The search space over all loss slots of a config; UsageError if it has none."""
     keys = find_loss_slots(cfg)
     if not keys:
@@ -129,7 +131,7 @@ def search_space_of(cfg: Any, config_path: Path) -> SearchSpace:
             f"{config_path} has no head that takes loss_params (types PAPLossRetinaHead, "
             "PAPLossRPNHead, PAPLossBBoxHead, PAPLossDeformableDETRHead); use a *_paploss.py config"
         )
-    return SearchSpace(make_slots(keys))
+    return SearchSpace(make_slots(keys), options)
 
 
 def _node(cfg: Any, key: str) -> Any:
@@ -142,6 +144,14 @@ def _node(cfg: Any, key: str) -> Any:
 def set_loss_params(cfg: Any, key: str, params: LossParams) -> None:
     """Replace ``<key>.loss_params`` by ``params.to_dict()``."""
     _node(cfg, key)["loss_params"] = params.to_dict()
+
+
+def set_loss_options(cfg: Any, key: str, options: Mapping[str, Any]) -> None:
+    """Merge ``options`` into ``<key>.loss_options`` (e.g. a LossVariant's)."""
+    if not options:
+        return
+    node = _node(cfg, key)
+    node["loss_options"] = {**dict(node.get("loss_options") or {}), **dict(options)}
 
 
 def _dataset_of(cfg: Any, loader_key: str) -> Any:
@@ -222,6 +232,7 @@ def prepare_config(
     epochs: int | None,
     seed: int,
     search: bool,
+    loss_options: Mapping[str, Any] | None = None,
 ) -> Any:
     """A copy of ``cfg`` set up for one run.
 
@@ -235,11 +246,13 @@ def prepare_config(
         epochs: ``train_cfg.max_epochs`` (None keeps the config's).
         seed: ``randomness.seed`` (the same initial weights for every trial of a search).
         search: a search trial: validation only after the last epoch, no checkpoints.
+        loss_options: merged into every loss slot's ``loss_options`` (see LossVariant).
     """
     cfg = copy.deepcopy(cfg)
     for slot in space.slots if space is not None else []:
         if slot.name in loss_params:
             set_loss_params(cfg, slot.key, loss_params[slot.name])
+        set_loss_options(cfg, slot.key, loss_options or {})
     set_split(cfg, "train", train)
     set_split(cfg, "val", evaluate)
     if cfg.get("test_dataloader") is not None:

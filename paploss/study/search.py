@@ -33,6 +33,10 @@ WORKER_LOCAL_OPTIONS = ("num_workers", "persistent_workers", "pin_memory", "pref
 """``--cfg-options`` keys ending in these (and ``env_cfg.*``, ``default_hooks.logger.*``,
 ``log_level``) may differ between the workers of one study; all others must agree."""
 SETTINGS_ATTR = "search_settings"
+SPACE_ATTR = "space_options"
+"""Study user attr (and settings entry): the SpaceOptions of a search other than the default."""
+LOSS_OPTIONS_ATTR = "loss_options"
+"""Study user attr (and settings entry): loss_options set on every head (--loc-score, ...)."""
 FUNCTIONS_PNG = "functions.png"
 
 
@@ -77,9 +81,31 @@ def _worker_local(key: str) -> bool:
     )
 
 
+def space_options(args: Any) -> Any:
+    """The SpaceOptions of ``--segments``, ``--shared-params``, ``--fixed-lambda``."""
+    from paploss.study.space import SpaceOptions
+
+    try:
+        return SpaceOptions(
+            num_segments=args.segments, shared=args.shared_params, fixed_lambda=args.fixed_lambda
+        )
+    except ValueError as exc:
+        raise UsageError(f"--segments/--fixed-lambda: {exc}") from exc
+
+
+def loss_variant(args: Any) -> Any:
+    """The LossVariant of ``--loc-score`` and ``--no-block-grad``."""
+    from paploss.study.space import LossVariant
+
+    return LossVariant(loc_score=args.loc_score, block_grad=not args.no_block_grad)
+
+
 def study_settings(args: Any, *, config_sha: str, data_identity: dict, space: Any) -> dict:
-    """What all workers of a study must agree on (compared when a study is resumed/joined)."""
-    return {
+    """What all workers of a study must agree on (compared when a study is resumed/joined).
+
+    The search-space options and loss options are entries only when they differ from the
+    defaults, so studies of the default search keep the settings they were created with."""
+    settings = {
         "config_sha256": config_sha,
         "cfg_options": {k: v for k, v in sorted(args.cfg_options.items()) if not _worker_local(k)},
         "data": data_identity,
@@ -91,6 +117,12 @@ def study_settings(args: Any, *, config_sha: str, data_identity: dict, space: An
         "sigma_init": args.sigma_init,
         "loss_slots": space.to_json(),
     }
+    if not space.options.is_default:
+        settings[SPACE_ATTR] = space.options.to_json()
+    options = loss_variant(args).loss_options()
+    if options:
+        settings[LOSS_OPTIONS_ATTR] = options
+    return settings
 
 
 def _json_roundtrip(value: Any) -> Any:
@@ -139,7 +171,8 @@ class Search:
         self.config_path = check_config_path(args.config)
         check_data_arg(args.data)
         self.cfg = load_config(self.config_path, args.cfg_options)
-        self.space = search_space_of(self.cfg, self.config_path)
+        self.space = search_space_of(self.cfg, self.config_path, space_options(args))
+        self.loss_options = loss_variant(args).loss_options()
         epochs_of(self.cfg)
         self.config_sha = config_digest(self.cfg)
         self.sampler = self._make_sampler()
@@ -261,6 +294,8 @@ class Search:
         study.set_user_attr("epochs", args.epochs)
         study.set_user_attr("train_seed", args.train_seed)
         study.set_user_attr("loss_slots", self.space.to_json())
+        study.set_user_attr(SPACE_ATTR, self.space.options.to_json())
+        study.set_user_attr(LOSS_OPTIONS_ATTR, self.loss_options)
         study.set_user_attr("artifact_dir", str(self.artifact_dir))
         study.set_user_attr("command", " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
         # Written last: its presence marks a fully recorded study.
@@ -291,6 +326,9 @@ class Search:
                     f"samples, sigma_init {args.sigma_init}, seed {args.seed}",
                     f"- inner training: {args.epochs} epoch(s), seed {args.train_seed}",
                     f"- loss heads: {slots}",
+                    f"- search space: {self.space.options.describe()} "
+                    f"({len(self.space.names())} parameters)",
+                    f"- loss options on every head: `{self.loss_options or 'config defaults'}`",
                     "- trial value: bbox mAP on D_eval (maximized); diverged trainings count as 0",
                     "- plot: artifact `best_so_far.png` (best AP so far per round, paper Fig. 3) "
                     "and the plotly figure below",
@@ -357,6 +395,7 @@ class Search:
             epochs=args.epochs,
             seed=args.train_seed,
             search=True,
+            loss_options=self.loss_options,
         )
         config_file = run_dir / "config.py"
         cfg.dump(str(config_file))

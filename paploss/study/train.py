@@ -26,7 +26,7 @@ from paploss.study.cli import (
     render_url,
     train_parser,
 )
-from paploss.study.space import SearchSpace
+from paploss.study.space import LossVariant, SearchSpace
 
 
 def _split_spec(text: str, slot_names: Sequence[str]) -> tuple[str | None, str]:
@@ -73,8 +73,11 @@ def explicit_params(
 
 def params_from_study(
     storage_url: str, study_name: str, trial_number: int | None, space: Any
-) -> tuple[dict[str, LossParams], Any]:
-    """``({slot: LossParams}, trial)`` of the study's best (or given) trial."""
+) -> tuple[dict[str, LossParams], Any, dict[str, Any]]:
+    """``({slot: LossParams}, trial, loss options)`` of the study's best (or given) trial, read in
+    the study's search space (its ``--segments``/``--shared-params``/``--fixed-lambda``); the
+    loss options are those the study searched with (``--loc-score``, ``--no-block-grad``), for
+    the retraining to use."""
     import optuna
 
     from paploss.study.space import SearchSpace
@@ -107,8 +110,13 @@ def params_from_study(
                 f"study {study_name!r} searched the loss heads {stored}, but the config has "
                 f"{space.to_json()}; give the --config the study was searched with"
             )
+    from paploss.study.search import LOSS_OPTIONS_ATTR, SPACE_ATTR
+    from paploss.study.space import SpaceOptions
+
+    space = SearchSpace(space.slots, SpaceOptions.from_json(study.user_attrs.get(SPACE_ATTR)))
+    options = dict(study.user_attrs.get(LOSS_OPTIONS_ATTR) or {})
     try:
-        return space.from_params(trial.params), trial
+        return space.from_params(trial.params), trial, options
     except ValueError as exc:
         raise UsageError(f"trial {trial.number} of {study_name!r}: {exc}") from exc
 
@@ -126,28 +134,22 @@ def training_data(args: Any, work_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
     from paploss.study.data import (
         PROXY,
         DataSplit,
-        check_data_arg,
+        check_training_data,
         merge_coco,
         resolve_data,
     )
 
-    check_data_arg(args.data)
-    if args.val_data is not None:
-        ann, img = (Path(p).expanduser().resolve() for p in args.val_data)
-        if not ann.is_file():
-            raise UsageError(f"--val-data: COCO json {ann} does not exist")
-        if not img.is_dir():
-            raise UsageError(f"--val-data: image folder {img} does not exist")
+    check_training_data(args.data, args.val_data)  # both COCO jsons valid before anything is built
     if len(args.data) == 2:
         train = DataSplit(*(Path(p).expanduser().resolve() for p in args.data))
         val = None
     else:
         data = resolve_data(args.data, work_dir=work_dir)
-        splits = [data.splits["train"], data.splits["eval"]]
-        train = merge_coco(splits, work_dir / "data" / "train_eval.json")
         val = data.splits.get("val")
         if data.kind != PROXY and val is None and args.val_data is None:
             raise UsageError(f"--data {args.data[0]} has no val/ split; give --val-data ANN IMG")
+        splits = [data.splits["train"], data.splits["eval"]]
+        train = merge_coco(splits, work_dir / "data" / "train_eval.json")
     if args.val_data is not None:
         val = DataSplit(*(Path(p).expanduser().resolve() for p in args.val_data))
     if val is None:
@@ -170,17 +172,32 @@ def run(args: Any) -> int:
     if args.export_only and args.export is None:
         raise UsageError("--export-only needs --export PATH")
     config_path = check_config_path(args.config)
-    from paploss.study.data import check_data_arg
+    from paploss.study.data import (
+        check_data_arg,
+        check_training_data,
+        check_writable_dir,
+        check_writable_file,
+    )
 
     check_data_arg(args.data)
+    # Outputs writable before the storage is opened or any data is built.
+    if args.export is not None:
+        check_writable_file(args.export, "--export")
+    if not args.export_only:
+        check_writable_dir(args.work_dir, "--work-dir")
     cfg = load_config(config_path, args.cfg_options)
+    if not args.export_only:
+        check_training_data(args.data, args.val_data)
     if not find_loss_slots(cfg):
         return _train_baseline(args, config_path, cfg)
     space = search_space_of(cfg, config_path)
     slot_names = [s.name for s in space.slots]
     params = explicit_params(args.preset, args.params, slot_names)
+    loss_options: dict[str, Any] = {}
     if args.study_name is not None:
-        from_study, trial = params_from_study(args.storage, args.study_name, args.trial, space)
+        from_study, trial, study_options = params_from_study(
+            args.storage, args.study_name, args.trial, space
+        )
         for slot, p in from_study.items():
             if slot in params:
                 raise UsageError(
@@ -188,19 +205,56 @@ def run(args: Any) -> int:
                     "--preset/--params; give one source per head"
                 )
             params[slot] = p
+        loss_options.update(study_options)
         value = f"{trial.value:.4f}" if trial.value is not None else "-"
         print(f"[train] params of trial {trial.number} of study {args.study_name!r} (AP {value})")
+    loss_options.update(_loss_variant(args).loss_options())
+    params = _apply_lambda_and_substitution(args, params, slot_names)
     if args.export is not None:
         if not params:
             raise UsageError("--export needs params: --storage/--study-name, --preset or --params")
         keys = {s.name: s.key for s in space.slots}
         for slot, path in export_paths(args.export, list(params)).items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            params[slot].save(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                params[slot].save(path)
+            except OSError as exc:
+                raise UsageError(
+                    f"--export {path}: cannot write it ({exc.strerror or exc}); choose a "
+                    "writable path"
+                ) from exc
             print(f"[train] wrote {path}: {keys[slot]}.loss_params=dict(file='{path}')")
         if args.export_only:
             return 0
-    return _train_and_evaluate(args, config_path, cfg, space, params)
+    return _train_and_evaluate(args, config_path, cfg, space, params, loss_options)
+
+
+def _loss_variant(args: Any) -> LossVariant:
+    return LossVariant(
+        loc_score=args.loc_score, block_grad=not args.no_block_grad, substitution=args.substitution
+    )
+
+
+def _apply_lambda_and_substitution(
+    args: Any, params: dict[str, LossParams], slot_names: Sequence[str]
+) -> dict[str, LossParams]:
+    """``--substitution`` (its heads carry only lambda: linear params, lambda 1) and
+    ``--fixed-lambda`` (every head's lambda replaced)."""
+    if args.substitution is not None:
+        if params:
+            raise UsageError(
+                f"--substitution {args.substitution} replaces the loss functions; give no "
+                "--preset/--params/--study-name with it (--fixed-lambda sets lambda)"
+            )
+        params = {slot: LossParams.preset("linear") for slot in slot_names}
+    if args.fixed_lambda is not None:
+        if not params:
+            raise UsageError(
+                "--fixed-lambda needs params to set it on: --storage/--study-name, --preset, "
+                "--params or --substitution"
+            )
+        params = {slot: p.with_gradient_scale(args.fixed_lambda) for slot, p in params.items()}
+    return params
 
 
 def _train_baseline(args: Any, config_path: Path, cfg: Any) -> int:
@@ -212,6 +266,10 @@ def _train_baseline(args: Any, config_path: Path, cfg: Any) -> int:
             ("--params", args.params),
             ("--storage/--study-name", args.study_name),
             ("--export", args.export),
+            ("--loc-score", args.loc_score),
+            ("--no-block-grad", args.no_block_grad),
+            ("--substitution", args.substitution),
+            ("--fixed-lambda", args.fixed_lambda),
         )
         if value
     ]
@@ -229,14 +287,16 @@ def _train_and_evaluate(
     cfg: Any,
     space: SearchSpace | None,
     params: dict[str, LossParams],
+    loss_options: dict[str, Any] | None = None,
 ) -> int:
     """Train ``cfg`` (with ``params`` in its loss slots) on ``--data``, evaluate on val."""
+    from paploss.study.data import check_writable_dir, ensure_writable_dir
     from paploss.study.mmcfg import prepare_config, save_loss_params
     from paploss.study.trial import execute
 
-    work_dir = Path(args.work_dir).resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = check_writable_dir(args.work_dir, "--work-dir").resolve()
     train, val, data_record = training_data(args, work_dir)
+    ensure_writable_dir(work_dir, "--work-dir")
     run_cfg = prepare_config(
         cfg,
         space=space,
@@ -247,6 +307,7 @@ def _train_and_evaluate(
         epochs=args.epochs,
         seed=args.seed,
         search=False,
+        loss_options=loss_options,
     )
     config_file = work_dir / "config.py"
     run_cfg.dump(str(config_file))
@@ -265,6 +326,7 @@ def _train_and_evaluate(
         "config": str(config_path),
         "data": data_record,
         "loss_params": {slot or "default": p.to_dict() for slot, p in params.items()},
+        "loss_options": loss_options or {},
     }
     (work_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
     m = result["metrics"]

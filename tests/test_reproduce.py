@@ -1,0 +1,161 @@
+"""``studies/reproduce.py``: the experiment plan, bad input (exit 2, nothing written), and a quick
+reproduction on a tiny proxy that is interrupted, resumed without retraining finished rows, and
+reported."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from paploss.study.experiments import (
+    ALL_ORDER,
+    BUDGETS,
+    CLAIMS,
+    EXPERIMENTS,
+    TABLES,
+    Search,
+    Training,
+    plan,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+REPRODUCE = str(ROOT / "studies" / "reproduce.py")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def test_every_experiment_is_planned_once_with_ordered_jobs() -> None:
+    assert set(ALL_ORDER) == set(EXPERIMENTS)
+    jobs = plan(["all"], BUDGETS["full"])
+    keys = [(type(j).__name__, j.key) for j in jobs]
+    assert len(keys) == len(set(keys))
+    for index, job in enumerate(jobs):  # a row's search runs before the row
+        if isinstance(job, Training) and job.search is not None:
+            assert ("Search", job.search.key) in keys[:index]
+    searches = [j for j in jobs if isinstance(j, Search)]
+    assert sum(s.sampler == "random" for s in searches) == 4  # Fig. 3: 4 repeats each
+    assert sum(s.sampler == "ppo2" and s.options.is_default and s.variant.loss_options() == {}
+               for s in searches) == 4  # fmt: skip
+    slow = [i for i, j in enumerate(jobs) if "retinanet" not in j.config]
+    assert slow == list(range(len(jobs) - len(slow), len(jobs)))  # Faster R-CNN / DETR last
+
+
+def test_claims_name_rows_of_their_tables() -> None:
+    for key, claims in CLAIMS.items():
+        labels = {r.label for r in TABLES[key].rows}
+        for left, op, right in claims:
+            assert left in labels and right in labels and op in (">", ">=", "<<")
+
+
+def test_search_flags_are_accepted_by_the_search_parser() -> None:
+    from paploss.study.cli import search_parser
+
+    for job in plan(["all"], BUDGETS["full"]):
+        if isinstance(job, Search):
+            search_parser().parse_args(job.flags())
+
+
+def _run(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, REPRODUCE, *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tab9"], "invalid choice: 'tab9'"),
+        (["tab2", "--budget", "huge"], "invalid choice: 'huge'"),
+        (["tab2", "--data", "/nonexistent/folder"], "no such folder"),
+        (["tab2", "--device", "gpu3"], "auto (CUDA if available"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(
+    tmp_path: Path, argv: list[str], message: str
+) -> None:
+    db = tmp_path / "r.db"
+    report = tmp_path / "report.md"
+    proc = _run(*argv, "--storage", f"sqlite:///{db}", "--work-dir", str(tmp_path / "w"),
+                "--report", str(report))  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith(("error: ", "studies/reproduce.py: error: ")), lines
+    assert not db.exists() and not report.exists() and not (tmp_path / "w").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from paploss.proxy_data import generate_proxy_dataset
+
+    root = tmp_path_factory.mktemp("proxy") / "tiny"
+    generate_proxy_dataset(root, seed=0, num_train=8, num_eval=4, num_val=4, image_size=64)
+    return root
+
+
+def _seed_trials(db: Path, row: str) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=f"row/{row}", storage=f"sqlite:///{db}")
+    return study.get_trials(states=(TrialState.COMPLETE,))
+
+
+@pytest.mark.slow
+def test_quick_reproduction_resumes_and_reports(tiny_data: Path, tmp_path: Path) -> None:
+    db, work, report = tmp_path / "r.db", tmp_path / "work", tmp_path / "docs" / "repro.md"
+    argv = [REPRODUCE, "tab4", "tab7", "--budget", "quick", "--data", str(tiny_data),
+            "--storage", f"sqlite:///{db}", "--work-dir", str(work), "--report", str(report),
+            "--device", "cpu", "--workers", "2"]  # fmt: skip
+    # Interrupted once the first row seed is recorded.
+    proc = subprocess.Popen(
+        [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=ENV, cwd=ROOT,
+    )  # fmt: skip
+    first = None
+    deadline = time.monotonic() + 600
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if ": AP " in line and " seed 0:" in line:
+            first = line.split("row ", 1)[1].split(" seed", 1)[0]
+            break
+        assert time.monotonic() < deadline
+    assert first is not None
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again" in err
+    metrics = work / "rows" / first / "seed0" / "metrics.json"
+    stamp = metrics.stat().st_mtime_ns
+    assert [t.user_attrs["seed"] for t in _seed_trials(db, first)] == [0]
+
+    # Resumed: the finished seed is not trained again; everything else completes.
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=ENV,
+                          cwd=ROOT, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"row {first} seed 0 ->" not in done.stdout
+    assert metrics.stat().st_mtime_ns == stamp
+    for row in (first, "searched", "searched-fixed-lambda", "searched-no-block"):
+        assert sorted(t.user_attrs["seed"] for t in _seed_trials(db, row)) == [0, 1, 2]
+
+    # A third run trains nothing.
+    again = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=ENV,
+                           cwd=ROOT, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert " -> " not in again.stdout and "search main complete" in again.stdout
+
+    text = report.read_text()
+    assert "| w/o | 39.4 |" in text and "| w/ | 40.5 |" in text
+    assert "## Tab. 7" in text and "not blocked" in text and "## Fig. 3" in text
+    assert "w/ > w/o: paper yes (40.5 vs 39.4); proxy " in text
+    assert "python studies/train.py --config studies/configs/proxy_retinanet_paploss.py" in text
+    assert (report.parent / "repro_figures" / "fig4_searched_functions.png").is_file()

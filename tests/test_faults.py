@@ -401,3 +401,27 @@ def test_train_with_an_unusable_proxy_cache_is_one_line(tmp_path: Path) -> None:
     )
     _assert_one_error_line(proc, "cannot generate the proxy dataset", "set $PAPLOSS_DATA")
     assert not work.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--cfg-options", "model.bbox_head.num_classes=abc"], "the config's model does not build"),
+        (["--work-dir", "{file}/wd"], "is a file"),
+    ],
+)
+def test_search_input_errors_create_no_study(tmp_path: Path, argv: list[str], message: str) -> None:
+    """A bad --cfg-options value or an unusable --work-dir: one line, exit 2, no database."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    db = tmp_path / "s.db"
+    argv = [a.replace("{file}", str(afile)) for a in argv]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "studies" / "search.py"), "--storage", f"sqlite:///{db}",
+         "--rounds", "1", "--samples-per-round", "2", *argv],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = _error_lines(proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not db.exists()

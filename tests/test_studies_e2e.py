@@ -124,6 +124,7 @@ def test_sqlite_ppo2_search_end_to_end(sqlite_search: dict[str, Any]) -> None:
     study = load(sqlite_search["url"], "e2e")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 4
+    assert len(study.trials) == 4  # no surplus trial asked for after the last round
     assert sorted(t.user_attrs["ppo2_round"] for t in complete) == [0, 0, 1, 1]
     for t in complete:
         for name in METRICS:
@@ -177,7 +178,7 @@ def test_rerun_resumes_and_other_settings_are_refused(sqlite_search: dict[str, A
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already complete" in again.stdout
     study = load(sqlite_search["url"], "e2e")
-    assert len(study.trials) == len(study.get_trials(states=(TrialState.COMPLETE,))) + 1
+    assert len(study.trials) == len(study.get_trials(states=(TrialState.COMPLETE,)))  # no surplus
     n_trials = len(study.trials)
     other = [*sqlite_search["cmd"]]
     other[other.index("--rounds") + 1] = "3"
@@ -619,3 +620,37 @@ def test_postgres_two_workers_one_killed_mid_trial(tiny_proxy: Path, tmp_path: P
             optuna.delete_study(study_name=name, storage=storage)
         except KeyError:
             pass
+
+
+def test_interrupted_trial_is_retried_with_its_sample(tiny_proxy: Path, tmp_path: Path) -> None:
+    """SIGINT during a training: exit 130, the trial FAILED with a WAITING retry of the same sample
+    (as a killed worker's trial gets), which the next run trains first."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    cmd = [PY, SEARCH, "--storage", url, "--study-name", "int", "--rounds", "1",
+           "--samples-per-round", "2", "--data", str(tiny_proxy), "--work-dir",
+           str(tmp_path / "wd"), *FAST]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV, cwd=tmp_path)  # fmt: skip
+    pid_file = tmp_path / "wd" / "int" / "trial_00000" / "child.pid"
+    deadline = time.monotonic() + 300
+    while not pid_file.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "trial 0 was interrupted" in err and "run the same command again" in err
+    study = load(url, "int")
+    first, retry = study.trials[0], study.trials[1]
+    assert first.state == TrialState.FAIL
+    assert retry.state == TrialState.WAITING and retry.params == first.params
+
+    done = run(cmd, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    study = load(url, "int")
+    retried = [t for t in study.trials if t.user_attrs.get("retry_of") == 0]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert retried[0].params == first.params
+    assert retried[0].user_attrs["ppo2_round"] == first.user_attrs["ppo2_round"] == 0
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+    assert not study.get_trials(states=(TrialState.PRUNED,))

@@ -44,6 +44,32 @@ def load_config(path: Path, cfg_options: Mapping[str, Any] | None = None) -> Any
     return cfg
 
 
+def check_model_builds(cfg: Any, cfg_options: Mapping[str, Any] | None = None) -> None:
+    """Build the config's model once (no weights loaded) so that a bad config or ``--cfg-options``
+    value (e.g. ``num_classes=abc``) is a UsageError before a study records it, not a FAILED
+    trial. Imports mmdet (~5 s)."""
+    import warnings
+
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.registry import DefaultScope
+
+    import paploss.mmdet  # noqa: F401  (registers the PAPLoss heads and ProxyResNet)
+
+    register_all_modules(init_default_scope=False)
+    try:
+        with warnings.catch_warnings(), DefaultScope.overwrite_default_scope("mmdet"):
+            warnings.simplefilter("ignore")
+            MODELS.build(copy.deepcopy(cfg.model))
+    except Exception as exc:  # any build error is a problem of the config the user gave
+        given = f" with --cfg-options {dict(cfg_options)}" if cfg_options else ""
+        message = str(exc).strip().splitlines()
+        raise UsageError(
+            f"the config's model does not build{given}: {type(exc).__name__}: "
+            f"{message[-1] if message else ''}; fix the config or the option values"
+        ) from exc
+
+
 LOCATION_KEYS = frozenset(
     {
         "data_root",

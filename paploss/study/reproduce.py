@@ -112,8 +112,8 @@ def parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=1,
         help="trainings at once: every search runs with this many workers on its study and the "
-        "seeds of a row train side by side; each gets CPU cores / workers threads (unless "
-        "OMP_NUM_THREADS is set). On a 2-core CPU, 2 workers of 1 thread finish ~1.6x sooner",
+        "seeds of a row train side by side; the CPU cores are shared among the trainings that "
+        "run (unless OMP_NUM_THREADS is set)",
     )
     return p
 
@@ -341,8 +341,8 @@ class Reproduction:
 
         The children die with this process: an interrupt stops every child's process group."""
         env = dict(os.environ)
-        if self.args.workers > 1 and "OMP_NUM_THREADS" not in env:
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.args.workers))
+        if len(calls) > 1 and "OMP_NUM_THREADS" not in env:  # the cores shared among them
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(calls)))
         children: list[tuple[subprocess.Popen[bytes], Any]] = []
         try:
             for cmd, log in calls:
@@ -398,6 +398,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from paploss.study.report import write_report
 
     args = parser().parse_args(argv)
+    # Ctrl-C and SIGTERM stop the run the same way (children stopped, a message, exit 130), also
+    # when this process was started in the background, which inherits SIGINT ignored; the
+    # children exec with the default action again.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     repro = Reproduction(args)
     try:
         repro.check()

@@ -159,8 +159,14 @@ class Search:
     # ---- set-up ----------------------------------------------------------------------------
     def prepare(self) -> None:
         """Everything that can fail on bad input, in the order that writes nothing first."""
-        from paploss.study.data import check_data_arg
-        from paploss.study.mmcfg import config_digest, epochs_of, load_config, search_space_of
+        from paploss.study.data import check_data_arg, check_writable_dir
+        from paploss.study.mmcfg import (
+            check_model_builds,
+            config_digest,
+            epochs_of,
+            load_config,
+            search_space_of,
+        )
 
         args = self.args
         if args.sampler == "ppo2" and args.samples_per_round < 2:
@@ -170,10 +176,12 @@ class Search:
             )
         self.config_path = check_config_path(args.config)
         check_data_arg(args.data)
+        self.work_dir = check_writable_dir(args.work_dir, "--work-dir").resolve()
         self.cfg = load_config(self.config_path, args.cfg_options)
         self.space = search_space_of(self.cfg, self.config_path, space_options(args))
         self.loss_options = loss_variant(args).loss_options()
         epochs_of(self.cfg)
+        check_model_builds(self.cfg, args.cfg_options)
         self.config_sha = config_digest(self.cfg)
         self.sampler = self._make_sampler()
 
@@ -202,10 +210,11 @@ class Search:
         from optuna.artifacts import FileSystemArtifactStore
         from optuna.exceptions import ExperimentalWarning
 
-        from paploss.study.data import resolve_data
+        from paploss.study.data import ensure_writable_dir, resolve_data
         from paploss.study.mmcfg import ensure_backbones
 
         args = self.args
+        ensure_writable_dir(self.work_dir, "--work-dir")
         # The data first: a bad COCO json must not leave even an empty database behind.
         self.data = resolve_data(
             args.data,
@@ -358,6 +367,7 @@ class Search:
         from paploss.study.trial import METRICS, TrialCrashed, loss_buckets
 
         args = self.args
+        self.current_trial = trial.number
         params = self.space.suggest(trial)  # may wait for a PPO2 round, or end the search
         run_dir = self.study_dir / f"trial_{trial.number:05d}"
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -456,9 +466,10 @@ class Search:
                 ),
                 flush=True,
             )
+            self.current_trial = None
             self.print_round_summary(complete, int(round_index))
             self.update_study_plot()
-            if not self._is_ppo2() and n >= self.total:
+            if self.is_finished():  # no surplus trial is asked for once the study is complete
                 study.stop()
         elif frozen.state == TrialState.PRUNED and "ppo2_yielded" in frozen.user_attrs:
             yielded = frozen.user_attrs["ppo2_yielded"]
@@ -468,6 +479,7 @@ class Search:
                 flush=True,
             )
         elif frozen.state == TrialState.FAIL:
+            self.current_trial = None
             self.consecutive_failures += 1
             reason = str(frozen.user_attrs.get("error", "see the log above")).splitlines()[0]
             print(
@@ -578,14 +590,18 @@ class Search:
             # One pre-imported process forks every trial's training (no imports per trial).
             with WarmRunner(device=args.device) as self.runner:
                 self.runner.start()  # imports while the first trial is being suggested
-                self.study.optimize(
-                    self.objective,
-                    n_trials=args.n_trials,
-                    timeout=args.timeout,
-                    catch=(TrialCrashed,),
-                    callbacks=[self.after_trial],
-                    gc_after_trial=False,
-                )
+                try:
+                    self.study.optimize(
+                        self.objective,
+                        n_trials=args.n_trials,
+                        timeout=args.timeout,
+                        catch=(TrialCrashed,),
+                        callbacks=[self.after_trial],
+                        gc_after_trial=False,
+                    )
+                except KeyboardInterrupt:
+                    self.retry_interrupted()
+                    raise
         self.print_summary()
         if self.stopped_for_failures:
             print(
@@ -603,6 +619,32 @@ class Search:
             )
             return 1
         return 0
+
+    def retry_interrupted(self) -> None:
+        """Give the trial that an interrupt (Ctrl-C, SIGINT) stopped a WAITING retry with the same
+        sample in the same round, as a killed worker's trial gets one from the heartbeat check;
+        the next run of the command trains it first."""
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+        from optuna.trial import TrialState
+
+        number = getattr(self, "current_trial", None)
+        if number is None:
+            return
+        storage = self.study._storage
+        trial_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+        frozen = storage.get_trial(trial_id)
+        if frozen.state == TrialState.RUNNING:
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            frozen = storage.get_trial(trial_id)
+        if frozen.state != TrialState.FAIL or not frozen.params:
+            return  # finished, or stopped before it had a sample
+        RetryHeartbeatStaleTrialCallback(max_retry=self.args.max_retry)(self.study, frozen)
+        print(
+            f"[search] trial {number} was interrupted; its sample is queued to be trained first "
+            "when the command runs again",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def print_summary(self) -> None:
         from paploss.study.records import params_note

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, CmaEsSampler, RandomSampler, TPESampler
 
-from paploss.samplers._ppo2 import PPO2Sampler
+from paploss.samplers._ppo2 import PPO2Sampler, check_search_settings
 
 __all__ = ["SAMPLER_NAMES", "make_sampler"]
 
@@ -26,10 +26,12 @@ def make_sampler(
     samples_per_round: int = 8,
     rounds: int = 40,
     sigma_init: float = 0.2,
+    round_timeout: float | None = 86400.0,
 ) -> BaseSampler:
     """Build the sampler called ``name`` for a search over ``search_space``.
 
-    * ``"ppo2"``: :class:`~paploss.samplers.PPO2Sampler` with all the arguments.
+    * ``"ppo2"``: :class:`~paploss.samplers.PPO2Sampler` with all the arguments (its other
+      settings keep their defaults).
     * ``"random"``: Optuna's :class:`~optuna.samplers.RandomSampler` ``(seed=seed)``, the random
       search baseline of the paper (uniform over the same distributions the objective suggests;
       log-uniform for log-scale ones).
@@ -41,10 +43,13 @@ def make_sampler(
       ``optuna < 6``); that ``FutureWarning`` is silenced here. Needs the optional ``cmaes``
       package; if it is missing an :class:`ImportError` says how to install it.
 
-    ``search_space`` is validated for every name (it must be what :class:`PPO2Sampler` accepts),
-    so that all four methods run over the same space; ``samples_per_round``, ``rounds`` and
-    ``sigma_init`` are used by ``ppo2`` (and ``sigma_init`` by ``cmaes``); ``samples_per_round``
-    must be >= 2 for ``ppo2`` and >= 1 for the others.
+    Every argument is validated for every name, by the checks of :class:`PPO2Sampler`
+    (:func:`~paploss.samplers._ppo2.check_search_settings`; no sampler is built for that), so
+    that all four methods run over the same space. ``samples_per_round``, ``rounds`` and
+    ``round_timeout`` are used by ``ppo2`` only and ``sigma_init`` by ``ppo2`` and ``cmaes``; the
+    other methods ignore them (they group trials into rounds only for reporting and never wait
+    for a round). ``samples_per_round`` must be >= 2 for ``ppo2`` (its update needs two rewards
+    per round) and >= 1 for the others; ``round_timeout`` is ``None`` or a number > 0.
 
     Raises:
         ValueError: ``name`` is not one of :data:`SAMPLER_NAMES`, or an argument is invalid.
@@ -52,29 +57,37 @@ def make_sampler(
     """
     if name not in SAMPLER_NAMES:
         raise ValueError(f"name must be one of {', '.join(SAMPLER_NAMES)}; got {name!r}.")
-    # The others group trials into rounds only for reporting: one sample per round is fine there,
-    # while PPO2's update needs two rewards per round.
-    if name != "ppo2" and (
-        isinstance(samples_per_round, bool)
-        or not isinstance(samples_per_round, int)
-        or samples_per_round < 1
-    ):
-        raise ValueError(f"samples_per_round must be an integer >= 1, got {samples_per_round!r}.")
-    # Validates search_space, init_mean, samples_per_round, rounds, sigma_init and seed for all.
-    ppo2 = PPO2Sampler(
+    if name == "ppo2":
+        return PPO2Sampler(
+            search_space=search_space,
+            init_mean=init_mean,
+            samples_per_round=samples_per_round,
+            rounds=rounds,
+            sigma_init=sigma_init,
+            seed=seed,
+            round_timeout=round_timeout,
+        )
+    check_search_settings(
         search_space=search_space,
         init_mean=init_mean,
-        samples_per_round=samples_per_round if name == "ppo2" else 2,
+        samples_per_round=samples_per_round,
         rounds=rounds,
         sigma_init=sigma_init,
         seed=seed,
+        round_timeout=round_timeout,
+        min_samples_per_round=1,
     )
-    if name == "ppo2":
-        return ppo2
     if name == "random":
         return RandomSampler(seed=seed)
     if name == "tpe":
         return TPESampler(seed=seed)
+    return _cmaes(init_mean=init_mean, sigma_init=sigma_init, seed=seed)
+
+
+def _cmaes(
+    *, init_mean: Mapping[str, float] | None, sigma_init: float, seed: int | None
+) -> BaseSampler:
+    """Optuna's CMA-ES sampler started at ``init_mean`` with ``sigma0 = sigma_init``."""
     try:
         importlib.import_module("cmaes")
     except ImportError as err:

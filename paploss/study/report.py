@@ -340,16 +340,21 @@ def _summaries(storage: Any) -> list[Any]:
     return optuna.get_all_study_summaries(storage)
 
 
-def _total_seconds(storage: Any) -> float:
+def _durations(storage: Any) -> tuple[float, float]:
+    """(sum of the trainings' durations, seconds from the first start to the last end)."""
     import optuna
 
     total = 0.0
+    starts, ends = [], []
     for summary in _summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         for t in study.get_trials(deepcopy=False):
             if t.datetime_start and t.datetime_complete:
                 total += (t.datetime_complete - t.datetime_start).total_seconds()
-    return total
+                starts.append(t.datetime_start)
+                ends.append(t.datetime_complete)
+    span = (max(ends) - min(starts)).total_seconds() if starts else 0.0
+    return total, span
 
 
 def write_report(repro: Any, path: Path) -> Path:
@@ -359,7 +364,7 @@ def write_report(repro: Any, path: Path) -> Path:
     storage, budget = repro.storage, repro.budget
     keys = {row.training.key for t in TABLES.values() for row in t.rows}
     results = {k: row_result(storage, k) for k in keys}
-    hours = _total_seconds(storage) / 3600.0
+    busy, span = (v / 3600.0 for v in _durations(storage))
     b = budget
     lines = [
         "# Reproducing the paper's ablations on the proxy",
@@ -382,7 +387,8 @@ def write_report(repro: Any, path: Path) -> Path:
         f"- storage: `{repro.storage_url}` (studies `search/*` and `row/*`; run the command "
         "again to continue a stopped run)",
         f"- machine: {_machine()}",
-        f"- training time recorded in the storage: {hours:.2f} h",
+        f"- time: {span:.2f} h from the first training's start to the last one's end "
+        f"(including pauses between runs), {busy:.2f} h of trainings summed over workers",
         f"- report written {_dt.date.today().isoformat()}",
         "",
     ]

@@ -281,6 +281,8 @@ class Reproduction:
             if t.state == TrialState.RUNNING:
                 study.tell(t.number, state=TrialState.FAIL)
         pending = [seed for seed in range(self.budget.seeds) if seed not in done]
+        if not pending:
+            print(f"{label}: row {training.key} complete", flush=True)
         for start in range(0, len(pending), self.args.workers):
             self._train_seeds(training, study, pending[start : start + self.args.workers], label)
 

@@ -186,21 +186,20 @@ class Search:
         self.sampler = self._make_sampler()
 
     def _make_sampler(self) -> Any:
-        from paploss.samplers import PPO2Sampler, make_sampler
+        from paploss.samplers import make_sampler
 
         args = self.args
-        kwargs = dict(
-            search_space=self.space.distributions(),
-            init_mean=self.space.init_mean(),
-            seed=args.seed,
-            samples_per_round=args.samples_per_round,
-            rounds=args.rounds,
-            sigma_init=args.sigma_init,
-        )
         try:
-            if args.sampler == "ppo2":
-                return PPO2Sampler(**kwargs, round_timeout=args.round_timeout)
-            return make_sampler(args.sampler, **kwargs)
+            return make_sampler(
+                args.sampler,
+                search_space=self.space.distributions(),
+                init_mean=self.space.init_mean(),
+                seed=args.seed,
+                samples_per_round=args.samples_per_round,
+                rounds=args.rounds,
+                sigma_init=args.sigma_init,
+                round_timeout=args.round_timeout,
+            )
         except (ValueError, ImportError) as exc:
             raise UsageError(f"--sampler {args.sampler}: {exc}") from exc
 
@@ -505,23 +504,14 @@ class Search:
         that of the round before (None when not PPO2 or not stored)."""
         import numpy as np
 
-        from paploss.samplers._ppo2 import MEAN_KEY_TEMPLATE
-
         if not self._is_ppo2() or round_index < 1:
             return None
-        attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
-        names = self.sampler._names
-
-        def mean(r: int) -> Any:
-            if r == 0:
-                return np.asarray(self.sampler._init_unit, dtype=float)
-            record = attrs.get(MEAN_KEY_TEMPLATE.format(r))
-            return None if record is None else np.asarray([record["mean"][n] for n in names])
-
-        now, before = mean(round_index), mean(round_index - 1)
+        now = self.sampler.stored_round_mean(self.study, round_index)
+        before = self.sampler.stored_round_mean(self.study, round_index - 1)
         if now is None or before is None:
             return None
-        return float(np.linalg.norm(now - before))
+        names = self.sampler.param_names
+        return float(np.linalg.norm([now[n] - before[n] for n in names]))
 
     def print_round_summary(self, complete: list[Any], round_index: int) -> None:
         """When ``round_index`` has all its samples: its best and mean reward, how many collapsed

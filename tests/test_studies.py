@@ -176,7 +176,8 @@ def test_unknown_preset_lists_the_presets_once(tmp_path: Path, capsys) -> None:
         (["--data", "/nonexistent/ann.json", "/tmp"], "COCO json /nonexistent/ann.json does not"),
         (["--data", "a", "b", "c"], "got 3 values"),
         (["--config", "nope.py"], "--config nope.py: no such file"),
-        (["--cfg-options", "model.backbone.depth=7"], "ProxyResNet pretrain settings are invalid"),
+        (["--cfg-options", "model.backbone.depth=7"], "model does not build"),
+        (["--cfg-options", "model.backbone.pretrain.lr=20"], "lr must lie in (0, 10), got 20"),
         (["--config", str(CONFIGS / "proxy_retinanet_focal_l1.py")], "no head that takes"),
     ],
 )

@@ -11,7 +11,8 @@ this module only. What each function touches:
 * heartbeats: ``optuna.storages._heartbeat.is_heartbeat_enabled``;
 * randomness: ``optuna.samplers._lazy_random_state.LazyRandomState`` (Optuna's own samplers'
   seeded stream, created on first use);
-* warnings: ``optuna.samplers._base._INDEPENDENT_SAMPLING_WARNING_TEMPLATE``;
+* samplers: ``BaseSampler._raise_error_if_multi_objective`` and
+  ``optuna.samplers._base._INDEPENDENT_SAMPLING_WARNING_TEMPLATE``;
 * normalization: ``optuna._transform._SearchSpaceTransform`` (parameters to the unit cube, in
   log space for log-scale distributions).
 """
@@ -31,6 +32,7 @@ from optuna.storages._heartbeat import is_heartbeat_enabled
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
+    from optuna.samplers import BaseSampler
     from optuna.study import Study
     from optuna.trial import FrozenTrial
 
@@ -44,6 +46,7 @@ __all__ = [
     "independent_sampling_warning",
     "is_enqueued",
     "next_seed",
+    "raise_if_multi_objective",
     "reseed",
     "seed_stream",
     "set_study_system_attr",
@@ -122,6 +125,11 @@ def in_optimize_loop(study: Study) -> bool:
 def is_enqueued(trial: FrozenTrial) -> bool:
     """Whether ``trial`` was created by ``study.enqueue_trial``."""
     return "fixed_params" in trial.system_attrs
+
+
+def raise_if_multi_objective(sampler: BaseSampler, study: Study) -> None:
+    """Raise Optuna's ``ValueError`` for a single-objective ``sampler`` on a multi-objective study."""
+    sampler._raise_error_if_multi_objective(study)
 
 
 def independent_sampling_warning(

@@ -262,7 +262,7 @@ class PPO2Sampler(BaseSampler):
         Names of ``search_space`` that are not configured with an identical distribution (only
         possible when this method is called directly) are sampled by the independent sampler.
         """
-        self._raise_error_if_multi_objective(study)
+        _compat.raise_if_multi_objective(self, study)
         mine = self._space.distributions
         own = [n for n in mine if n in search_space and search_space[n] == mine[n]]
         params: dict[str, Any] = {}
@@ -282,7 +282,7 @@ class PPO2Sampler(BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         """Sample a parameter outside the search space with the independent sampler."""
-        self._raise_error_if_multi_objective(study)
+        _compat.raise_if_multi_objective(self, study)
         if self._warn_independent_sampling:
             _logger.warning(
                 _compat.independent_sampling_warning(

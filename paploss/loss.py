@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from paploss.errors import NonFiniteError
 from paploss.kernels import pairwise_sums
 from paploss.kernels.reference import pairwise_sums_of_differences
 from paploss.localization import scale_gradient
@@ -75,7 +76,7 @@ def _validate(
         for name, values in (("logits", logits), ("loc_scores", loc_scores)):
             values = values.detach().masked_fill(ignored, 0.0)
             if not torch.isfinite(values).all():
-                raise ValueError(_describe_nonfinite(name, values))
+                raise NonFiniteError(_describe_nonfinite(name, values))
     out_of_range = ((loc_scores < 0) | (loc_scores > 1)) & ~ignored
     if out_of_range.any():
         where = out_of_range.nonzero().flatten()[:5]
@@ -113,7 +114,7 @@ def _closed_form_sums(
 ) -> tuple[Tensor, Tensor]:
     """The pairwise sums of a closed-form substitution (num_fn = den_fn = its ranking function)."""
     if check_finite and not bool(torch.isfinite(weights.detach()).all()):
-        raise ValueError("weights must be finite, got NaN or inf")
+        raise NonFiniteError("weights must be finite, got NaN or inf")
     return pairwise_sums_of_differences(scores, weights, positives, rank, den_grad=den_grad)
 
 

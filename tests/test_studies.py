@@ -505,11 +505,14 @@ def test_faster_rcnn_gets_one_param_set_per_head(tmp_path: Path) -> None:
 
 
 def test_study_settings_conflicts_ignore_worker_local_options() -> None:
-    from paploss.study.search import _worker_local, settings_conflicts
+    from paploss.study.mmcfg import is_machine_local
+    from paploss.study.search import settings_conflicts
 
-    assert _worker_local("train_dataloader.num_workers")
-    assert _worker_local("env_cfg.cudnn_benchmark")
-    assert not _worker_local("optim_wrapper.optimizer.lr")
+    assert is_machine_local("train_dataloader.num_workers")
+    assert is_machine_local("env_cfg.cudnn_benchmark")
+    assert is_machine_local("default_hooks.logger.interval")
+    assert is_machine_local("train_dataloader.dataset.data_root")
+    assert not is_machine_local("optim_wrapper.optimizer.lr")
     stored = {"rounds": 3, "cfg_options": {"a": [1, 2]}}
     assert settings_conflicts(stored, {"rounds": 3, "cfg_options": {"a": (1, 2)}}) == []
     assert settings_conflicts(stored, {"rounds": 4, "cfg_options": {"a": [1, 2]}}) == ["rounds"]
@@ -547,17 +550,25 @@ def test_select_metrics_prefers_full_precision_and_maps_no_detections_to_zero() 
 
 
 def test_numerical_blowup_detection() -> None:
-    assert is_numerical_blowup(ValueError("loc_scores has 3 non-finite value(s) (NaN/inf)"))
+    import torch
+
+    from paploss import ParameterizedAPLoss
+    from paploss.errors import NonFiniteError
+
+    logits = torch.tensor([float("nan"), 0.0])
+    with pytest.raises(NonFiniteError) as caught:  # what the loss raises after a blow-up
+        ParameterizedAPLoss()(logits, torch.tensor([1, 0]), torch.tensor([0.5, 0.0]))
+    assert is_numerical_blowup(caught.value)
     assert is_numerical_blowup(FloatingPointError("x"))
     try:
         try:
-            raise RuntimeError("loss is nan")
-        except RuntimeError as inner:
+            raise NonFiniteError("scores must be finite")
+        except NonFiniteError as inner:
             raise KeyError("wrapped") from inner
     except KeyError as outer:
         assert is_numerical_blowup(outer)
     assert not is_numerical_blowup(KeyError("information"))
-    assert not is_numerical_blowup(ValueError("influence of the config"))
+    assert not is_numerical_blowup(ValueError("loss is nan"))  # by type, not by message
 
 
 def test_loss_buckets() -> None:

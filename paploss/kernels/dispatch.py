@@ -25,6 +25,7 @@ import os
 import torch
 from torch import Tensor
 
+from paploss.errors import NonFiniteError
 from paploss.functions import PiecewiseLinear
 from paploss.kernels.common import check_function
 from paploss.kernels.reference import pairwise_sums_reference
@@ -128,9 +129,9 @@ def _validate(
             f"positives must index into scores [0, {n}), got range [{int(lo)}, {int(hi)}]"
         )
     if check_finite and not finite_s:
-        raise ValueError("scores must be finite, got NaN or inf")
+        raise NonFiniteError("scores must be finite, got NaN or inf")
     if check_finite and not finite_w:
-        raise ValueError("weights must be finite, got NaN or inf")
+        raise NonFiniteError("weights must be finite, got NaN or inf")
 
 
 def pairwise_sums(

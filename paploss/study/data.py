@@ -561,14 +561,16 @@ def split_coco(
     return parts[0], parts[1]
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary sibling and rename it into place (safe for concurrent
-    writers of the same content)."""
+def write_json_atomic(path: Path, data: Any, *, indent: int | None = None) -> None:
+    """Write JSON through a uniquely named temporary sibling and rename it into place (readers
+    never see a partial file; concurrent writers each rename a complete one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
+            json.dump(data, f, indent=indent)
+            if indent is not None:
+                f.write("\n")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

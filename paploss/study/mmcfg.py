@@ -86,10 +86,18 @@ LOCATION_KEYS = frozenset(
         "log_level",
         "visualizer",
         "vis_backends",
+        "logger",
     }
 )
 """Config keys that say where things are or how one machine runs, not what is trained: left out
-of :func:`config_digest`, so workers on other machines (other data paths) can join a study."""
+of :func:`config_digest`, and ``--cfg-options`` naming them may differ between the workers of a
+study, so workers on other machines (other data paths, loader workers, log intervals) can join."""
+
+
+def is_machine_local(key: str) -> bool:
+    """Whether a dotted config key (e.g. ``train_dataloader.num_workers``) lies in
+    ``LOCATION_KEYS``: it may differ between the workers of one study."""
+    return any(part in LOCATION_KEYS for part in key.split("."))
 
 
 def config_digest(cfg: Any) -> str:

@@ -29,9 +29,6 @@ from paploss.study.cli import (
 )
 from paploss.study.storage import open_storage
 
-WORKER_LOCAL_OPTIONS = ("num_workers", "persistent_workers", "pin_memory", "prefetch_factor")
-"""``--cfg-options`` keys ending in these (and ``env_cfg.*``, ``default_hooks.logger.*``,
-``log_level``) may differ between the workers of one study; all others must agree."""
 SETTINGS_ATTR = "search_settings"
 SPACE_ATTR = "space_options"
 """Study user attr (and settings entry): the SpaceOptions of a search other than the default."""
@@ -73,14 +70,6 @@ def dashboard_command(url: str, artifact_dir: Path) -> str:
 
 
 # ------------------------------------------------------------------------------ settings
-def _worker_local(key: str) -> bool:
-    return (
-        key.rsplit(".", 1)[-1] in WORKER_LOCAL_OPTIONS
-        or key.startswith(("env_cfg.", "default_hooks.logger."))
-        or key == "log_level"
-    )
-
-
 def space_options(args: Any) -> Any:
     """The SpaceOptions of ``--segments``, ``--shared-params``, ``--fixed-lambda``."""
     from paploss.study.space import SpaceOptions
@@ -101,13 +90,18 @@ def loss_variant(args: Any) -> Any:
 
 
 def study_settings(args: Any, *, config_sha: str, data_identity: dict, space: Any) -> dict:
-    """What all workers of a study must agree on (compared when a study is resumed/joined).
+    """What all workers of a study must agree on (compared when a study is resumed/joined);
+    ``--cfg-options`` of machine-local keys (``mmcfg.LOCATION_KEYS``) may differ.
 
     The search-space options and loss options are entries only when they differ from the
     defaults, so studies of the default search keep the settings they were created with."""
+    from paploss.study.mmcfg import is_machine_local
+
     settings = {
         "config_sha256": config_sha,
-        "cfg_options": {k: v for k, v in sorted(args.cfg_options.items()) if not _worker_local(k)},
+        "cfg_options": {
+            k: v for k, v in sorted(args.cfg_options.items()) if not is_machine_local(k)
+        },
         "data": data_identity,
         "epochs": args.epochs,
         "train_seed": args.train_seed,

@@ -29,7 +29,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -332,22 +331,18 @@ def _select_metrics(
     return rounded, True
 
 
-_BLOWUP = re.compile(r"non-finite|\b(nan|inf|infinity)\b", re.IGNORECASE)
-
-
 def is_numerical_blowup(exc: BaseException) -> bool:
-    """Whether an exception (or one in its chain) reports non-finite numbers: e.g. the
-    Parameterized AP Loss refusing NaN/inf inputs after the weights blew up. Such a training has
+    """Whether an exception (or one in its chain) reports non-finite numbers by its type: the
+    Parameterized AP Loss refusing NaN/inf inputs after the weights blew up
+    (:class:`paploss.errors.NonFiniteError`) or a ``FloatingPointError``. Such a training has
     diverged, it did not crash."""
+    from paploss.errors import NonFiniteError
+
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, FloatingPointError):
-            return True
-        if isinstance(current, (ValueError, RuntimeError, AssertionError, OverflowError)) and (
-            _BLOWUP.search(str(current))
-        ):
+        if isinstance(current, (FloatingPointError, NonFiniteError)):
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -444,9 +439,9 @@ def execute(
 
 
 def _write(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    from paploss.study.data import write_json_atomic
+
+    write_json_atomic(path, data, indent=1)
 
 
 def run_spec(spec_path: Path) -> int:

@@ -148,6 +148,47 @@ def claims_markdown(table: Table, results: Mapping[str, RowResult]) -> list[str]
     return lines
 
 
+def _summary(results: Mapping[str, RowResult]) -> list[str]:
+    """Counts of the checked claims over all tables, the disagreements and what has not run."""
+    agree, disagree, pending = [], [], []
+    for key in ("tab1", "tab2", "tab3", "tab4", "tab5", "tab6", "tab7"):
+        for line in claims_markdown(TABLES[key], results):
+            text = f"{key}: {line[2:].split(': paper', 1)[0]}"
+            if line.endswith("not run yet"):
+                pending.append(text)
+            elif line.endswith("DISAGREES"):
+                disagree.append(text)
+            else:
+                agree.append(text)
+    orders = [
+        (key, line)
+        for key in ("tab1", "tab2", "tab3", "tab4", "tab5", "tab6", "tab7")
+        for line in ordering_markdown(TABLES[key], results)
+    ]
+    differ = sorted({key for key, line in orders if line.endswith("DIFFERENT order")})
+    missing = sorted(k for k, r in results.items() if r.n == 0)
+    lines = [
+        "## Summary",
+        "",
+        f"Of the paper's stated orderings checked below, {len(agree)} agree on the proxy, "
+        f"{len(disagree)} disagree and {len(pending)} wait for rows that have not run. The full "
+        f"order of the trained rows is the paper's in {len(orders) - len(differ)} of "
+        f"{len(orders)} comparisons (a table, or one detector of Tab. 1)"
+        + (f"; it differs in {', '.join(differ)}." if differ else "."),
+        "",
+    ]
+    if disagree:
+        lines += ["Disagreements: " + "; ".join(disagree) + ".", ""]
+    if missing:
+        lines += [
+            "Rows not trained yet (run the command again to continue): "
+            + ", ".join(f"`{k}`" for k in missing)
+            + ".",
+            "",
+        ]
+    return lines
+
+
 def ordering_markdown(table: Table, results: Mapping[str, RowResult]) -> list[str]:
     """The rows ordered by the paper's AP and by the proxy's mean AP, per detector group."""
     lines = []
@@ -392,6 +433,7 @@ def write_report(repro: Any, path: Path) -> Path:
         f"- report written {_dt.date.today().isoformat()}",
         "",
     ]
+    lines += _summary(results)
     for key in ("tab1", "tab2", "tab3", "tab4", "tab5", "tab6", "tab7"):
         table = TABLES[key]
         lines += [f"## {table.title}", ""]

@@ -283,14 +283,14 @@ def test_train_ablation_flags_reject_bad_values(tmp_path, capsys, argv, message)
 def test_train_reads_the_space_and_loss_options_of_a_study(tmp_path) -> None:
     import optuna
 
-    from paploss.study.search import LOSS_OPTIONS_ATTR, SPACE_ATTR
+    from paploss.study import keys
     from paploss.study.train import params_from_study
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     options = SpaceOptions(num_segments=3, shared=True, fixed_lambda=2.0)
     study = optuna.create_study(study_name="ablation", storage=url, direction="maximize")
-    study.set_user_attr(SPACE_ATTR, options.to_json())
-    study.set_user_attr(LOSS_OPTIONS_ATTR, {"loc_score": "l1"})
+    study.set_user_attr(keys.SPACE_OPTIONS, options.to_json())
+    study.set_user_attr(keys.LOSS_OPTIONS, {"loc_score": "l1"})
     space = SearchSpace(make_slots(["model.bbox_head"]), options)
     values = {n: 0.25 for n in space.names()}
     study.add_trial(

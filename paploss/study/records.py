@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from paploss.params import FUNCTION_ROLES, LossParams
+from paploss.study import keys
 
 FUNCTION_TITLES = (
     "f1: f(l_i; θ1)",
@@ -32,7 +33,6 @@ FUNCTION_TITLES = (
     "f4: f(s_j - s_i; θ4)",
     "f5: f(l_i; θ5)",
 )
-ROUND_ATTR = "ppo2_round"
 BEST_PLOT_NAME = "best_so_far.png"
 BEST_PLOT_ID = "paploss-best-so-far"
 
@@ -116,7 +116,7 @@ def trial_rounds(trials: Sequence[Any], samples_per_round: int) -> list[tuple[in
     done.sort(key=lambda t: (t.datetime_complete or t.datetime_start, t.number))
     out = []
     for index, t in enumerate(done):
-        r = t.user_attrs.get(ROUND_ATTR)
+        r = t.user_attrs.get(keys.ROUND)
         out.append((int(r) if r is not None else index // samples_per_round, t))
     return out
 

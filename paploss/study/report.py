@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from paploss.study import keys
 from paploss.study.experiments import (
     CLAIMS,
     MAIN,
@@ -81,13 +82,13 @@ def row_result(storage: Any, key: str) -> RowResult:
 def row_commands(storage: Any, key: str) -> list[str]:
     from optuna.trial import TrialState
 
-    from paploss.study.reproduce import COMMAND_ATTR, ROW_PREFIX
+    from paploss.study.reproduce import ROW_PREFIX
 
     study = _load_study(storage, ROW_PREFIX + key)
     if study is None:
         return []
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return [t.user_attrs[COMMAND_ATTR] for t in trials if COMMAND_ATTR in t.user_attrs]
+    return [t.user_attrs[keys.COMMAND] for t in trials if keys.COMMAND in t.user_attrs]
 
 
 # ------------------------------------------------------------------------------ tables
@@ -462,7 +463,7 @@ def write_report(repro: Any, path: Path) -> Path:
 
     for name in sorted(s.study_name for s in _summaries(storage)):
         if name.startswith(SEARCH_PREFIX):
-            command = _load_study(storage, name).user_attrs.get("command")
+            command = _load_study(storage, name).user_attrs.get(keys.COMMAND)
             if command:
                 lines.append(f"- `{name}`: `python studies/{command}`")
     lines.append("")

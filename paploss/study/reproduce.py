@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from paploss.study import keys
 from paploss.study.cli import (
     CONFIG_DIR,
     EXIT_USAGE,
@@ -48,8 +49,6 @@ from paploss.study.experiments import (
 
 SEARCH_PREFIX = "search/"
 ROW_PREFIX = "row/"
-SEED_ATTR = "seed"
-COMMAND_ATTR = "command"
 METRICS_FILE = "metrics.json"
 DEFAULT_REPORT = REPO_ROOT / "docs" / "reproduction.md"
 
@@ -276,7 +275,7 @@ class Reproduction:
             load_if_exists=True,
         )
         trials = study.get_trials(deepcopy=False)
-        done = {t.user_attrs.get(SEED_ATTR) for t in trials if t.state == TrialState.COMPLETE}
+        done = {t.user_attrs.get(keys.SEED) for t in trials if t.state == TrialState.COMPLETE}
         for t in trials:  # left RUNNING by a stopped run: its seed is trained again
             if t.state == TrialState.RUNNING:
                 study.tell(t.number, state=TrialState.FAIL)
@@ -295,9 +294,9 @@ class Reproduction:
             run_dir = self.work_dir / "rows" / training.key / f"seed{seed}"
             cmd = self.training_command(training, seed, run_dir)
             trial = study.ask()
-            trial.set_user_attr(SEED_ATTR, seed)
-            trial.set_user_attr(COMMAND_ATTR, _display(cmd))
-            trial.set_user_attr("definition", training.definition)
+            trial.set_user_attr(keys.SEED, seed)
+            trial.set_user_attr(keys.COMMAND, _display(cmd))
+            trial.set_user_attr(keys.DEFINITION, training.definition)
             runs.append((seed, run_dir, cmd, trial, run_dir.parent / f"seed{seed}.log"))
         started = time.monotonic()
         todo = [r for r in runs if self._recorded_summary(r[1], r[2]) is None]
@@ -315,8 +314,8 @@ class Reproduction:
             metrics = summary["metrics"]
             for name, value in metrics.items():
                 trial.set_user_attr(name, float(value))
-            trial.set_user_attr("status", summary["status"])
-            trial.set_user_attr("train_seconds", float(summary["train_seconds"]))
+            trial.set_user_attr(keys.STATUS, summary["status"])
+            trial.set_user_attr(keys.TRAIN_SECONDS, float(summary["train_seconds"]))
             study.tell(trial, float(metrics["AP"]))
             print(
                 f"{label}: row {training.key} seed {seed}: AP {metrics['AP']:.4f} "

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from paploss.study import keys
 from paploss.study.cli import (
     EXIT_USAGE,
     UsageError,
@@ -29,11 +30,6 @@ from paploss.study.cli import (
 )
 from paploss.study.storage import open_storage
 
-SETTINGS_ATTR = "search_settings"
-SPACE_ATTR = "space_options"
-"""Study user attr (and settings entry): the SpaceOptions of a search other than the default."""
-LOSS_OPTIONS_ATTR = "loss_options"
-"""Study user attr (and settings entry): loss_options set on every head (--loc-score, ...)."""
 FUNCTIONS_PNG = "functions.png"
 
 
@@ -112,10 +108,10 @@ def study_settings(args: Any, *, config_sha: str, data_identity: dict, space: An
         "loss_slots": space.to_json(),
     }
     if not space.options.is_default:
-        settings[SPACE_ATTR] = space.options.to_json()
+        settings[keys.SPACE_OPTIONS] = space.options.to_json()
     options = loss_variant(args).loss_options()
     if options:
-        settings[LOSS_OPTIONS_ATTR] = options
+        settings[keys.LOSS_OPTIONS] = options
     return settings
 
 
@@ -256,7 +252,7 @@ class Search:
         self.artifact_store = FileSystemArtifactStore(str(self.artifact_dir))
         self.study_dir = self.work_dir / args.study_name
         self.study_dir.mkdir(parents=True, exist_ok=True)
-        if SETTINGS_ATTR not in study.user_attrs:
+        if keys.SETTINGS not in study.user_attrs:
             self._record_study(settings)
         # Another worker may have created it concurrently with different settings.
         self._check_existing(study, settings)
@@ -269,7 +265,7 @@ class Search:
                 f"study {study.study_name!r} is not a single-objective maximization study; "
                 "choose a new --study-name"
             )
-        stored = study.user_attrs.get(SETTINGS_ATTR)
+        stored = study.user_attrs.get(keys.SETTINGS)
         if stored is None:
             return
         conflicts = settings_conflicts(stored, settings)
@@ -280,11 +276,11 @@ class Search:
         from optuna_dashboard import save_note
 
         args, study = self.args, self.study
-        study.set_user_attr("config", str(self.config_path))
-        study.set_user_attr("cfg_options", args.cfg_options)
-        study.set_user_attr("data", self.data.record())
+        study.set_user_attr(keys.CONFIG, str(self.config_path))
+        study.set_user_attr(keys.CFG_OPTIONS, args.cfg_options)
+        study.set_user_attr(keys.DATA, self.data.record())
         study.set_user_attr(
-            "sampler",
+            keys.SAMPLER,
             {
                 "name": args.sampler,
                 "rounds": args.rounds,
@@ -293,15 +289,15 @@ class Search:
                 "seed": args.seed,
             },
         )
-        study.set_user_attr("epochs", args.epochs)
-        study.set_user_attr("train_seed", args.train_seed)
-        study.set_user_attr("loss_slots", self.space.to_json())
-        study.set_user_attr(SPACE_ATTR, self.space.options.to_json())
-        study.set_user_attr(LOSS_OPTIONS_ATTR, self.loss_options)
-        study.set_user_attr("artifact_dir", str(self.artifact_dir))
-        study.set_user_attr("command", " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
+        study.set_user_attr(keys.EPOCHS, args.epochs)
+        study.set_user_attr(keys.TRAIN_SEED, args.train_seed)
+        study.set_user_attr(keys.LOSS_SLOTS, self.space.to_json())
+        study.set_user_attr(keys.SPACE_OPTIONS, self.space.options.to_json())
+        study.set_user_attr(keys.LOSS_OPTIONS, self.loss_options)
+        study.set_user_attr(keys.ARTIFACT_DIR, str(self.artifact_dir))
+        study.set_user_attr(keys.COMMAND, " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
         # Written last: its presence marks a fully recorded study.
-        study.set_user_attr(SETTINGS_ATTR, _json_roundtrip(settings))
+        study.set_user_attr(keys.SETTINGS, _json_roundtrip(settings))
         # The resolved config (base files merged, --cfg-options applied) as the study's record.
         config_copy = self.study_dir / "search_config.py"
         self.cfg.dump(str(config_copy))
@@ -365,11 +361,11 @@ class Search:
         run_dir = self.study_dir / f"trial_{trial.number:05d}"
         run_dir.mkdir(parents=True, exist_ok=True)
         system_attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-        retry_of = system_attrs.get("failed_trial")
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        trial.set_user_attr("work_dir", str(run_dir))
+        retry_of = system_attrs.get(keys.FAILED_TRIAL)
+        trial.set_user_attr(keys.WORKER, f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr(keys.WORK_DIR, str(run_dir))
         if retry_of is not None:
-            trial.set_user_attr("retry_of", int(retry_of))
+            trial.set_user_attr(keys.RETRY_OF, int(retry_of))
         for key, value in lambda_attrs(params).items():
             trial.set_user_attr(key, value)
         save_note(trial, params_note(params, f"Trial {trial.number}: loss parameters"))
@@ -405,23 +401,23 @@ class Search:
         try:
             result = self.runner.run(run_dir, config=config_file, timeout=args.trial_timeout)
         except TrialCrashed as exc:
-            trial.set_user_attr("error", str(exc)[-4000:])
+            trial.set_user_attr(keys.ERROR, str(exc)[-4000:])
             raise
         for step, value in loss_buckets(result["loss_curve"]):
             trial.report(value, step)
         metrics = result["metrics"]
         for name in METRICS:
             trial.set_user_attr(name, float(metrics[name]))
-        trial.set_user_attr("diverged", result["status"] == "diverged")
+        trial.set_user_attr(keys.DIVERGED, result["status"] == "diverged")
         if result.get("diverged_at") is not None:
-            trial.set_user_attr("diverged_at_iteration", int(result["diverged_at"]))
-        trial.set_user_attr("train_seconds", round(float(result["train_seconds"]), 3))
-        trial.set_user_attr("eval_seconds", round(float(result["eval_seconds"]), 3))
+            trial.set_user_attr(keys.DIVERGED_AT, int(result["diverged_at"]))
+        trial.set_user_attr(keys.TRAIN_SECONDS, round(float(result["train_seconds"]), 3))
+        trial.set_user_attr(keys.EVAL_SECONDS, round(float(result["eval_seconds"]), 3))
         if result.get("startup_seconds") is not None:
-            trial.set_user_attr("startup_seconds", round(float(result["startup_seconds"]), 3))
-        trial.set_user_attr("iterations", int(result["iterations"]))
+            trial.set_user_attr(keys.STARTUP_SECONDS, round(float(result["startup_seconds"]), 3))
+        trial.set_user_attr(keys.ITERATIONS, int(result["iterations"]))
         if result["loss_curve"]:
-            trial.set_user_attr("final_loss", float(result["loss_curve"][-1][1]))
+            trial.set_user_attr(keys.FINAL_LOSS, float(result["loss_curve"][-1][1]))
         return float(metrics["AP"])
 
     # ---- callbacks -------------------------------------------------------------------------
@@ -439,7 +435,7 @@ class Search:
             done_here = n - self.complete_at_start
             remaining = max(0, self.total - n)
             eta = elapsed / done_here * remaining if done_here > 0 else None
-            round_index = frozen.user_attrs.get("ppo2_round")
+            round_index = frozen.user_attrs.get(keys.ROUND)
             if round_index is None:
                 round_index = (n - 1) // self.args.samples_per_round
             print(
@@ -448,14 +444,14 @@ class Search:
                     round_index=int(round_index),
                     rounds=self.args.rounds,
                     ap=float(frozen.value),
-                    diverged=bool(frozen.user_attrs.get("diverged")),
+                    diverged=bool(frozen.user_attrs.get(keys.DIVERGED)),
                     best=float(best.value),
                     best_trial=best.number,
                     complete=n,
                     total=self.total,
                     elapsed=elapsed,
                     eta=eta,
-                    retry_of=frozen.user_attrs.get("retry_of"),
+                    retry_of=frozen.user_attrs.get(keys.RETRY_OF),
                 ),
                 flush=True,
             )
@@ -464,8 +460,8 @@ class Search:
             self.update_study_plot()
             if self.is_finished():  # no surplus trial is asked for once the study is complete
                 study.stop()
-        elif frozen.state == TrialState.PRUNED and "ppo2_yielded" in frozen.user_attrs:
-            yielded = frozen.user_attrs["ppo2_yielded"]
+        elif frozen.state == TrialState.PRUNED and keys.YIELDED in frozen.user_attrs:
+            yielded = frozen.user_attrs[keys.YIELDED]
             print(
                 f"[search] trial {frozen.number} gave way to the retries {yielded['retries']} "
                 f"of round {yielded['round']} (pruned; it trained nothing)",
@@ -474,10 +470,10 @@ class Search:
         elif frozen.state == TrialState.FAIL:
             self.current_trial = None
             self.consecutive_failures += 1
-            reason = str(frozen.user_attrs.get("error", "see the log above")).splitlines()[0]
+            reason = str(frozen.user_attrs.get(keys.ERROR, "see the log above")).splitlines()[0]
             print(
                 f"[search] trial {frozen.number} FAILED: {reason} "
-                f"(work dir {frozen.user_attrs.get('work_dir', '?')})",
+                f"(work dir {frozen.user_attrs.get(keys.WORK_DIR, '?')})",
                 flush=True,
             )
             if self.consecutive_failures >= self.args.max_failures:
@@ -488,7 +484,7 @@ class Search:
         """``{round index: [AP, ...]}`` of the complete trials (PPO2's round attr, else by order)."""
         rounds: dict[int, list[float]] = {}
         for k, t in enumerate(sorted(complete, key=lambda t: t.number)):
-            r = t.user_attrs.get("ppo2_round")
+            r = t.user_attrs.get(keys.ROUND)
             r = k // self.args.samples_per_round if r is None else int(r)
             rounds.setdefault(r, []).append(float(t.value))
         return rounds
@@ -639,7 +635,7 @@ class Search:
         print(f"[search] study {self.args.study_name!r}: {len(complete)} complete trials, {state}")
         if complete:
             best = self.study.best_trial
-            round_index = best.user_attrs.get("ppo2_round")
+            round_index = best.user_attrs.get(keys.ROUND)
             where = f", round {int(round_index) + 1}" if round_index is not None else ""
             print(f"\nBest trial {best.number}{where}: AP {best.value:.4f} on D_eval")
             first = self.round_rewards(complete).get(0)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from paploss.params import LossParams
+from paploss.study import keys
 from paploss.study.cli import (
     EXIT_USAGE,
     UsageError,
@@ -101,7 +102,7 @@ def params_from_study(
         if not matching:
             raise UsageError(f"study {study_name!r} has no trial {trial_number}")
         trial = matching[0]
-    stored = study.user_attrs.get("loss_slots")
+    stored = study.user_attrs.get(keys.LOSS_SLOTS)
     if stored is not None:
         names = [s.name for s in SearchSpace.from_json(stored).slots]
         mine = [s.name for s in space.slots]
@@ -110,11 +111,12 @@ def params_from_study(
                 f"study {study_name!r} searched the loss heads {stored}, but the config has "
                 f"{space.to_json()}; give the --config the study was searched with"
             )
-    from paploss.study.search import LOSS_OPTIONS_ATTR, SPACE_ATTR
     from paploss.study.space import SpaceOptions
 
-    space = SearchSpace(space.slots, SpaceOptions.from_json(study.user_attrs.get(SPACE_ATTR)))
-    options = dict(study.user_attrs.get(LOSS_OPTIONS_ATTR) or {})
+    space = SearchSpace(
+        space.slots, SpaceOptions.from_json(study.user_attrs.get(keys.SPACE_OPTIONS))
+    )
+    options = dict(study.user_attrs.get(keys.LOSS_OPTIONS) or {})
     try:
         return space.from_params(trial.params), trial, options
     except ValueError as exc:

@@ -432,8 +432,9 @@ def test_crash_fails_the_trial_and_divergence_is_ap_zero(tiny_proxy: Path, tmp_p
         str(tmp_path / "wd"),
         *FAST,
     ]
-    # A training that crashes (head channels that GroupNorm cannot split into its groups): FAILED
-    # trial, the worker stops after --max-failures consecutive failures with exit code 1.
+    # A training that crashes (a data transform that does not exist: the model builds, so the
+    # input checks pass, and the run fails when its data loader is built): FAILED trial, the
+    # worker stops after --max-failures consecutive failures with exit code 1.
     crash = run(
         [
             *base,
@@ -442,19 +443,17 @@ def test_crash_fails_the_trial_and_divergence_is_ap_zero(tiny_proxy: Path, tmp_p
             "--max-failures",
             "1",
             "--cfg-options",
-            "model.bbox_head.feat_channels=7",
+            "train_dataloader.dataset.pipeline.0.type=NoSuchTransform",
         ],
         cwd=tmp_path,
     )
     assert crash.returncode == 1, crash.stderr[-3000:]
-    assert (
-        "[search] trial 0 FAILED: training failed: ValueError: num_channels (7) must be divisible"
-        in crash.stdout
-    )
+    assert "[search] trial 0 FAILED: training failed: KeyError" in crash.stdout
+    assert "NoSuchTransform" in crash.stdout
     study = load(url, "crash")
     (failed,) = study.trials
     assert failed.state == TrialState.FAIL
-    assert "num_channels (7) must be divisible" in failed.user_attrs["error"]
+    assert "NoSuchTransform" in failed.user_attrs["error"]
     # One trial that fails ends the worker with exit code 1 too (not only --max-failures in a row).
     once = run(
         [
@@ -464,7 +463,7 @@ def test_crash_fails_the_trial_and_divergence_is_ap_zero(tiny_proxy: Path, tmp_p
             "--n-trials",
             "1",
             "--cfg-options",
-            "model.bbox_head.feat_channels=7",
+            "train_dataloader.dataset.pipeline.0.type=NoSuchTransform",
         ],
         cwd=tmp_path,
     )

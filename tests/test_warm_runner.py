@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from paploss.study.trial import RESULT_FILE, TrialCrashed
+from paploss.study.trial import RESULT_FILE, TrialCrashed, TrialResult
 from paploss.study.warm import WarmRunner
 
 # Trainings are stood in for by configs whose code acts at parse time: mmengine executes a Python
@@ -95,15 +95,21 @@ def test_result_of_a_finished_child_is_returned(runner: WarmRunner, tmp_path: Pa
         f"""\
         _os = __import__("os")
         __import__("json").dump(
-            {{"status": "ok", "metrics": {{"AP": 0.25}}, "pid": _os.getpid()}},
+            {{"status": "ok", "metrics": {{"AP": 0.25}}, "raw_metrics": {{}},
+              "has_detections": True, "loss_curve": [[1, 0.5]], "iterations": 1,
+              "diverged_at": None, "diverged_reason": None, "train_seconds": 1.0,
+              "eval_seconds": 0.5, "wall_seconds": 2.0, "startup_seconds": 0.0,
+              "work_dir": str(_os.getpid())}},
             open({str(tmp_path / "e" / RESULT_FILE)!r}, "w"),
         )
         _os._exit(0)
         """,
     )
     result = runner.run(tmp_path / "e", config=config)
-    assert result["status"] == "ok" and result["metrics"]["AP"] == 0.25
-    assert result["pid"] != os.getpid() and result["pid"] != runner._proc.pid  # a forked child
+    assert isinstance(result, TrialResult) and result.status == "ok"
+    assert result.metrics["AP"] == 0.25 and result.loss_curve == [(1, 0.5)]
+    pid = int(result.work_dir)  # the writer's pid, put there by the stand-in
+    assert pid != os.getpid() and pid != runner._proc.pid  # a forked child
 
 
 def test_children_die_with_the_worker(tmp_path: Path) -> None:

@@ -403,22 +403,21 @@ class Search:
         except TrialCrashed as exc:
             trial.set_user_attr(keys.ERROR, str(exc)[-4000:])
             raise
-        for step, value in loss_buckets(result["loss_curve"]):
+        for step, value in loss_buckets(result.loss_curve):
             trial.report(value, step)
-        metrics = result["metrics"]
         for name in METRICS:
-            trial.set_user_attr(name, float(metrics[name]))
-        trial.set_user_attr(keys.DIVERGED, result["status"] == "diverged")
-        if result.get("diverged_at") is not None:
-            trial.set_user_attr(keys.DIVERGED_AT, int(result["diverged_at"]))
-        trial.set_user_attr(keys.TRAIN_SECONDS, round(float(result["train_seconds"]), 3))
-        trial.set_user_attr(keys.EVAL_SECONDS, round(float(result["eval_seconds"]), 3))
-        if result.get("startup_seconds") is not None:
-            trial.set_user_attr(keys.STARTUP_SECONDS, round(float(result["startup_seconds"]), 3))
-        trial.set_user_attr(keys.ITERATIONS, int(result["iterations"]))
-        if result["loss_curve"]:
-            trial.set_user_attr(keys.FINAL_LOSS, float(result["loss_curve"][-1][1]))
-        return float(metrics["AP"])
+            trial.set_user_attr(name, float(result.metrics[name]))
+        trial.set_user_attr(keys.DIVERGED, result.diverged)
+        if result.diverged_at is not None:
+            trial.set_user_attr(keys.DIVERGED_AT, int(result.diverged_at))
+        trial.set_user_attr(keys.TRAIN_SECONDS, round(result.train_seconds, 3))
+        trial.set_user_attr(keys.EVAL_SECONDS, round(result.eval_seconds, 3))
+        if result.startup_seconds is not None:
+            trial.set_user_attr(keys.STARTUP_SECONDS, round(result.startup_seconds, 3))
+        trial.set_user_attr(keys.ITERATIONS, result.iterations)
+        if result.loss_curve:
+            trial.set_user_attr(keys.FINAL_LOSS, result.loss_curve[-1][1])
+        return float(result.metrics["AP"])
 
     # ---- callbacks -------------------------------------------------------------------------
     def after_trial(self, study: Any, frozen: Any) -> None:

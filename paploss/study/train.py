@@ -321,21 +321,21 @@ def _train_and_evaluate(
     )
     result = execute(config_file, work_dir / "result.json")
     summary = {
-        "status": result["status"],
-        "metrics": result["metrics"],
-        "train_seconds": result["train_seconds"],
-        "eval_seconds": result["eval_seconds"],
+        "status": result.status,
+        "metrics": result.metrics,
+        "train_seconds": result.train_seconds,
+        "eval_seconds": result.eval_seconds,
         "config": str(config_path),
         "data": data_record,
         "loss_params": {slot or "default": p.to_dict() for slot, p in params.items()},
         "loss_options": loss_options or {},
     }
     (work_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
-    m = result["metrics"]
+    m = result.metrics
     print(
-        f"[train] {result['status']}: AP {m['AP']:.4f}  AP50 {m['AP50']:.4f}  AP75 {m['AP75']:.4f}"
+        f"[train] {result.status}: AP {m['AP']:.4f}  AP50 {m['AP50']:.4f}  AP75 {m['AP75']:.4f}"
         f"  APs {m['APs']:.4f}  APm {m['APm']:.4f}  APl {m['APl']:.4f}  "
-        f"(train {result['train_seconds']:.0f} s); {work_dir / 'metrics.json'}",
+        f"(train {result.train_seconds:.0f} s); {work_dir / 'metrics.json'}",
         flush=True,
     )
     return 0

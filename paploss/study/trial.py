@@ -1,20 +1,18 @@
-"""One training run (a search trial or a final training) in a child process.
+"""One training run (a search trial or a final training) and its result.
 
-Parent side: :func:`run_child` writes nothing itself; it starts
-``python -m paploss.study.trial SPEC.json`` with stdout/stderr going to ``<run dir>/child.log``,
-waits (optionally with a timeout), and returns the result the child wrote, or raises
+Parent side: :class:`paploss.study.warm.WarmRunner` forks the child that runs a spec file
+(:func:`write_spec`, :func:`run_spec`) with stdout/stderr going to ``<run dir>/child.log``;
+:func:`read_result` turns what the child left into a :class:`TrialResult`, or raises
 :class:`TrialCrashed` when the child failed, was killed (e.g. out of memory) or timed out. A crash
-therefore fails only that trial.
+therefore fails only that trial. ``studies/train.py`` runs :func:`execute` in its own process.
 
 Child side (:func:`execute`): builds the mmengine Runner from the dumped config, trains, evaluates
-with the config's CocoMetric, and writes ``result.json``:
+with the config's CocoMetric, and writes ``result.json`` (``TrialResult.to_json``; a failed run
+writes ``{"status": "error", "error", "traceback"}`` instead).
 
-``{"status": "ok" | "diverged", "metrics": {"AP", "AP50", "AP75", "APs", "APm", "APl"},
-"loss_curve": [[iteration, loss], ...], "train_seconds", "eval_seconds", "iterations",
-"diverged_at", "raw_metrics"}``
-
-Divergence: a non-finite total loss stops training at once (:class:`TrialMonitorHook`); the run
-then counts as a measured AP of 0 (the paper's protocol), ``status = "diverged"``. AP values are
+Divergence: a non-finite total loss stops training at once (:class:`TrialMonitorHook`), and a
+:class:`paploss.errors.NonFiniteError` from the loss or non-finite weights end it too; the run then
+counts as a measured AP of 0 (the paper's protocol), ``status = "diverged"``. AP values are
 fractions in [0, 1] as in mmdet (-1 where COCOeval has no ground truth of that size), taken at
 full precision from COCOeval's stats (mmdet's metric dict rounds to 3 decimals).
 
@@ -26,16 +24,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,61 @@ SPEC_FILE = "spec.json"
 LOG_FILE = "child.log"
 CONFIG_FILE = "config.py"
 ENV_PARENT = "PAPLOSS_PARENT_PID"
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What a finished training reports (``result.json`` in its run folder): written by the child
+    (:func:`execute`), read by the parent (:func:`read_result`).
+
+    Attributes:
+        status: "ok", or "diverged" (a non-finite loss or blow-up; metrics are then 0).
+        metrics: AP, AP50, AP75, APs, APm, APl of the evaluation (bbox mAP, 0..1).
+        raw_metrics: everything the evaluator logged.
+        has_detections: False when the evaluation saw no detection at all.
+        loss_curve: ``[(iteration, loss), ...]`` of the training.
+        iterations: training iterations run.
+        diverged_at: the iteration of the divergence, or None.
+        diverged_reason: what reported it, or None.
+        train_seconds, eval_seconds, wall_seconds: durations of training, evaluation, the whole run.
+        startup_seconds: launch to start of the run (process start and imports, or a fork), or
+            None when the launch time is unknown.
+        work_dir: mmengine's work dir of the run.
+    """
+
+    status: str
+    metrics: dict[str, float]
+    raw_metrics: dict[str, Any]
+    has_detections: bool
+    loss_curve: list[tuple[int, float]]
+    iterations: int
+    diverged_at: int | None
+    diverged_reason: str | None
+    train_seconds: float
+    eval_seconds: float
+    wall_seconds: float
+    startup_seconds: float | None
+    work_dir: str
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrialResult:
+        """Inverse of to_json; ValueError when fields are missing or unknown."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing, unknown = names - set(data), set(data) - names
+        if missing or unknown:
+            raise ValueError(
+                f"not a trial result: missing {sorted(missing)}, unknown {sorted(unknown)}"
+            )
+        values = dict(data)
+        values["loss_curve"] = [(int(i), float(v)) for i, v in values["loss_curve"]]
+        return cls(**values)
 
 
 class TrialCrashed(RuntimeError):
@@ -106,46 +160,7 @@ def log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def run_child(
-    run_dir: Path, *, config: Path, device: str, timeout: float | None = None
-) -> dict[str, Any]:
-    """Run one training in a fresh ``python`` child process (cold: it pays the imports); return
-    its result dict. :class:`paploss.study.warm.WarmRunner` does the same from a pre-imported
-    process.
-
-    Raises:
-        TrialCrashed: non-zero exit, death by a signal (e.g. the OOM killer), timeout, or no result.
-    """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RESULT_FILE).unlink(missing_ok=True)
-    spec = write_spec(run_dir, config=config, device=device)
-    log_path = run_dir / LOG_FILE
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "paploss.study.trial", str(spec)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=child_env(device),
-            cwd=str(run_dir),
-        )
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise TrialCrashed(
-                f"training exceeded the trial timeout of {timeout:g} s and was killed "
-                f"(log: {log_path})"
-            ) from None
-        except BaseException:  # KeyboardInterrupt or the worker being stopped: no orphan
-            proc.kill()
-            proc.wait()
-            raise
-    return read_result(run_dir, rc)
-
-
-def read_result(run_dir: Path, rc: int) -> dict[str, Any]:
+def read_result(run_dir: Path, rc: int) -> TrialResult:
     """The result a child with exit status ``rc`` (negative: killed by that signal) left in
     ``run_dir``; TrialCrashed unless it finished with status ok or diverged."""
     result_path = run_dir / RESULT_FILE
@@ -156,6 +171,8 @@ def read_result(run_dir: Path, rc: int) -> dict[str, Any]:
             result = json.loads(result_path.read_text())
         except json.JSONDecodeError:
             result = None
+    if not isinstance(result, dict):
+        result = None
     if rc != 0 or result is None or result.get("status") not in ("ok", "diverged"):
         if rc < 0:
             name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else rc
@@ -167,7 +184,10 @@ def read_result(run_dir: Path, rc: int) -> dict[str, Any]:
         else:
             reason = f"training process exited with code {rc}"
         raise TrialCrashed(f"{reason}\n{log_tail(log_path)}\n(log: {log_path})")
-    return result
+    try:
+        return TrialResult.from_json(result)
+    except (TypeError, ValueError) as exc:
+        raise TrialCrashed(f"{result_path}: {exc}\n(log: {log_path})") from exc
 
 
 def loss_buckets(curve: Sequence[Sequence[float]], max_points: int = 50) -> list[tuple[int, float]]:
@@ -359,8 +379,8 @@ def execute(
     result_path: Path | str | None = None,
     *,
     launched_at: float | None = None,
-) -> dict[str, Any]:
-    """Train and evaluate the mmengine config; return (and write) the result dict.
+) -> TrialResult:
+    """Train and evaluate the mmengine config; return (and write) the TrialResult.
 
     ``launched_at``: ``time.time()`` when the parent launched this run; the result then records
     ``startup_seconds``, the time from the launch to the start of this function (process start
@@ -409,32 +429,32 @@ def execute(
                 )
             metrics, has_detections = _select_metrics(monitor.metrics, coco_stats)
             status = "ok"
-        result = {
-            "status": status,
-            "metrics": metrics,
-            "raw_metrics": monitor.metrics or {},
-            "has_detections": has_detections,
-            "loss_curve": monitor.curve,
-            "iterations": len(monitor.curve),
-            "diverged_at": diverged_at,
-            "diverged_reason": diverged_reason,
-            "train_seconds": monitor.train_seconds,
-            "eval_seconds": monitor.eval_seconds,
-            "wall_seconds": time.perf_counter() - started,
-            "startup_seconds": startup,
-            "work_dir": str(cfg.work_dir),
-        }
+        result = TrialResult(
+            status=status,
+            metrics=metrics,
+            raw_metrics=monitor.metrics or {},
+            has_detections=has_detections,
+            loss_curve=[(int(i), float(v)) for i, v in monitor.curve],
+            iterations=len(monitor.curve),
+            diverged_at=diverged_at,
+            diverged_reason=diverged_reason,
+            train_seconds=monitor.train_seconds,
+            eval_seconds=monitor.eval_seconds,
+            wall_seconds=time.perf_counter() - started,
+            startup_seconds=startup,
+            work_dir=str(cfg.work_dir),
+        )
     except Exception as exc:
-        result = {
+        error = {
             "status": "error",
             "error": f"{type(exc).__name__}: {exc}",
             "traceback": traceback.format_exc(),
         }
         if result_path is not None:
-            _write(Path(result_path), result)
+            _write(Path(result_path), error)
         raise
     if result_path is not None:
-        _write(Path(result_path), result)
+        _write(Path(result_path), result.to_json())
     return result
 
 
@@ -453,8 +473,8 @@ def run_spec(spec_path: Path) -> int:
         traceback.print_exc()
         return 1
     print(
-        f"[trial] status={result['status']} AP={result['metrics']['AP']:.4f} "
-        f"train={result['train_seconds']:.1f}s eval={result['eval_seconds']:.1f}s",
+        f"[trial] status={result.status} AP={result.metrics['AP']:.4f} "
+        f"train={result.train_seconds:.1f}s eval={result.eval_seconds:.1f}s",
         flush=True,
     )
     return 0

@@ -5,8 +5,8 @@ a proxy trial. :class:`WarmRunner` starts ``python -m paploss.study.warm`` once 
 imports those modules, says ``ready`` and then, for every spec file written to its stdin, forks a
 child that runs the training (:func:`paploss.study.trial.run_spec`) with stdout/stderr going to
 the run's ``child.log``. The zygote answers ``pid N`` when the child starts and ``exit RC`` when it
-ends (RC < 0: killed by signal -RC), so :meth:`WarmRunner.run` has the contract of
-:func:`paploss.study.trial.run_child`: the result dict, or :class:`TrialCrashed` for a child that
+ends (RC < 0: killed by signal -RC); :meth:`WarmRunner.run` returns the child's
+:class:`~paploss.study.trial.TrialResult`, or raises :class:`TrialCrashed` for a child that
 failed, was killed or ran past the timeout. A crash fails only that trial; a zygote that died is
 started again for the next one.
 
@@ -29,12 +29,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from paploss.study.trial import (
     LOG_FILE,
     RESULT_FILE,
     TrialCrashed,
+    TrialResult,
     child_env,
     die_with_parent,
     log_tail,
@@ -64,7 +65,7 @@ class WarmRunner:
     """Runs trainings in children forked from one pre-imported process.
 
     Args:
-        device: "cpu" or "cuda:N", as for ``run_child`` (fixed for the zygote's lifetime).
+        device: "cpu" or "cuda:N" (fixed for the zygote's lifetime; see ``trial.child_env``).
     """
 
     def __init__(self, *, device: str) -> None:
@@ -130,7 +131,7 @@ class WarmRunner:
         self.close()
 
     # ---- one training --------------------------------------------------------------------
-    def run(self, run_dir: Path, *, config: Path, timeout: float | None = None) -> dict[str, Any]:
+    def run(self, run_dir: Path, *, config: Path, timeout: float | None = None) -> TrialResult:
         """Train ``config`` in a forked child; return its result dict.
 
         Raises:

@@ -19,7 +19,7 @@ from optuna.trial import TrialState, create_trial
 
 from paploss import LossParams
 from paploss.params import search_space_names
-from paploss.study import cli, records
+from paploss.study import cli, records, storage
 from paploss.study.data import (
     DataSplit,
     check_data_arg,
@@ -246,12 +246,12 @@ def test_data_arg_checks(tmp_path: Path) -> None:
 def test_normalize_storage_url_picks_an_installed_driver() -> None:
     import importlib.util
 
-    url = cli.normalize_storage_url("postgresql://u@h:1/db")
+    url = storage.normalize_storage_url("postgresql://u@h:1/db")
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
         assert url == "postgresql+psycopg2://u@h:1/db"
-    assert cli.normalize_storage_url("sqlite:///x.db") == "sqlite:///x.db"
-    assert cli.normalize_storage_url("postgresql+psycopg2://h/d") == "postgresql+psycopg2://h/d"
-    assert "secret" not in cli.render_url("postgresql://u:secret@h/db")
+    assert storage.normalize_storage_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert storage.normalize_storage_url("postgresql+psycopg2://h/d") == "postgresql+psycopg2://h/d"
+    assert "secret" not in storage.render_url("postgresql://u:secret@h/db")
 
 
 # ------------------------------------------------------------------------------ COCO split
@@ -506,7 +506,7 @@ def test_faster_rcnn_gets_one_param_set_per_head(tmp_path: Path) -> None:
 
 def test_study_settings_conflicts_ignore_worker_local_options() -> None:
     from paploss.study.mmcfg import is_machine_local
-    from paploss.study.search import settings_conflicts
+    from paploss.study.storage import settings_conflicts
 
     assert is_machine_local("train_dataloader.num_workers")
     assert is_machine_local("env_cfg.cudnn_benchmark")
@@ -519,7 +519,8 @@ def test_study_settings_conflicts_ignore_worker_local_options() -> None:
 
 
 def test_dashboard_command_has_absolute_sqlite_path(tmp_path: Path, monkeypatch) -> None:
-    from paploss.study.search import dashboard_command, dashboard_url
+    from paploss.study.progress import dashboard_command
+    from paploss.study.storage import dashboard_url
 
     monkeypatch.chdir(tmp_path)
     assert dashboard_url("sqlite:///x.db") == f"sqlite:///{tmp_path / 'x.db'}"

@@ -35,7 +35,7 @@ import pytest
 from optuna.trial import TrialState
 
 from paploss import LossParams
-from paploss.study.cli import normalize_storage_url
+from paploss.study.storage import normalize_storage_url
 
 pytestmark = pytest.mark.slow
 

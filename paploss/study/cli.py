@@ -456,31 +456,3 @@ def check_config_path(path: Path) -> Path:
     if path.suffix not in (".py", ".yml", ".yaml", ".json"):
         raise UsageError(f"--config {path}: an mmengine config ends in .py, .yml or .json")
     return path.resolve()
-
-
-def render_url(url: str) -> str:
-    """The storage URL with its password hidden (for messages and records)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not an SQLAlchemy URL: shown as given, it will be rejected anyway
-        return url
-
-
-def normalize_storage_url(url: str) -> str:
-    """Pick an installed PostgreSQL driver for a plain ``postgresql://`` URL.
-
-    SQLAlchemy >= 2.1 maps ``postgresql://`` to psycopg 3; where only psycopg2 is installed
-    (``psycopg2-binary``, this project's dev extra) the URL becomes ``postgresql+psycopg2://``.
-    Other URLs are returned unchanged.
-    """
-    import importlib.util
-
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme == "postgresql":
-        has_psycopg3 = importlib.util.find_spec("psycopg") is not None
-        has_psycopg2 = importlib.util.find_spec("psycopg2") is not None
-        if not has_psycopg3 and has_psycopg2:
-            return f"postgresql+psycopg2://{rest}"
-    return url

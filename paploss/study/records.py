@@ -267,3 +267,25 @@ def progress_line(
         f"complete {complete}/{total} | elapsed {format_duration(elapsed)} | "
         f"ETA {format_duration(eta)}"
     )
+
+
+# ------------------------------------------------------------------------------ optuna-dashboard
+def dashboard_note(study_or_trial: Any, text: str) -> bool:
+    """Save ``text`` as the optuna-dashboard note of a study or trial; False (nothing saved) when
+    the optional ``optuna-dashboard`` package is not installed."""
+    try:
+        from optuna_dashboard import save_note
+    except ImportError:
+        return False
+    save_note(study_or_trial, text)
+    return True
+
+
+def dashboard_figure(study: Any, figure: Any, graph_id: str) -> bool:
+    """Attach a plotly figure to the study in optuna-dashboard; False without optuna-dashboard."""
+    try:
+        from optuna_dashboard import save_plotly_graph_object
+    except ImportError:
+        return False
+    save_plotly_graph_object(study, figure, graph_object_id=graph_id)
+    return True

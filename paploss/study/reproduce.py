@@ -34,7 +34,6 @@ from paploss.study.cli import (
     REPO_ROOT,
     UsageError,
     device_type,
-    normalize_storage_url,
     positive_int,
 )
 from paploss.study.experiments import (
@@ -46,6 +45,7 @@ from paploss.study.experiments import (
     Training,
     plan,
 )
+from paploss.study.storage import normalize_storage_url
 
 SEARCH_PREFIX = "search/"
 ROW_PREFIX = "row/"

@@ -10,59 +10,20 @@ this worker).
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import sys
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from paploss.study import keys
-from paploss.study.cli import (
-    EXIT_USAGE,
-    UsageError,
-    check_config_path,
-    normalize_storage_url,
-    search_parser,
+from paploss.study.cli import EXIT_USAGE, UsageError, check_config_path, search_parser
+from paploss.study.storage import (
+    describe_conflict,
+    json_roundtrip,
+    open_storage,
+    settings_conflicts,
 )
-from paploss.study.storage import open_storage
-
-FUNCTIONS_PNG = "functions.png"
-
-
-# ------------------------------------------------------------------------------ storage
-def dashboard_url(url: str) -> str:
-    """The storage URL for optuna-dashboard: a relative SQLite path made absolute, the installed
-    PostgreSQL driver named."""
-    url = normalize_storage_url(url)
-    try:
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-    except Exception:
-        return url
-    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
-        path = Path(parsed.database)
-        if not path.is_absolute():
-            parsed = parsed.set(database=str(path.resolve()))
-        return parsed.render_as_string(hide_password=False)
-    return url
-
-
-def dashboard_command(url: str, artifact_dir: Path) -> str:
-    """The exact optuna-dashboard command line for a study's storage and artifacts."""
-    exe = Path(sys.executable).parent / "optuna-dashboard"
-    if exe.exists():
-        try:
-            program = str(exe.relative_to(Path.cwd()))
-        except ValueError:
-            program = str(exe)
-    else:
-        program = "optuna-dashboard"
-    return f"{program} {dashboard_url(url)} --artifact-dir {Path(artifact_dir).resolve()}"
 
 
 # ------------------------------------------------------------------------------ settings
@@ -115,36 +76,15 @@ def study_settings(args: Any, *, config_sha: str, data_identity: dict, space: An
     return settings
 
 
-def _json_roundtrip(value: Any) -> Any:
-    return json.loads(json.dumps(value))
-
-
-def settings_conflicts(stored: dict, mine: dict) -> list[str]:
-    """Keys whose values differ (after a JSON round trip, as stored)."""
-    mine = _json_roundtrip(mine)
-    return sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
-
-
-def _describe_conflict(name: str, keys: list[str], stored: dict, mine: dict) -> str:
-    mine = _json_roundtrip(mine)
-    parts = [f"{k}: study has {stored.get(k)!r}, this command {mine.get(k)!r}" for k in keys]
-    return (
-        f"study {name!r} was created with other settings ({'; '.join(parts)}). Run this command "
-        "with the study's settings to resume or join it, or choose a new --study-name"
-    )
-
-
 # ------------------------------------------------------------------------------ the search
 class Search:
-    """One worker of a search: the objective, the per-trial records and the progress lines."""
+    """One worker of a search: checks its input, opens (or joins) the study, records the study's
+    settings, then runs trials (:mod:`paploss.study.objective`) with the progress lines of
+    :mod:`paploss.study.progress`."""
 
     def __init__(self, args: Any) -> None:
         self.args = args
         self.work_dir = Path(args.work_dir).resolve()
-        self.started = time.monotonic()
-        self.consecutive_failures = 0
-        self.stopped_for_failures = False
-        self.total = args.rounds * args.samples_per_round
 
     # ---- set-up ----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -203,14 +143,14 @@ class Search:
         from paploss.study.mmcfg import ensure_backbones
 
         args = self.args
-        ensure_writable_dir(self.work_dir, "--work-dir")
-        # The data first: a bad COCO json must not leave even an empty database behind.
+        # The data first: a bad COCO json must not leave a database or a work dir behind.
         self.data = resolve_data(
             args.data,
             work_dir=self.work_dir,
             eval_images=args.eval_images,
             split_seed=args.split_seed,
         )
+        ensure_writable_dir(self.work_dir, "--work-dir")
         ensure_backbones(self.cfg, log=lambda msg: print(f"[search] {msg}", flush=True))
         self.storage = open_storage(
             args.storage,
@@ -270,10 +210,10 @@ class Search:
             return
         conflicts = settings_conflicts(stored, settings)
         if conflicts:
-            raise UsageError(_describe_conflict(study.study_name, conflicts, stored, settings))
+            raise UsageError(describe_conflict(study.study_name, conflicts, stored, settings))
 
     def _record_study(self, settings: dict) -> None:
-        from optuna_dashboard import save_note
+        from paploss.study.records import dashboard_note
 
         args, study = self.args, self.study
         study.set_user_attr(keys.CONFIG, str(self.config_path))
@@ -297,7 +237,7 @@ class Search:
         study.set_user_attr(keys.ARTIFACT_DIR, str(self.artifact_dir))
         study.set_user_attr(keys.COMMAND, " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
         # Written last: its presence marks a fully recorded study.
-        study.set_user_attr(keys.SETTINGS, _json_roundtrip(settings))
+        study.set_user_attr(keys.SETTINGS, json_roundtrip(settings))
         # The resolved config (base files merged, --cfg-options applied) as the study's record.
         config_copy = self.study_dir / "search_config.py"
         self.cfg.dump(str(config_copy))
@@ -309,7 +249,7 @@ class Search:
         slots = ", ".join(
             f"`{s.key}`" + (f" (`{s.prefix}*`)" if s.name else "") for s in self.space.slots
         )
-        save_note(
+        dashboard_note(
             study,
             "\n".join(
                 [
@@ -334,279 +274,95 @@ class Search:
             ),
         )
 
-    # ---- state -----------------------------------------------------------------------------
-    def complete_trials(self) -> list[Any]:
-        from optuna.trial import TrialState
-
-        return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-
-    def is_finished(self) -> bool:
-        from paploss.samplers import PPO2Sampler
-
-        if isinstance(self.sampler, PPO2Sampler):
-            return self.sampler.is_finished(self.study)
-        return len(self.complete_trials()) >= self.total
-
-    # ---- the objective ---------------------------------------------------------------------
-    def objective(self, trial: Any) -> float:
-        from optuna_dashboard import save_note
-
-        from paploss.study.mmcfg import prepare_config, save_loss_params
-        from paploss.study.records import lambda_attrs, params_note, plot_functions
-        from paploss.study.trial import METRICS, TrialCrashed, loss_buckets
-
-        args = self.args
-        self.current_trial = trial.number
-        params = self.space.suggest(trial)  # may wait for a PPO2 round, or end the search
-        run_dir = self.study_dir / f"trial_{trial.number:05d}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        system_attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-        retry_of = system_attrs.get(keys.FAILED_TRIAL)
-        trial.set_user_attr(keys.WORKER, f"{socket.gethostname()}:{os.getpid()}")
-        trial.set_user_attr(keys.WORK_DIR, str(run_dir))
-        if retry_of is not None:
-            trial.set_user_attr(keys.RETRY_OF, int(retry_of))
-        for key, value in lambda_attrs(params).items():
-            trial.set_user_attr(key, value)
-        save_note(trial, params_note(params, f"Trial {trial.number}: loss parameters"))
-        png = plot_functions(
-            params, run_dir / FUNCTIONS_PNG, f"{self.study.study_name}, trial {trial.number}"
-        )
-        inherited = [
-            v
-            for k, v in system_attrs.items()
-            if k.startswith("artifacts:") and FUNCTIONS_PNG in str(v)
-        ]
-        if not inherited:  # a retried trial keeps the picture of its original
-            from optuna.artifacts import upload_artifact
-
-            upload_artifact(
-                artifact_store=self.artifact_store, file_path=str(png), study_or_trial=trial
-            )
-        save_loss_params(params, run_dir)
-        cfg = prepare_config(
-            self.cfg,
-            space=self.space,
-            loss_params=params,
-            train=self.data.splits["train"],
-            evaluate=self.data.splits["eval"],
-            work_dir=run_dir,
-            epochs=args.epochs,
-            seed=args.train_seed,
-            search=True,
-            loss_options=self.loss_options,
-        )
-        config_file = run_dir / "config.py"
-        cfg.dump(str(config_file))
-        try:
-            result = self.runner.run(run_dir, config=config_file, timeout=args.trial_timeout)
-        except TrialCrashed as exc:
-            trial.set_user_attr(keys.ERROR, str(exc)[-4000:])
-            raise
-        for step, value in loss_buckets(result.loss_curve):
-            trial.report(value, step)
-        for name in METRICS:
-            trial.set_user_attr(name, float(result.metrics[name]))
-        trial.set_user_attr(keys.DIVERGED, result.diverged)
-        if result.diverged_at is not None:
-            trial.set_user_attr(keys.DIVERGED_AT, int(result.diverged_at))
-        trial.set_user_attr(keys.TRAIN_SECONDS, round(result.train_seconds, 3))
-        trial.set_user_attr(keys.EVAL_SECONDS, round(result.eval_seconds, 3))
-        if result.startup_seconds is not None:
-            trial.set_user_attr(keys.STARTUP_SECONDS, round(result.startup_seconds, 3))
-        trial.set_user_attr(keys.ITERATIONS, result.iterations)
-        if result.loss_curve:
-            trial.set_user_attr(keys.FINAL_LOSS, result.loss_curve[-1][1])
-        return float(result.metrics["AP"])
-
-    # ---- callbacks -------------------------------------------------------------------------
-    def after_trial(self, study: Any, frozen: Any) -> None:
-        from optuna.trial import TrialState
-
-        from paploss.study.records import progress_line
-
-        if frozen.state == TrialState.COMPLETE:
-            self.consecutive_failures = 0
-            complete = self.complete_trials()
-            n = len(complete)
-            best = max(complete, key=lambda t: t.value)
-            elapsed = time.monotonic() - self.started
-            done_here = n - self.complete_at_start
-            remaining = max(0, self.total - n)
-            eta = elapsed / done_here * remaining if done_here > 0 else None
-            round_index = frozen.user_attrs.get(keys.ROUND)
-            if round_index is None:
-                round_index = (n - 1) // self.args.samples_per_round
-            print(
-                progress_line(
-                    trial_number=frozen.number,
-                    round_index=int(round_index),
-                    rounds=self.args.rounds,
-                    ap=float(frozen.value),
-                    diverged=bool(frozen.user_attrs.get(keys.DIVERGED)),
-                    best=float(best.value),
-                    best_trial=best.number,
-                    complete=n,
-                    total=self.total,
-                    elapsed=elapsed,
-                    eta=eta,
-                    retry_of=frozen.user_attrs.get(keys.RETRY_OF),
-                ),
-                flush=True,
-            )
-            self.current_trial = None
-            self.print_round_summary(complete, int(round_index))
-            self.update_study_plot()
-            if self.is_finished():  # no surplus trial is asked for once the study is complete
-                study.stop()
-        elif frozen.state == TrialState.PRUNED and keys.YIELDED in frozen.user_attrs:
-            yielded = frozen.user_attrs[keys.YIELDED]
-            print(
-                f"[search] trial {frozen.number} gave way to the retries {yielded['retries']} "
-                f"of round {yielded['round']} (pruned; it trained nothing)",
-                flush=True,
-            )
-        elif frozen.state == TrialState.FAIL:
-            self.current_trial = None
-            self.consecutive_failures += 1
-            reason = str(frozen.user_attrs.get(keys.ERROR, "see the log above")).splitlines()[0]
-            print(
-                f"[search] trial {frozen.number} FAILED: {reason} "
-                f"(work dir {frozen.user_attrs.get(keys.WORK_DIR, '?')})",
-                flush=True,
-            )
-            if self.consecutive_failures >= self.args.max_failures:
-                self.stopped_for_failures = True
-                study.stop()
-
-    def round_rewards(self, complete: list[Any]) -> dict[int, list[float]]:
-        """``{round index: [AP, ...]}`` of the complete trials (PPO2's round attr, else by order)."""
-        rounds: dict[int, list[float]] = {}
-        for k, t in enumerate(sorted(complete, key=lambda t: t.number)):
-            r = t.user_attrs.get(keys.ROUND)
-            r = k // self.args.samples_per_round if r is None else int(r)
-            rounds.setdefault(r, []).append(float(t.value))
-        return rounds
-
-    def mean_shift(self, round_index: int) -> float | None:
-        """L2 distance (in the sampler's unit space) between PPO2's mean of ``round_index`` and
-        that of the round before (None when not PPO2 or not stored)."""
-        import numpy as np
-
-        if not self._is_ppo2() or round_index < 1:
-            return None
-        now = self.sampler.stored_round_mean(self.study, round_index)
-        before = self.sampler.stored_round_mean(self.study, round_index - 1)
-        if now is None or before is None:
-            return None
-        names = self.sampler.param_names
-        return float(np.linalg.norm([now[n] - before[n] for n in names]))
-
-    def print_round_summary(self, complete: list[Any], round_index: int) -> None:
-        """When ``round_index`` has all its samples: its best and mean reward, how many collapsed
-        to AP < 0.001, and how far the sampling mean moved to draw them."""
-        rewards = self.round_rewards(complete).get(round_index, [])
-        if len(rewards) != self.args.samples_per_round:
-            return
-        shift = self.mean_shift(round_index)
-        moved = "" if shift is None else f" | mean moved {shift:.3f} (L2, unit space)"
-        collapsed = sum(1 for v in rewards if v < 1e-3)
-        print(
-            f"[search] == round {round_index + 1}/{self.args.rounds} done: best "
-            f"{max(rewards):.4f} | mean {sum(rewards) / len(rewards):.4f} | "
-            f"{collapsed}/{len(rewards)} at AP < 0.001{moved}",
-            flush=True,
-        )
-
-    def _is_ppo2(self) -> bool:
-        from paploss.samplers import PPO2Sampler
-
-        return isinstance(self.sampler, PPO2Sampler)
-
-    def update_study_plot(self) -> None:
-        """Best AP so far per round: PNG artifact + plotly figure of the study."""
-        from optuna_dashboard import save_plotly_graph_object
-
-        from paploss.study.records import (
-            BEST_PLOT_ID,
-            BEST_PLOT_NAME,
-            best_so_far,
-            best_so_far_figure,
-            plot_best_so_far,
-            update_study_artifact,
-        )
-
-        rows = best_so_far(self.study.get_trials(deepcopy=False), self.args.samples_per_round)
-        title = f"{self.study.study_name}: best AP so far per round ({self.args.sampler})"
-        png = plot_best_so_far(rows, self.study_dir / BEST_PLOT_NAME, title)
-        update_study_artifact(self.study, self.artifact_store, png)
-        save_plotly_graph_object(
-            self.study, best_so_far_figure(rows, title), graph_object_id=BEST_PLOT_ID
-        )
-
     # ---- run -------------------------------------------------------------------------------
     def run(self) -> int:
+        """Run trials until the study is complete (or this worker's limits end it); exit code."""
+        from paploss.study.objective import Objective, TrialSetup
+        from paploss.study.progress import Progress
         from paploss.study.trial import TrialCrashed
+        from paploss.study.warm import WarmRunner
 
         args = self.args
-        self.complete_at_start = len(self.complete_trials())
-        if self.is_finished():
+        progress = Progress(
+            study=self.study,
+            sampler=self.sampler,
+            args=args,
+            study_dir=self.study_dir,
+            artifact_store=self.artifact_store,
+        )
+        if progress.is_finished():
             print(
                 f"[search] study {args.study_name!r} is already complete "
-                f"({self.complete_at_start} complete trials)",
+                f"({progress.complete_at_start} complete trials)",
                 flush=True,
             )
         else:
             print(
-                f"[search] study {args.study_name!r}: {self.complete_at_start}/{self.total} "
-                f"trials complete; {args.sampler}, {args.rounds} rounds x "
+                f"[search] study {args.study_name!r}: {progress.complete_at_start}/"
+                f"{progress.total} trials complete; {args.sampler}, {args.rounds} rounds x "
                 f"{args.samples_per_round} samples, {args.epochs} epoch(s) per trial; "
                 f"work dir {self.study_dir}",
                 flush=True,
             )
-            from paploss.study.warm import WarmRunner
-
+            setup = TrialSetup(
+                cfg=self.cfg,
+                space=self.space,
+                data=self.data,
+                loss_options=self.loss_options,
+                epochs=args.epochs,
+                train_seed=args.train_seed,
+                trial_timeout=args.trial_timeout,
+                study_dir=self.study_dir,
+                artifact_store=self.artifact_store,
+            )
             # One pre-imported process forks every trial's training (no imports per trial).
-            with WarmRunner(device=args.device) as self.runner:
-                self.runner.start()  # imports while the first trial is being suggested
+            with WarmRunner(device=args.device) as runner:
+                runner.start()  # imports while the first trial is being suggested
+                objective = Objective(setup, runner)
                 try:
                     self.study.optimize(
-                        self.objective,
+                        objective,
                         n_trials=args.n_trials,
                         timeout=args.timeout,
                         catch=(TrialCrashed,),
-                        callbacks=[self.after_trial],
+                        callbacks=[progress],
                         gc_after_trial=False,
                     )
                 except KeyboardInterrupt:
-                    self.retry_interrupted()
+                    self.retry_interrupted(objective.current_trial)
                     raise
-        self.print_summary()
-        if self.stopped_for_failures:
+        progress.print_summary(
+            space=self.space, config_path=self.config_path, work_dir=self.work_dir
+        )
+        return self._exit_code(progress)
+
+    @staticmethod
+    def _exit_code(progress: Any) -> int:
+        """1 when this worker stopped for failures or its last trial failed, else 0."""
+        if progress.stopped_for_failures:
             print(
-                f"error: {self.consecutive_failures} consecutive trials failed; fix the setup "
+                f"error: {progress.consecutive_failures} consecutive trials failed; fix the setup "
                 "(see the trials' child.log) and run the command again",
                 file=sys.stderr,
             )
             return 1
-        if self.consecutive_failures:
+        if progress.consecutive_failures:
             print(
-                f"error: the last {self.consecutive_failures} trial(s) of this worker failed (see "
-                "the FAILED lines above and the trials' child.log); fix the cause and run the "
-                "command again",
+                f"error: the last {progress.consecutive_failures} trial(s) of this worker failed "
+                "(see the FAILED lines above and the trials' child.log); fix the cause and run "
+                "the command again",
                 file=sys.stderr,
             )
             return 1
         return 0
 
-    def retry_interrupted(self) -> None:
+    def retry_interrupted(self, number: int | None) -> None:
         """Give the trial that an interrupt (Ctrl-C, SIGINT) stopped a WAITING retry with the same
         sample in the same round, as a killed worker's trial gets one from the heartbeat check;
         the next run of the command trains it first."""
         from optuna.storages import RetryHeartbeatStaleTrialCallback
         from optuna.trial import TrialState
 
-        number = getattr(self, "current_trial", None)
         if number is None:
             return
         storage = self.study._storage
@@ -624,47 +380,6 @@ class Search:
             file=sys.stderr,
             flush=True,
         )
-
-    def print_summary(self) -> None:
-        from paploss.study.records import params_note
-
-        complete = self.complete_trials()
-        finished = self.is_finished()
-        state = "complete" if finished else "not complete yet (run the command again to resume)"
-        print(f"[search] study {self.args.study_name!r}: {len(complete)} complete trials, {state}")
-        if complete:
-            best = self.study.best_trial
-            round_index = best.user_attrs.get(keys.ROUND)
-            where = f", round {int(round_index) + 1}" if round_index is not None else ""
-            print(f"\nBest trial {best.number}{where}: AP {best.value:.4f} on D_eval")
-            first = self.round_rewards(complete).get(0)
-            if first:
-                first_mean = sum(first) / len(first)
-                print(
-                    f"Best vs round 1: AP {best.value:.4f} vs the round-1 mean {first_mean:.4f} "
-                    f"({best.value - first_mean:+.4f}); round 1's best {max(first):.4f}"
-                )
-            print(params_note(self.space.from_params(best.params), "Best loss parameters"))
-            print("Search values (study.best_params):")
-            print(json.dumps({k: round(v, 6) for k, v in sorted(best.params.items())}))
-            export = self.work_dir / f"{self.args.study_name}.best.json"
-            print(
-                "\nExport them for loss_params=dict(file=...) / retrain:\n  "
-                f"{python_command()} studies/train.py --storage "
-                f"{dashboard_url(self.args.storage)} --study-name {self.args.study_name} "
-                f"--config {self.config_path} --export {export}"
-            )
-        print("\nInspect the study in optuna-dashboard:")
-        print(f"  {dashboard_command(self.args.storage, self.artifact_dir)}", flush=True)
-
-
-def python_command() -> str:
-    """The running interpreter, relative to the current folder when inside it."""
-    exe = Path(sys.executable)
-    try:
-        return str(exe.relative_to(Path.cwd()))
-    except ValueError:
-        return str(exe)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,6 @@
-"""Opening the Optuna RDB storage of a study, for the search (read-write, with heartbeats) and for
-``studies/train.py`` (reading an existing study).
+"""The Optuna RDB storage of a study: URL handling, opening it (for the search: read-write with
+heartbeats; for ``studies/train.py``: an existing study), and the check that the workers of a
+study agree on its settings.
 
 Every connection has a timeout: a PostgreSQL or MySQL server that accepts TCP connections but never
 answers ends in an error after ``CONNECT_TIMEOUT`` seconds instead of a hang. A failure is a
@@ -8,11 +9,12 @@ answers ends in an error after ``CONNECT_TIMEOUT`` seconds instead of a hang. A 
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
 
-from paploss.study.cli import UsageError, normalize_storage_url, render_url
+from paploss.study.cli import UsageError
 
 CONNECT_TIMEOUT = 10
 """Seconds to wait for a database server's answer when connecting."""
@@ -96,3 +98,70 @@ def open_storage(
         ) from exc
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     return storage
+
+
+# ------------------------------------------------------------------------------ URLs
+def render_url(url: str) -> str:
+    """The storage URL with its password hidden (for messages and records)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL: shown as given, it will be rejected anyway
+        return url
+
+
+def normalize_storage_url(url: str) -> str:
+    """Pick an installed PostgreSQL driver for a plain ``postgresql://`` URL.
+
+    SQLAlchemy >= 2.1 maps ``postgresql://`` to psycopg 3; where only psycopg2 is installed
+    (``psycopg2-binary``, this project's dev extra) the URL becomes ``postgresql+psycopg2://``.
+    Other URLs are returned unchanged.
+    """
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme == "postgresql":
+        has_psycopg3 = importlib.util.find_spec("psycopg") is not None
+        has_psycopg2 = importlib.util.find_spec("psycopg2") is not None
+        if not has_psycopg3 and has_psycopg2:
+            return f"postgresql+psycopg2://{rest}"
+    return url
+
+
+def dashboard_url(url: str) -> str:
+    """The storage URL for optuna-dashboard: a relative SQLite path made absolute, the installed
+    PostgreSQL driver named."""
+    url = normalize_storage_url(url)
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:
+        return url
+    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database)
+        if not path.is_absolute():
+            parsed = parsed.set(database=str(path.resolve()))
+        return parsed.render_as_string(hide_password=False)
+    return url
+
+
+# ------------------------------------------------------------------------------ settings
+def json_roundtrip(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def settings_conflicts(stored: dict, mine: dict) -> list[str]:
+    """Keys whose values differ (after a JSON round trip, as stored)."""
+    mine = json_roundtrip(mine)
+    return sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
+
+
+def describe_conflict(name: str, keys: list[str], stored: dict, mine: dict) -> str:
+    mine = json_roundtrip(mine)
+    parts = [f"{k}: study has {stored.get(k)!r}, this command {mine.get(k)!r}" for k in keys]
+    return (
+        f"study {name!r} was created with other settings ({'; '.join(parts)}). Run this command "
+        "with the study's settings to resume or join it, or choose a new --study-name"
+    )

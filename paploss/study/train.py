@@ -24,10 +24,10 @@ from paploss.study.cli import (
     EXIT_USAGE,
     UsageError,
     check_config_path,
-    render_url,
     train_parser,
 )
 from paploss.study.space import LossVariant, SearchSpace
+from paploss.study.storage import render_url
 
 
 def _split_spec(text: str, slot_names: Sequence[str]) -> tuple[str | None, str]:

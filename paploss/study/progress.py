@@ -1,0 +1,237 @@
+"""What a search worker reports: a line per finished trial and per finished round, the study's
+best-so-far plot, and the summary at the end (best trial, its parameters, the export and
+optuna-dashboard commands)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from paploss.study import keys
+from paploss.study.storage import dashboard_url
+
+
+def dashboard_command(url: str, artifact_dir: Path) -> str:
+    """The exact optuna-dashboard command line for a study's storage and artifacts."""
+    exe = Path(sys.executable).parent / "optuna-dashboard"
+    if exe.exists():
+        try:
+            program = str(exe.relative_to(Path.cwd()))
+        except ValueError:
+            program = str(exe)
+    else:
+        program = "optuna-dashboard"
+    return f"{program} {dashboard_url(url)} --artifact-dir {Path(artifact_dir).resolve()}"
+
+
+def python_command() -> str:
+    """The running interpreter, relative to the current folder when inside it."""
+    exe = Path(sys.executable)
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
+class Progress:
+    """The ``study.optimize`` callback of a search worker and its printed lines.
+
+    Args:
+        study: the study.
+        sampler: its sampler (PPO2 rounds are read from it).
+        args: the search's parsed arguments (rounds, samples_per_round, sampler, max_failures).
+        study_dir: the study's folder (the best-so-far PNG goes there).
+        artifact_store: the study's artifact store.
+    """
+
+    def __init__(
+        self, *, study: Any, sampler: Any, args: Any, study_dir: Path, artifact_store: Any
+    ) -> None:
+        self.study = study
+        self.sampler = sampler
+        self.args = args
+        self.study_dir = study_dir
+        self.artifact_store = artifact_store
+        self.total = args.rounds * args.samples_per_round
+        self.started = time.monotonic()
+        self.complete_at_start = len(self.complete_trials())
+        self.consecutive_failures = 0
+        self.stopped_for_failures = False
+
+    # ---- state -----------------------------------------------------------------------------
+    def complete_trials(self) -> list[Any]:
+        from optuna.trial import TrialState
+
+        return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+    def is_ppo2(self) -> bool:
+        from paploss.samplers import PPO2Sampler
+
+        return isinstance(self.sampler, PPO2Sampler)
+
+    def is_finished(self) -> bool:
+        if self.is_ppo2():
+            return self.sampler.is_finished(self.study)
+        return len(self.complete_trials()) >= self.total
+
+    # ---- the callback ----------------------------------------------------------------------
+    def __call__(self, study: Any, frozen: Any) -> None:
+        from optuna.trial import TrialState
+
+        if frozen.state == TrialState.COMPLETE:
+            self.consecutive_failures = 0
+            complete = self.complete_trials()
+            round_index = self._print_trial_line(frozen, complete)
+            self.print_round_summary(complete, round_index)
+            self.update_study_plot()
+            if self.is_finished():  # no surplus trial is asked for once the study is complete
+                study.stop()
+        elif frozen.state == TrialState.PRUNED and keys.YIELDED in frozen.user_attrs:
+            yielded = frozen.user_attrs[keys.YIELDED]
+            print(
+                f"[search] trial {frozen.number} gave way to the retries {yielded['retries']} "
+                f"of round {yielded['round']} (pruned; it trained nothing)",
+                flush=True,
+            )
+        elif frozen.state == TrialState.FAIL:
+            self.consecutive_failures += 1
+            reason = str(frozen.user_attrs.get(keys.ERROR, "see the log above")).splitlines()[0]
+            print(
+                f"[search] trial {frozen.number} FAILED: {reason} "
+                f"(work dir {frozen.user_attrs.get(keys.WORK_DIR, '?')})",
+                flush=True,
+            )
+            if self.consecutive_failures >= self.args.max_failures:
+                self.stopped_for_failures = True
+                study.stop()
+
+    def _print_trial_line(self, frozen: Any, complete: list[Any]) -> int:
+        """Print the finished trial's progress line; its round index."""
+        from paploss.study.records import progress_line
+
+        n = len(complete)
+        best = max(complete, key=lambda t: t.value)
+        elapsed = time.monotonic() - self.started
+        done_here = n - self.complete_at_start
+        remaining = max(0, self.total - n)
+        eta = elapsed / done_here * remaining if done_here > 0 else None
+        round_index = frozen.user_attrs.get(keys.ROUND)
+        if round_index is None:
+            round_index = (n - 1) // self.args.samples_per_round
+        print(
+            progress_line(
+                trial_number=frozen.number,
+                round_index=int(round_index),
+                rounds=self.args.rounds,
+                ap=float(frozen.value),
+                diverged=bool(frozen.user_attrs.get(keys.DIVERGED)),
+                best=float(best.value),
+                best_trial=best.number,
+                complete=n,
+                total=self.total,
+                elapsed=elapsed,
+                eta=eta,
+                retry_of=frozen.user_attrs.get(keys.RETRY_OF),
+            ),
+            flush=True,
+        )
+        return int(round_index)
+
+    # ---- rounds ----------------------------------------------------------------------------
+    def round_rewards(self, complete: list[Any]) -> dict[int, list[float]]:
+        """``{round index: [AP, ...]}`` of the complete trials (PPO2's round attr, else by order)."""
+        rounds: dict[int, list[float]] = {}
+        for k, t in enumerate(sorted(complete, key=lambda t: t.number)):
+            r = t.user_attrs.get(keys.ROUND)
+            r = k // self.args.samples_per_round if r is None else int(r)
+            rounds.setdefault(r, []).append(float(t.value))
+        return rounds
+
+    def mean_shift(self, round_index: int) -> float | None:
+        """L2 distance (in the sampler's unit space) between PPO2's mean of ``round_index`` and
+        that of the round before (None when not PPO2 or not stored)."""
+        import numpy as np
+
+        if not self.is_ppo2() or round_index < 1:
+            return None
+        now = self.sampler.stored_round_mean(self.study, round_index)
+        before = self.sampler.stored_round_mean(self.study, round_index - 1)
+        if now is None or before is None:
+            return None
+        names = self.sampler.param_names
+        return float(np.linalg.norm([now[n] - before[n] for n in names]))
+
+    def print_round_summary(self, complete: list[Any], round_index: int) -> None:
+        """When ``round_index`` has all its samples: its best and mean reward, how many collapsed
+        to AP < 0.001, and how far the sampling mean moved to draw them."""
+        rewards = self.round_rewards(complete).get(round_index, [])
+        if len(rewards) != self.args.samples_per_round:
+            return
+        shift = self.mean_shift(round_index)
+        moved = "" if shift is None else f" | mean moved {shift:.3f} (L2, unit space)"
+        collapsed = sum(1 for v in rewards if v < 1e-3)
+        print(
+            f"[search] == round {round_index + 1}/{self.args.rounds} done: best "
+            f"{max(rewards):.4f} | mean {sum(rewards) / len(rewards):.4f} | "
+            f"{collapsed}/{len(rewards)} at AP < 0.001{moved}",
+            flush=True,
+        )
+
+    def update_study_plot(self) -> None:
+        """Best AP so far per round: PNG artifact + plotly figure of the study."""
+        from paploss.study.records import (
+            BEST_PLOT_ID,
+            BEST_PLOT_NAME,
+            best_so_far,
+            best_so_far_figure,
+            dashboard_figure,
+            plot_best_so_far,
+            update_study_artifact,
+        )
+
+        rows = best_so_far(self.study.get_trials(deepcopy=False), self.args.samples_per_round)
+        title = f"{self.study.study_name}: best AP so far per round ({self.args.sampler})"
+        png = plot_best_so_far(rows, self.study_dir / BEST_PLOT_NAME, title)
+        update_study_artifact(self.study, self.artifact_store, png)
+        dashboard_figure(self.study, best_so_far_figure(rows, title), BEST_PLOT_ID)
+
+    # ---- the end ---------------------------------------------------------------------------
+    def print_summary(self, *, space: Any, config_path: Path, work_dir: Path) -> None:
+        """Best trial against round 1, its parameters, the export and dashboard commands."""
+        from paploss.study.records import params_note
+
+        args = self.args
+        complete = self.complete_trials()
+        state = (
+            "complete"
+            if self.is_finished()
+            else "not complete yet (run the command again to resume)"
+        )
+        print(f"[search] study {args.study_name!r}: {len(complete)} complete trials, {state}")
+        if complete:
+            best = self.study.best_trial
+            round_index = best.user_attrs.get(keys.ROUND)
+            where = f", round {int(round_index) + 1}" if round_index is not None else ""
+            print(f"\nBest trial {best.number}{where}: AP {best.value:.4f} on D_eval")
+            first = self.round_rewards(complete).get(0)
+            if first:
+                first_mean = sum(first) / len(first)
+                print(
+                    f"Best vs round 1: AP {best.value:.4f} vs the round-1 mean {first_mean:.4f} "
+                    f"({best.value - first_mean:+.4f}); round 1's best {max(first):.4f}"
+                )
+            print(params_note(space.from_params(best.params), "Best loss parameters"))
+            print("Search values (study.best_params):")
+            print(json.dumps({k: round(v, 6) for k, v in sorted(best.params.items())}))
+            export = work_dir / f"{args.study_name}.best.json"
+            print(
+                "\nExport them for loss_params=dict(file=...) / retrain:\n  "
+                f"{python_command()} studies/train.py --storage "
+                f"{dashboard_url(args.storage)} --study-name {args.study_name} "
+                f"--config {config_path} --export {export}"
+            )
+        print("\nInspect the study in optuna-dashboard:")
+        print(f"  {dashboard_command(args.storage, work_dir / 'artifacts')}", flush=True)

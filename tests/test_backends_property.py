@@ -135,13 +135,14 @@ def run_loss(backend: str, logits: Tensor, labels: Tensor, locs: Tensor, params:
 
 def assert_agrees(got, want) -> None:
     """Loss to LOSS_RTOL relative (1e-6 of the terms' size where f1 and the fraction cancel),
-    gradients to GRAD_RTOL relative elementwise or of the gradient's largest entry (1e-9 absolute
-    where the whole gradient is 0: the sums' rounding noise)."""
+    gradients to GRAD_RTOL relative elementwise or of the gradient's largest entry, and to 1e-5 of
+    the terms' size absolute (where the whole gradient is 0, float32 sums leave rounding noise:
+    3.2e-9 for terms of size 7.3e-4 in one measured case)."""
     loss, grad_s, grad_l = got
     want_loss, want_s, want_l, scale = want
     assert abs(loss - want_loss) <= LOSS_RTOL * abs(want_loss) + 1e-6 * scale, (loss, want_loss)
     for name, g, w in (("d/dlogits", grad_s, want_s), ("d/dlocs", grad_l, want_l)):
-        atol = GRAD_RTOL * w.abs().max().item() + 1e-9
+        atol = GRAD_RTOL * w.abs().max().item() + 1e-5 * scale + 1e-9
         torch.testing.assert_close(
             g, w, rtol=GRAD_RTOL, atol=atol, msg=lambda m, n=name: f"{n}: {m}"
         )

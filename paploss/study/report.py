@@ -404,8 +404,8 @@ def write_report(repro: Any, path: Path) -> Path:
     path = Path(path).expanduser().resolve()
     figures = path.parent / f"{path.stem}_figures"
     storage, budget = repro.storage, repro.budget
-    keys = {row.training.key for t in TABLES.values() for row in t.rows}
-    results = {k: row_result(storage, k) for k in keys}
+    row_keys = {row.training.key for t in TABLES.values() for row in t.rows}
+    results = {k: row_result(storage, k) for k in row_keys}
     busy, span = (v / 3600.0 for v in _durations(storage))
     b = budget
     lines = [
@@ -468,7 +468,7 @@ def write_report(repro: Any, path: Path) -> Path:
                 lines.append(f"- `{name}`: `python studies/{command}`")
     lines.append("")
     lines += ["## Commands of the rows (seed 0; the other seeds differ in --seed)", ""]
-    for key in sorted(keys):
+    for key in sorted(row_keys):
         commands = row_commands(storage, key)
         if commands:
             lines += [f"- `{key}`: `{commands[0]}`"]

@@ -10,6 +10,7 @@ this worker).
 
 from __future__ import annotations
 
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -385,6 +386,9 @@ class Search:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``studies/search.py``; returns the exit code."""
     args = search_parser().parse_args(argv)
+    # Ctrl-C / SIGINT interrupts the worker (the running trial is queued again) also when this
+    # process was started in the background, which inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     search = Search(args)
     try:
         search.prepare()

@@ -142,6 +142,8 @@ def claims_markdown(table: Table, results: Mapping[str, RowResult]) -> list[str]
                 continue
             proxy = _holds(op, ra.mean(), rb.mean(), ra.std(), rb.std())
             verdict = "agrees" if proxy == paper else "DISAGREES"
+            if op != "<<" and abs(ra.mean() - rb.mean()) <= max(ra.std(), rb.std()):
+                verdict = "UNRESOLVED (the difference is within one std of the seeds)"
             lines.append(
                 f"{text}; proxy {'yes' if proxy else 'no'} ({ra.mean():.1f} ± {ra.std():.1f} vs "
                 f"{rb.mean():.1f} ± {rb.std():.1f}): {verdict}"
@@ -151,7 +153,7 @@ def claims_markdown(table: Table, results: Mapping[str, RowResult]) -> list[str]
 
 def _summary(results: Mapping[str, RowResult]) -> list[str]:
     """Counts of the checked claims over all tables, the disagreements and what has not run."""
-    agree, disagree, pending = [], [], []
+    agree, disagree, unresolved, pending = [], [], [], []
     for key in ("tab1", "tab2", "tab3", "tab4", "tab5", "tab6", "tab7"):
         for line in claims_markdown(TABLES[key], results):
             text = f"{key}: {line[2:].split(': paper', 1)[0]}"
@@ -159,6 +161,8 @@ def _summary(results: Mapping[str, RowResult]) -> list[str]:
                 pending.append(text)
             elif line.endswith("DISAGREES"):
                 disagree.append(text)
+            elif "UNRESOLVED" in line:
+                unresolved.append(text)
             else:
                 agree.append(text)
     orders = [
@@ -172,7 +176,8 @@ def _summary(results: Mapping[str, RowResult]) -> list[str]:
         "## Summary",
         "",
         f"Of the paper's stated orderings checked below, {len(agree)} agree on the proxy, "
-        f"{len(disagree)} disagree and {len(pending)} wait for rows that have not run. The full "
+        f"{len(disagree)} disagree, {len(unresolved)} are unresolved (the means differ by less "
+        f"than one std of the seeds) and {len(pending)} wait for rows that have not run. The full "
         f"order of the trained rows is the paper's in {len(orders) - len(differ)} of "
         f"{len(orders)} comparisons (a table, or one detector of Tab. 1)"
         + (f"; it differs in {', '.join(differ)}." if differ else "."),
@@ -180,6 +185,8 @@ def _summary(results: Mapping[str, RowResult]) -> list[str]:
     ]
     if disagree:
         lines += ["Disagreements: " + "; ".join(disagree) + ".", ""]
+    if unresolved:
+        lines += ["Unresolved: " + "; ".join(unresolved) + ".", ""]
     if missing:
         lines += [
             "Rows not trained yet (run the command again to continue): "

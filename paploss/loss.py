@@ -96,10 +96,6 @@ def _topk_mask(scores: Tensor, topk: int) -> Tensor:
     return keep
 
 
-def _pwl_sums(scores: Tensor, weights: Tensor, positives: Tensor, *args: Any, **kw: Any) -> Any:
-    return pairwise_sums(scores, weights, positives, *args, **kw)
-
-
 def _closed_form_sums(
     scores: Tensor,
     weights: Tensor,
@@ -177,7 +173,7 @@ def parameterized_ap_loss(
     """
     _validate(logits, labels, loc_scores, topk, check_finite)
     f1, f2, f3, f4, f5 = params.functions
-    sums = _pwl_sums
+    sums = pairwise_sums
     half = 0.5  # x_ii: the unit-space value of the self pair (release_compatible)
     if substitution is not None:
         sub = _closed_form(substitution, backend)

@@ -50,6 +50,8 @@ from paploss.study.storage import normalize_storage_url
 SEARCH_PREFIX = "search/"
 ROW_PREFIX = "row/"
 METRICS_FILE = "metrics.json"
+COMMAND_FILE = "command.json"
+"""Written beside a row seed's metrics.json when its train.py command succeeded."""
 DEFAULT_REPORT = REPO_ROOT / "docs" / "reproduction.md"
 
 
@@ -303,6 +305,9 @@ class Reproduction:
         for seed, _, _, _, log in todo:
             print(f"{label}: row {training.key} seed {seed} -> {log}", flush=True)
         codes = dict(zip((r[0] for r in todo), self._call_all([(r[2], r[4]) for r in todo])))
+        for seed, run_dir, cmd, _, _ in todo:
+            if codes[seed] == 0:  # marks metrics.json as the result of exactly this command
+                (run_dir / COMMAND_FILE).write_text(json.dumps(cmd[1:]))
         for seed, run_dir, cmd, trial, log in runs:
             summary = self._recorded_summary(run_dir, cmd)
             if summary is None:
@@ -327,7 +332,7 @@ class Reproduction:
     def _recorded_summary(run_dir: Path, cmd: list[str]) -> dict[str, Any] | None:
         """The metrics.json of a finished training of exactly ``cmd``, else None."""
         path = run_dir / METRICS_FILE
-        marker = run_dir / "command.json"
+        marker = run_dir / COMMAND_FILE
         if not (path.is_file() and marker.is_file()):
             return None
         try:
@@ -368,17 +373,7 @@ class Reproduction:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
                 out.close()
-        for (cmd, _), rc in zip(calls, codes):
-            run_dir = _work_dir_of(cmd)
-            if rc == 0 and run_dir is not None and "train.py" in cmd[1]:
-                (run_dir / "command.json").write_text(json.dumps(cmd[1:]))
         return codes
-
-
-def _work_dir_of(cmd: Sequence[str]) -> Path | None:
-    if "--work-dir" in cmd:
-        return Path(cmd[list(cmd).index("--work-dir") + 1])
-    return None
 
 
 def _display(cmd: Sequence[str]) -> str:

@@ -199,7 +199,7 @@ def test_split_coco_rejects_a_malformed_json_in_one_line(tmp_path: Path, case: s
 
 
 def test_validate_coco_names_the_first_bad_entry_and_keeps_degenerate_boxes() -> None:
-    from paploss.study.cli import UsageError
+    from paploss.errors import InputError
     from paploss.study.data import validate_coco
 
     coco = _coco(6)
@@ -207,14 +207,14 @@ def test_validate_coco_names_the_first_bad_entry_and_keeps_degenerate_boxes() ->
     validate_coco(coco, "ok.json")
     coco["annotations"][4]["bbox"] = [5, 5, float("nan"), 7]
     coco["annotations"][5] = "x"
-    with pytest.raises(UsageError) as info:
+    with pytest.raises(InputError) as info:
         validate_coco(coco, "a.json")
     message = str(info.value)
     assert message.startswith("COCO json a.json: annotations[4] {'id': 5")
     assert "4 finite numbers" in message and "(2 of 6 annotations are bad)" in message
     coco = _coco(3)
     coco["images"].append(dict(coco["images"][0]))
-    with pytest.raises(UsageError, match=r"images\[3\] .* repeats the image id 1 \(1 of 4"):
+    with pytest.raises(InputError, match=r"images\[3\] .* repeats the image id 1 \(1 of 4"):
         validate_coco(coco, "a.json")
 
 

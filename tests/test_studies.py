@@ -18,6 +18,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from paploss import LossParams
+from paploss.errors import InputError
 from paploss.params import search_space_names
 from paploss.study import cli, records, storage
 from paploss.study.data import (
@@ -233,13 +234,13 @@ def test_unreachable_storage_exits_2(tmp_path: Path, capsys, url: str) -> None:
 def test_data_arg_checks(tmp_path: Path) -> None:
     check_data_arg(None)
     check_data_arg(["proxy"])
-    with pytest.raises(cli.UsageError, match="image folder too"):
+    with pytest.raises(InputError, match="image folder too"):
         check_data_arg([str(tmp_path / "x.json")])
     (tmp_path / "train").mkdir()
-    with pytest.raises(cli.UsageError, match="eval/annotations.json"):
+    with pytest.raises(InputError, match="eval/annotations.json"):
         (tmp_path / "train" / "annotations.json").write_text("{}")
         check_data_arg([str(tmp_path)])
-    with pytest.raises(cli.UsageError, match="got 3 values"):
+    with pytest.raises(InputError, match="got 3 values"):
         check_data_arg(["a", "b", "c"])
 
 
@@ -279,7 +280,7 @@ def test_default_eval_images_matches_the_paper() -> None:
     assert default_eval_images(118287, None) == 5000
     assert default_eval_images(20, None) == 4
     assert default_eval_images(2, None) == 1
-    with pytest.raises(cli.UsageError, match="must be in"):
+    with pytest.raises(InputError, match="must be in"):
         default_eval_images(10, 10)
 
 
@@ -710,13 +711,13 @@ def test_train_param_sources_per_head(tmp_path: Path) -> None:
     sqrt.save(path)
     mixed = explicit_params(["rpn=linear"], [f"roi={path}"], ["rpn", "roi"])
     assert mixed == {"rpn": linear, "roi": sqrt}
-    with pytest.raises(cli.UsageError, match="gets two parameter sets"):
+    with pytest.raises(InputError, match="gets two parameter sets"):
         explicit_params(["linear"], [f"roi={path}"], ["rpn", "roi"])
-    with pytest.raises(cli.UsageError, match="unknown loss head 'bbox'"):
+    with pytest.raises(InputError, match="unknown loss head 'bbox'"):
         explicit_params(["bbox=linear"], [], ["rpn", "roi"])
-    with pytest.raises(cli.UsageError, match="unknown preset"):
+    with pytest.raises(InputError, match="unknown preset"):
         explicit_params(["nope"], [], [""])
-    with pytest.raises(cli.UsageError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         explicit_params([], [str(tmp_path / "missing.json")], [""])
     assert export_paths(Path("b.json"), [""]) == {"": Path("b.json")}
     assert export_paths(Path("d/b.json"), ["rpn", "roi"]) == {

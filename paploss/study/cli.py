@@ -1,8 +1,9 @@
 """Command-line interfaces of ``studies/search.py``, ``studies/train.py`` and
 ``studies/split_coco.py``: parsers, argument validation and the exit-code convention.
 
-Bad input raises :class:`UsageError` (or makes argparse exit); the scripts print
-``error: <problem and fix>`` and exit with code 2 before anything is written to a storage.
+Bad input raises :class:`UsageError` or another :class:`paploss.errors.InputError` (or makes
+argparse exit); the scripts print ``error: <problem and fix>`` and exit with code 2 before
+anything is written to a storage.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from paploss.errors import InputError
+from paploss.samplers import SAMPLER_NAMES
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "studies" / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "proxy_retinanet_paploss.py"
 DEFAULT_STORAGE = "sqlite:///paploss.db"
 DEFAULT_STUDY = "paploss-search"
-SAMPLERS = ("ppo2", "random", "tpe", "cmaes")
 DEVICES_HELP = "auto (CUDA if available, else CPU), cpu, cuda, or cuda:N"
 EXIT_USAGE = 2
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """Bad command-line input: the message names the problem and the fix (exit code 2)."""
 
 
@@ -215,7 +218,7 @@ def search_parser() -> argparse.ArgumentParser:
     parser.add_argument("--study-name", default=DEFAULT_STUDY, help="study to create or resume")
     parser.add_argument(
         "--sampler",
-        choices=SAMPLERS,
+        choices=SAMPLER_NAMES,
         default="ppo2",
         help="ppo2: the paper's PPO2 over truncated normals (rounds of S samples); random / tpe / "
         "cmaes: Optuna's samplers for comparison, stopped after rounds x S complete trials",

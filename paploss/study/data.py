@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from paploss.study.cli import UsageError
+from paploss.errors import DataError
 
 PROXY = "proxy"
 DEFAULT_EVAL_IMAGES = 5000
@@ -108,24 +108,24 @@ def check_data_arg(data: Sequence[str] | None) -> None:
     """Cheap checks of ``--data`` (paths exist, the right files are there); no data is written.
 
     Raises:
-        UsageError: with the problem and how to fix it.
+        DataError: with the problem and how to fix it.
     """
     if not data or list(data) == [PROXY]:
         return
     if len(data) == 1:
         root = Path(data[0]).expanduser()
         if root.suffix == ".json":
-            raise UsageError(
+            raise DataError(
                 f"--data {data[0]}: a COCO json needs its image folder too: --data ANN.json IMG_DIR"
             )
         if not root.is_dir():
-            raise UsageError(
+            raise DataError(
                 f"--data {data[0]}: no such folder; give 'proxy', a folder with train/ and eval/ "
                 "splits (python -m paploss.proxy_data --out DIR), or ANN.json IMG_DIR"
             )
         for split in ("train", "eval"):
             if not (root / split / ANN_FILE).is_file():
-                raise UsageError(
+                raise DataError(
                     f"--data {data[0]}: missing {root / split / ANN_FILE}; a data folder needs "
                     f"train/{ANN_FILE} and eval/{ANN_FILE} (each with an {IMG_DIR}/ folder)"
                 )
@@ -133,11 +133,11 @@ def check_data_arg(data: Sequence[str] | None) -> None:
     if len(data) == 2:
         ann, img = Path(data[0]).expanduser(), Path(data[1]).expanduser()
         if not ann.is_file():
-            raise UsageError(f"--data: COCO json {data[0]} does not exist")
+            raise DataError(f"--data: COCO json {data[0]} does not exist")
         if not img.is_dir():
-            raise UsageError(f"--data: image folder {data[1]} does not exist")
+            raise DataError(f"--data: image folder {data[1]} does not exist")
         return
-    raise UsageError(
+    raise DataError(
         f"--data takes 'proxy', DIR, or ANN.json IMG_DIR (got {len(data)} values: {list(data)})"
     )
 
@@ -177,12 +177,12 @@ def check_writable_dir(path: str | os.PathLike[str], flag: str) -> Path:
         ``path`` made absolute.
 
     Raises:
-        UsageError: ``"<flag> <path>: <problem>; choose a writable folder"``.
+        DataError: ``"<flag> <path>: <problem>; choose a writable folder"``.
     """
     path = Path(path).expanduser().absolute()
     problem = writable_dir_problem(path)
     if problem is not None:
-        raise UsageError(f"{flag} {path}: {problem}; choose a writable folder")
+        raise DataError(f"{flag} {path}: {problem}; choose a writable folder")
     return path
 
 
@@ -190,13 +190,13 @@ def ensure_writable_dir(path: str | os.PathLike[str], flag: str) -> Path:
     """:func:`check_writable_dir`, then create the folder (and its parents).
 
     Raises:
-        UsageError: the folder is not writable or cannot be created.
+        DataError: the folder is not writable or cannot be created.
     """
     path = check_writable_dir(path, flag)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(
+        raise DataError(
             f"{flag} {path}: cannot create it ({exc.strerror}); choose a writable folder"
         ) from exc
     return path
@@ -207,16 +207,16 @@ def check_writable_file(path: str | os.PathLike[str], flag: str) -> Path:
     created writable); creates nothing. Returns ``path`` made absolute.
 
     Raises:
-        UsageError: ``"<flag> <path>: <problem>; choose ..."``.
+        DataError: ``"<flag> <path>: <problem>; choose ..."``.
     """
     path = Path(path).expanduser().absolute()
     if path.is_dir():
-        raise UsageError(f"{flag} {path}: is a folder; give a file path")
+        raise DataError(f"{flag} {path}: is a folder; give a file path")
     if path.exists() and not os.access(path, os.W_OK):
-        raise UsageError(f"{flag} {path}: the file is not writable; choose another path")
+        raise DataError(f"{flag} {path}: the file is not writable; choose another path")
     problem = writable_dir_problem(path.parent)
     if problem is not None:
-        raise UsageError(f"{flag} {path}: {problem}; choose a path in a writable folder")
+        raise DataError(f"{flag} {path}: {problem}; choose a path in a writable folder")
     return path
 
 
@@ -226,18 +226,18 @@ def check_training_data(data: Sequence[str] | None, val_data: Sequence[str] | No
     :func:`validate_coco`. Creates nothing; a json accepted once is not read again.
 
     Raises:
-        UsageError: with the problem and the fix.
+        DataError: with the problem and the fix.
     """
     check_data_arg(data)
     if val_data is not None:
         ann, img = (Path(p).expanduser() for p in val_data)
         if not ann.is_file():
-            raise UsageError(f"--val-data: COCO json {ann} does not exist")
+            raise DataError(f"--val-data: COCO json {ann} does not exist")
         if not img.is_dir():
-            raise UsageError(f"--val-data: image folder {img} does not exist")
+            raise DataError(f"--val-data: image folder {img} does not exist")
     if data and len(data) == 2:
         if val_data is None:
-            raise UsageError("a COCO --data needs --val-data ANN.json IMG_DIR for the evaluation")
+            raise DataError("a COCO --data needs --val-data ANN.json IMG_DIR for the evaluation")
         check_coco_file(data[0], "--data")
     if val_data is not None:
         check_coco_file(val_data[0], "--val-data")
@@ -259,9 +259,9 @@ def resolve_data(
         try:
             paths = generate_proxy_dataset()
         except ValueError as exc:  # a damaged cache that cannot be rebuilt, an unwritable one
-            raise UsageError(str(exc)) from exc
+            raise DataError(str(exc)) from exc
         except OSError as exc:
-            raise UsageError(
+            raise DataError(
                 f"cannot generate the proxy data: {_one_line(exc)}; free disk space or set "
                 "$PAPLOSS_DATA to a writable folder"
             ) from exc
@@ -289,7 +289,7 @@ def resolve_data(
             write_json_atomic(train_json, d_train)
             write_json_atomic(eval_json, d_eval)
         except OSError as exc:
-            raise UsageError(
+            raise DataError(
                 f"--work-dir {work_dir}: cannot write the D_train / D_eval split "
                 f"({_one_line(exc)}); choose a writable folder with free space"
             ) from exc
@@ -301,11 +301,11 @@ def resolve_data(
 def default_eval_images(num_images: int, eval_images: int | None) -> int:
     """D_eval's size: ``eval_images``, or min(5000, 20 % of the images) (COCO: 5000 of 118k)."""
     if num_images < 2:
-        raise UsageError(f"a COCO json needs at least 2 images to split, it has {num_images}")
+        raise DataError(f"a COCO json needs at least 2 images to split, it has {num_images}")
     if eval_images is None:
         eval_images = min(DEFAULT_EVAL_IMAGES, max(1, round(num_images * MAX_EVAL_FRACTION)))
     if not 1 <= eval_images < num_images:
-        raise UsageError(
+        raise DataError(
             f"--eval-images must be in [1, {num_images - 1}] for a json with {num_images} images, "
             f"got {eval_images}"
         )
@@ -404,30 +404,30 @@ def validate_coco(data: Any, path: str | os.PathLike[str], what: str = "COCO jso
     annotations) takes about a second.
 
     Raises:
-        UsageError: naming ``path``, the first bad entry (index and repr), how many entries of its
+        DataError: naming ``path``, the first bad entry (index and repr), how many entries of its
             list are bad, and the fix.
     """
     if not isinstance(data, dict):
-        raise UsageError(
+        raise DataError(
             f"{what} {path} is not a COCO detection json: the top level is not an object"
         )
     missing = [k for k in ("images", "annotations", "categories") if k not in data]
     if missing:
-        raise UsageError(
+        raise DataError(
             f"{what} {path} is not a COCO detection json: missing {missing}; a detection json "
             "has the lists 'images', 'annotations' and 'categories'"
         )
     for key in ("categories", "images", "annotations"):
         if not isinstance(data[key], list):
-            raise UsageError(
+            raise DataError(
                 f"{what} {path}: '{key}' must be a list of objects, got "
                 f"{type(data[key]).__name__} {_short(data[key], 40)}"
             )
 
-    def fail(key: str, bad: list[int], problem: str) -> UsageError:
+    def fail(key: str, bad: list[int], problem: str) -> DataError:
         entries = data[key]
         first = bad[0]
-        return UsageError(
+        return DataError(
             f"{what} {path}: {key}[{first}] {_short(entries[first])} {problem} "
             f"({len(bad)} of {len(entries)} {key} are bad); {_FIX}"
         )
@@ -491,13 +491,13 @@ def load_coco(path: str | os.PathLike[str], what: str = "COCO json") -> dict[str
     """Read a COCO detection json and check it with :func:`validate_coco`.
 
     Raises:
-        UsageError: the file cannot be read or parsed, or :func:`validate_coco` rejects it.
+        DataError: the file cannot be read or parsed, or :func:`validate_coco` rejects it.
     """
     try:
         with open(path, "rb") as f:
             data = json.load(f)
     except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError
-        raise UsageError(
+        raise DataError(
             f"cannot read {what} {path}: {_one_line(exc)}; give a complete COCO detection json"
         ) from exc
     validate_coco(data, path, what)
@@ -515,7 +515,7 @@ def check_coco_file(path: str | os.PathLike[str], what: str = "COCO json") -> No
     try:
         info = resolved.stat()
     except OSError as exc:
-        raise UsageError(f"cannot read {what} {path}: {_one_line(exc)}") from exc
+        raise DataError(f"cannot read {what} {path}: {_one_line(exc)}") from exc
     key = (info.st_size, info.st_mtime_ns)
     if _VALIDATED.get(resolved) == key:
         return
@@ -542,9 +542,9 @@ def split_coco(
     images = list(data["images"])
     ids = [int(im["id"]) for im in images]
     if len(set(ids)) != len(ids):
-        raise UsageError("the COCO json has duplicate image ids")
+        raise DataError("the COCO json has duplicate image ids")
     if not 1 <= eval_images < len(images):
-        raise UsageError(
+        raise DataError(
             f"eval_images must be in [1, {len(images) - 1}] for {len(images)} images, "
             f"got {eval_images}"
         )
@@ -590,7 +590,7 @@ def merge_coco(splits: Sequence[DataSplit], out: Path) -> DataSplit:
             categories = data["categories"]
             merged.update({k: v for k, v in data.items() if k not in ("images", "annotations")})
         elif data["categories"] != categories:
-            raise UsageError(f"{split.ann_file} has other categories than {splits[0].ann_file}")
+            raise DataError(f"{split.ann_file} has other categories than {splits[0].ann_file}")
         id_map = {}
         for im in data["images"]:
             new = dict(im, id=next_img, file_name=str(split.img_dir / im["file_name"]))

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from paploss.errors import ConfigError
 from paploss.params import LossParams
-from paploss.study.cli import UsageError
 from paploss.study.data import DataSplit
 from paploss.study.space import SearchSpace, SpaceOptions, make_slots
 
@@ -29,24 +29,24 @@ EVALUATORS = {"val": "val_evaluator", "test": "test_evaluator"}
 
 
 def load_config(path: Path, cfg_options: Mapping[str, Any] | None = None) -> Any:
-    """``mmengine.Config.fromfile`` + ``merge_from_dict(cfg_options)``; errors -> UsageError."""
+    """``mmengine.Config.fromfile`` + ``merge_from_dict(cfg_options)``; errors -> ConfigError."""
     from mmengine.config import Config
 
     try:
         cfg = Config.fromfile(str(path))
     except Exception as exc:
-        raise UsageError(f"cannot load config {path}: {type(exc).__name__}: {exc}") from exc
+        raise ConfigError(f"cannot load config {path}: {type(exc).__name__}: {exc}") from exc
     if cfg_options:
         try:
             cfg.merge_from_dict(dict(cfg_options))
         except Exception as exc:
-            raise UsageError(f"--cfg-options {dict(cfg_options)} do not apply: {exc}") from exc
+            raise ConfigError(f"--cfg-options {dict(cfg_options)} do not apply: {exc}") from exc
     return cfg
 
 
 def check_model_builds(cfg: Any, cfg_options: Mapping[str, Any] | None = None) -> None:
     """Build the config's model once (no weights loaded) so that a bad config or ``--cfg-options``
-    value (e.g. ``num_classes=abc``) is a UsageError before a study records it, not a FAILED
+    value (e.g. ``num_classes=abc``) is a ConfigError before a study records it, not a FAILED
     trial. Imports mmdet (~5 s)."""
     import warnings
 
@@ -64,7 +64,7 @@ def check_model_builds(cfg: Any, cfg_options: Mapping[str, Any] | None = None) -
     except Exception as exc:  # any build error is a problem of the config the user gave
         given = f" with --cfg-options {dict(cfg_options)}" if cfg_options else ""
         message = str(exc).strip().splitlines()
-        raise UsageError(
+        raise ConfigError(
             f"the config's model does not build{given}: {type(exc).__name__}: "
             f"{message[-1] if message else ''}; fix the config or the option values"
         ) from exc
@@ -150,7 +150,7 @@ def find_loss_slots(cfg: Any) -> list[str]:
 
     model = cfg.get("model")
     if model is None:
-        raise UsageError("the config has no 'model'")
+        raise ConfigError("the config has no 'model'")
     walk(model, "model")
     return found
 
@@ -158,10 +158,10 @@ def find_loss_slots(cfg: Any) -> list[str]:
 def search_space_of(
     cfg: Any, config_path: Path, options: SpaceOptions | None = None
 ) -> SearchSpace:
-    """The search space over all loss slots of a config; UsageError if it has none."""
+    """The search space over all loss slots of a config; ConfigError if it has none."""
     keys = find_loss_slots(cfg)
     if not keys:
-        raise UsageError(
+        raise ConfigError(
             f"{config_path} has no head that takes loss_params (types PAPLossRetinaHead, "
             "PAPLossRPNHead, PAPLossBBoxHead, PAPLossDeformableDETRHead); use a *_paploss.py config"
         )
@@ -191,12 +191,12 @@ def set_loss_options(cfg: Any, key: str, options: Mapping[str, Any]) -> None:
 def _dataset_of(cfg: Any, loader_key: str) -> Any:
     loader = cfg.get(loader_key)
     if loader is None:
-        raise UsageError(f"the config has no {loader_key}")
+        raise ConfigError(f"the config has no {loader_key}")
     dataset = loader["dataset"]
     while "ann_file" not in dataset and "dataset" in dataset:  # RepeatDataset, ClassBalanced...
         dataset = dataset["dataset"]
     if "ann_file" not in dataset:
-        raise UsageError(
+        raise ConfigError(
             f"{loader_key}.dataset ({dataset.get('type')}) has no ann_file; the studies scripts "
             "need a COCO-style dataset (possibly inside a RepeatDataset)"
         )
@@ -220,10 +220,10 @@ def set_split(cfg: Any, stage: str, split: DataSplit) -> None:
 
 
 def epochs_of(cfg: Any) -> int:
-    """``train_cfg.max_epochs``; UsageError for iteration-based schedules."""
+    """``train_cfg.max_epochs``; ConfigError for iteration-based schedules."""
     train_cfg = cfg.get("train_cfg") or {}
     if "max_epochs" not in train_cfg:
-        raise UsageError(
+        raise ConfigError(
             "the config's train_cfg has no max_epochs (an iteration-based loop?); the studies "
             "scripts train by epochs: use an EpochBasedTrainLoop config"
         )
@@ -336,7 +336,7 @@ def pretrained_backbones(cfg: Any) -> list[Any]:
 
 def ensure_backbones(cfg: Any, *, log: Any = print) -> None:
     """Pretrain (once, cached) the backbones the config's ``ProxyResNet`` entries name; a
-    UsageError for invalid settings (e.g. ``--cfg-options model.backbone.depth=7``).
+    ConfigError for invalid settings (e.g. ``--cfg-options model.backbone.depth=7``).
 
     Runs in a child process (``python -m paploss.proxy_backbone``), so the caller neither imports
     torch nor starts its thread pool; cached weights cost nothing.
@@ -349,7 +349,7 @@ def ensure_backbones(cfg: Any, *, log: Any = print) -> None:
     try:
         found = pretrained_backbones(cfg)
     except (TypeError, ValueError) as exc:
-        raise UsageError(
+        raise ConfigError(
             f"the config's ProxyResNet pretrain settings are invalid: {exc}; fix the backbone "
             "in the config or --cfg-options"
         ) from exc

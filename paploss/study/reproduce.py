@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from paploss.errors import InputError
 from paploss.study import keys
 from paploss.study.cli import (
     CONFIG_DIR,
@@ -406,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc = 0 if args.report_only else repro.run()
         path = write_report(repro, args.report)
         print(f"[reproduce] report: {path}", flush=True)
-    except UsageError as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

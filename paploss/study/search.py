@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from paploss.errors import InputError
 from paploss.study import keys
 from paploss.study.cli import EXIT_USAGE, UsageError, check_config_path, search_parser
 from paploss.study.storage import (
@@ -394,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         search.prepare()
         search.open()
         return search.run()
-    except UsageError as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from paploss.errors import InputError
 from paploss.study.cli import EXIT_USAGE, UsageError, split_parser
 from paploss.study.data import (
     check_writable_dir,
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--out-dir {out_dir}: cannot write the split ({exc.strerror or exc}); choose a "
                 "writable folder with free space"
             ) from exc
-    except UsageError as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     for name, part, path in (("D_train", d_train, out_train), ("D_eval", d_eval, out_eval)):

@@ -4,7 +4,7 @@ study agree on its settings.
 
 Every connection has a timeout: a PostgreSQL or MySQL server that accepts TCP connections but never
 answers ends in an error after ``CONNECT_TIMEOUT`` seconds instead of a hang. A failure is a
-:class:`~paploss.study.cli.UsageError` with one line naming the storage, the cause and the fix.
+:class:`~paploss.errors.StorageError` with one line naming the storage, the cause and the fix.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from paploss.study.cli import UsageError
+from paploss.errors import StorageError
 
 CONNECT_TIMEOUT = 10
 """Seconds to wait for a database server's answer when connecting."""
@@ -66,7 +66,7 @@ def open_storage(
             (instead of a new, empty database left behind).
 
     Raises:
-        UsageError: the storage cannot be opened.
+        StorageError: the storage cannot be opened.
     """
     import optuna
     from optuna.exceptions import ExperimentalWarning
@@ -75,7 +75,7 @@ def open_storage(
     url = normalize_storage_url(url)
     path = sqlite_file(url)
     if must_exist and path is not None and not path.is_file():
-        raise UsageError(
+        raise StorageError(
             f"storage {render_url(url)}: no such database file {str(path)!r}; give the URL of "
             "the search's storage (the --storage the search ran with)"
         )
@@ -93,7 +93,7 @@ def open_storage(
                 )
             storage = RDBStorage(url, engine_kwargs=engine_kwargs(url), **heartbeat)
     except Exception as exc:
-        raise UsageError(
+        raise StorageError(
             f"cannot open storage {render_url(url)}: {first_line(exc)}. {URL_HINT}"
         ) from exc
     optuna.logging.set_verbosity(optuna.logging.ERROR)

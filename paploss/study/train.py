@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from paploss.errors import InputError
 from paploss.params import LossParams
 from paploss.study import keys
 from paploss.study.cli import (
@@ -346,6 +347,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     try:
         return run(args)
-    except UsageError as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

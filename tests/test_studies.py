@@ -615,8 +615,6 @@ def test_plots_are_png(tmp_path: Path) -> None:
     ]
     best = records.plot_best_so_far(rows, tmp_path / "b.png", "t")
     assert best.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    fig = records.best_so_far_figure(rows, "t")
-    assert [tr.name for tr in fig.data] == ["samples", "mean", "best so far"]
 
 
 def _complete(number: int, value: float, round_index: int | None) -> optuna.trial.FrozenTrial:

@@ -65,7 +65,7 @@ class Progress:
     def complete_trials(self) -> list[Any]:
         from optuna.trial import TrialState
 
-        return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
 
     def is_ppo2(self) -> bool:
         from paploss.samplers import PPO2Sampler
@@ -77,7 +77,22 @@ class Progress:
             return self.sampler.is_finished(self.study)
         return len(self.complete_trials()) >= self.total
 
-    # ---- the callback ----------------------------------------------------------------------
+    # ---- the callbacks ---------------------------------------------------------------------
+    def callbacks(self) -> list[Any]:
+        """The callbacks of ``study.optimize``: this one, and for samplers without rounds Optuna's
+        ``MaxTrialsCallback`` counting running trials too, so that a worker does not start a
+        surplus trial while another one trains the last (a crashed trial no longer counts; heartbeats
+        fail a dead worker's)."""
+        if self.is_ppo2():
+            return [self]  # PPO2Sampler.is_finished knows the rounds and their retries
+        from optuna.study import MaxTrialsCallback
+        from optuna.trial import TrialState
+
+        return [
+            self,
+            MaxTrialsCallback(self.total, states=(TrialState.COMPLETE, TrialState.RUNNING)),
+        ]
+
     def __call__(self, study: Any, frozen: Any) -> None:
         from optuna.trial import TrialState
 
@@ -87,7 +102,7 @@ class Progress:
             round_index = self._print_trial_line(frozen, complete)
             self.print_round_summary(complete, round_index)
             self.update_study_plot()
-            if self.is_finished():  # no surplus trial is asked for once the study is complete
+            if self.is_ppo2() and self.is_finished():  # no surplus trial after the last round
                 study.stop()
         elif frozen.state == TrialState.PRUNED and keys.YIELDED in frozen.user_attrs:
             yielded = frozen.user_attrs[keys.YIELDED]
@@ -181,13 +196,10 @@ class Progress:
         )
 
     def update_study_plot(self) -> None:
-        """Best AP so far per round: PNG artifact + plotly figure of the study."""
+        """Best AP so far per round: the study's PNG artifact."""
         from paploss.study.records import (
-            BEST_PLOT_ID,
             BEST_PLOT_NAME,
             best_so_far,
-            best_so_far_figure,
-            dashboard_figure,
             plot_best_so_far,
             update_study_artifact,
         )
@@ -196,7 +208,6 @@ class Progress:
         title = f"{self.study.study_name}: best AP so far per round ({self.args.sampler})"
         png = plot_best_so_far(rows, self.study_dir / BEST_PLOT_NAME, title)
         update_study_artifact(self.study, self.artifact_store, png)
-        dashboard_figure(self.study, best_so_far_figure(rows, title), BEST_PLOT_ID)
 
     # ---- the end ---------------------------------------------------------------------------
     def print_summary(self, *, space: Any, config_path: Path, work_dir: Path) -> None:

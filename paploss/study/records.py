@@ -12,8 +12,8 @@ Per trial (set by ``studies/search.py``):
   (:func:`plot_functions`).
 
 Per study: user attrs with the config, data and sampler settings; a note; the artifact
-``best_so_far.png`` and a plotly figure of the best AP so far per round (paper Fig. 3 style,
-:func:`plot_best_so_far`).
+``best_so_far.png``, the best AP so far per round (paper Fig. 3 style, :func:`plot_best_so_far`;
+optuna-dashboard shows it among the study's artifacts).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ FUNCTION_TITLES = (
     "f5: f(l_i; θ5)",
 )
 BEST_PLOT_NAME = "best_so_far.png"
-BEST_PLOT_ID = "paploss-best-so-far"
 
 
 def _fmt(v: float) -> str:
@@ -176,35 +175,6 @@ def plot_best_so_far(rows: Sequence[Mapping[str, Any]], path: Path, title: str) 
     return path
 
 
-def best_so_far_figure(rows: Sequence[Mapping[str, Any]], title: str) -> Any:
-    """The same plot as a plotly figure (optuna-dashboard shows it with the study)."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    xs, ys, texts = [], [], []
-    for r in rows:
-        for value, number in zip(r["values"], r["trials"]):
-            xs.append(r["round"] + 1)
-            ys.append(value)
-            texts.append(f"trial {number}")
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="samples", text=texts))
-    fig.add_trace(
-        go.Scatter(
-            x=[r["round"] + 1 for r in rows], y=[r["mean"] for r in rows], mode="lines", name="mean"
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=[r["round"] + 1 for r in rows],
-            y=[r["best"] for r in rows],
-            mode="lines+markers",
-            name="best so far",
-        )
-    )
-    fig.update_layout(title=title, xaxis_title="search round", yaxis_title="AP on D_eval")
-    return fig
-
-
 # ------------------------------------------------------------------------------ artifacts
 def update_study_artifact(study: Any, artifact_store: Any, file_path: Path) -> list[str]:
     """Keep one study artifact per file name up to date: upload ``file_path`` the first time,
@@ -278,14 +248,4 @@ def dashboard_note(study_or_trial: Any, text: str) -> bool:
     except ImportError:
         return False
     save_note(study_or_trial, text)
-    return True
-
-
-def dashboard_figure(study: Any, figure: Any, graph_id: str) -> bool:
-    """Attach a plotly figure to the study in optuna-dashboard; False without optuna-dashboard."""
-    try:
-        from optuna_dashboard import save_plotly_graph_object
-    except ImportError:
-        return False
-    save_plotly_graph_object(study, figure, graph_object_id=graph_id)
     return True

@@ -270,8 +270,7 @@ class Search:
                     f"({len(self.space.names())} parameters)",
                     f"- loss options on every head: `{self.loss_options or 'config defaults'}`",
                     "- trial value: bbox mAP on D_eval (maximized); diverged trainings count as 0",
-                    "- plot: artifact `best_so_far.png` (best AP so far per round, paper Fig. 3) "
-                    "and the plotly figure below",
+                    "- plot: artifact `best_so_far.png` (best AP so far per round, paper Fig. 3)",
                 ]
             ),
         )
@@ -327,7 +326,7 @@ class Search:
                         n_trials=args.n_trials,
                         timeout=args.timeout,
                         catch=(TrialCrashed,),
-                        callbacks=[progress],
+                        callbacks=progress.callbacks(),
                         gc_after_trial=False,
                     )
                 except KeyboardInterrupt:
@@ -367,12 +366,10 @@ class Search:
 
         if number is None:
             return
-        storage = self.study._storage
-        trial_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
-        frozen = storage.get_trial(trial_id)
+        frozen = self.study.get_trials(deepcopy=False)[number]
         if frozen.state == TrialState.RUNNING:
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
-            frozen = storage.get_trial(trial_id)
+            self.study.tell(number, state=TrialState.FAIL)
+            frozen = self.study.get_trials(deepcopy=False)[number]
         if frozen.state != TrialState.FAIL or not frozen.params:
             return  # finished, or stopped before it had a sample
         RetryHeartbeatStaleTrialCallback(max_retry=self.args.max_retry)(self.study, frozen)

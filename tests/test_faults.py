@@ -200,7 +200,7 @@ def test_split_coco_rejects_a_malformed_json_in_one_line(tmp_path: Path, case: s
 
 def test_validate_coco_names_the_first_bad_entry_and_keeps_degenerate_boxes() -> None:
     from paploss.errors import InputError
-    from paploss.study.data import validate_coco
+    from paploss.study.coco import validate_coco
 
     coco = _coco(6)
     coco["annotations"][0]["bbox"] = [5, 5, 0.0, 7]  # zero width: COCO has such boxes

@@ -21,13 +21,13 @@ from paploss import LossParams
 from paploss.errors import InputError
 from paploss.params import search_space_names
 from paploss.study import cli, records, storage
+from paploss.study.coco import split_coco
 from paploss.study.data import (
     DataSplit,
     check_data_arg,
     default_eval_images,
     merge_coco,
     resolve_data,
-    split_coco,
 )
 from paploss.study.space import LossSlot, SearchSpace, make_slots, slot_name_for_key
 from paploss.study.trial import _select_metrics, is_numerical_blowup, loss_buckets

@@ -8,19 +8,19 @@
   the same for ``eval`` and optionally ``val`` (``python -m paploss.proxy_data --out DIR``);
 - ``ANN.json IMG_DIR``: a COCO detection json and its image folder (e.g. COCO's
   ``instances_train2017.json`` and ``train2017/``), split by image into D_train / D_eval with
-  :func:`split_coco` (seeded; by default 5,000 images, at most 20 %, go to D_eval as in the
-  paper's 113k / 5k split of train2017). The two split jsons are written once under
+  :func:`~paploss.study.coco.split_coco` (seeded; by default 5,000 images, at most 20 %, go to
+  D_eval as in the paper's 113k / 5k split of train2017). The two split jsons are written once under
   ``<work dir>/data/`` and reused; the images are read from ``IMG_DIR``.
 
 Every COCO json that enters (``--data``, ``--val-data``, ``studies/split_coco.py``) is checked by
-:func:`validate_coco` first; an output folder by :func:`check_writable_dir` before any work.
+:func:`~paploss.study.coco.validate_coco` first; an output folder by :func:`check_writable_dir`
+before any work.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import stat
 import tempfile
@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from paploss.errors import DataError
+from paploss.study.coco import check_coco_file, count_images, load_coco, one_line, split_coco
 
 PROXY = "proxy"
 DEFAULT_EVAL_IMAGES = 5000
@@ -96,11 +95,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def count_images(ann_file: Path) -> int:
-    with open(ann_file) as f:
-        return len(json.load(f).get("images", []))
 
 
 # ------------------------------------------------------------------------------ validation
@@ -223,7 +217,7 @@ def check_writable_file(path: str | os.PathLike[str], flag: str) -> Path:
 def check_training_data(data: Sequence[str] | None, val_data: Sequence[str] | None) -> None:
     """The checks of ``studies/train.py``'s ``--data`` and ``--val-data`` that need no data to be
     built: the paths exist and every COCO json given (``ANN.json IMG_DIR``) passes
-    :func:`validate_coco`. Creates nothing; a json accepted once is not read again.
+    :func:`~paploss.study.coco.validate_coco`. Creates nothing; a json accepted once is not read again.
 
     Raises:
         DataError: with the problem and the fix.
@@ -262,7 +256,7 @@ def resolve_data(
             raise DataError(str(exc)) from exc
         except OSError as exc:
             raise DataError(
-                f"cannot generate the proxy data: {_one_line(exc)}; free disk space or set "
+                f"cannot generate the proxy data: {one_line(exc)}; free disk space or set "
                 "$PAPLOSS_DATA to a writable folder"
             ) from exc
         splits = {k: DataSplit(v / ANN_FILE, v / IMG_DIR) for k, v in paths.items()}
@@ -291,7 +285,7 @@ def resolve_data(
         except OSError as exc:
             raise DataError(
                 f"--work-dir {work_dir}: cannot write the D_train / D_eval split "
-                f"({_one_line(exc)}); choose a writable folder with free space"
+                f"({one_line(exc)}); choose a writable folder with free space"
             ) from exc
     splits = {"train": DataSplit(train_json, img), "eval": DataSplit(eval_json, img)}
     details = {"split": {"eval_images": n_eval, "seed": split_seed, "source_json": str(ann)}}
@@ -312,255 +306,7 @@ def default_eval_images(num_images: int, eval_images: int | None) -> int:
     return eval_images
 
 
-# ------------------------------------------------------------------------------ COCO checks
-_NUMBER = (int, float)
-_FIX = "fix or remove the bad entries"
-
-
-def _short(entry: Any, limit: int = 80) -> str:
-    """``repr(entry)`` cut to ``limit`` characters."""
-    text = repr(entry)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _is_int(value: Any) -> bool:
-    return type(value) is int  # bool is an int subclass, but no id
-
-
-def _is_finite(value: Any) -> bool:
-    """An int, or a float that is neither inf nor nan (bool is no number here)."""
-    return type(value) is int or (type(value) is float and math.isfinite(value))
-
-
-def _box_ok(x: Any, y: Any, w: Any, h: Any) -> bool:
-    """4 finite numbers (no bools) with w, h >= 0."""
-    return (
-        type(x) in _NUMBER
-        and type(y) in _NUMBER
-        and type(w) in _NUMBER
-        and type(h) in _NUMBER
-        and w >= 0
-        and h >= 0
-        and -math.inf < x + y + w + h < math.inf  # False for inf and nan
-    )
-
-
-def _category_problem(cat: Any) -> str:
-    if not isinstance(cat, dict):
-        return "is not an object"
-    if not _is_int(cat.get("id")):
-        return "needs an int 'id'"
-    return f"repeats the category id {cat['id']}"
-
-
-def _image_problem(image: Any, seen: set[int]) -> str:
-    if not isinstance(image, dict):
-        return "is not an object"
-    if not _is_int(image.get("id")):
-        return "needs an int 'id'"
-    if image["id"] in seen:
-        return f"repeats the image id {image['id']}"
-    if not isinstance(image.get("file_name"), str):
-        return "needs a str 'file_name' (relative to the image folder)"
-    return "needs numbers 'width' and 'height' > 0 (the image size in pixels)"
-
-
-def _annotation_problem(
-    ann: Any, image_ids: set[int], category_ids: set[int], seen: set[int]
-) -> str:
-    if not isinstance(ann, dict):
-        return "is not an object"
-    if not _is_int(ann.get("id")):
-        return "needs an int 'id'"
-    if ann["id"] in seen:
-        return f"repeats the annotation id {ann['id']}"
-    image_id = ann.get("image_id")
-    if not _is_int(image_id):
-        return "needs an int 'image_id'"
-    if image_id not in image_ids:
-        return f"has the image_id {image_id}, which no image has"
-    category_id = ann.get("category_id")
-    if not _is_int(category_id):
-        return "needs an int 'category_id'"
-    if category_id not in category_ids:
-        return f"has the category_id {category_id}, which is not among the categories' ids"
-    bbox = ann.get("bbox")
-    if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_finite, bbox)):
-        return "needs a 'bbox' [x, y, width, height] of 4 finite numbers"
-    if bbox[2] < 0 or bbox[3] < 0:
-        return "has a negative bbox width or height"
-    return "has a bbox whose coordinates are too large"
-
-
-def validate_coco(data: Any, path: str | os.PathLike[str], what: str = "COCO json") -> None:
-    """Check that ``data`` (the parsed ``path``) is a COCO detection dict this project can train on.
-
-    Requires ``categories``: objects with unique int ``id``; ``images``: objects with unique int
-    ``id``, a str ``file_name`` and numbers ``width``, ``height`` > 0; ``annotations``: objects
-    with a unique int ``id``, an int ``image_id`` of an image, an int ``category_id`` of a
-    category and a ``bbox`` [x, y, w, h] of 4 finite numbers with w, h >= 0. Boxes of zero width or
-    height pass (instances_train2017.json holds two; MMDetection drops boxes under 1 px). One pass
-    over each list and no exception on valid entries: instances_train2017.json (118k images, 860k
-    annotations) takes about a second.
-
-    Raises:
-        DataError: naming ``path``, the first bad entry (index and repr), how many entries of its
-            list are bad, and the fix.
-    """
-    if not isinstance(data, dict):
-        raise DataError(
-            f"{what} {path} is not a COCO detection json: the top level is not an object"
-        )
-    missing = [k for k in ("images", "annotations", "categories") if k not in data]
-    if missing:
-        raise DataError(
-            f"{what} {path} is not a COCO detection json: missing {missing}; a detection json "
-            "has the lists 'images', 'annotations' and 'categories'"
-        )
-    for key in ("categories", "images", "annotations"):
-        if not isinstance(data[key], list):
-            raise DataError(
-                f"{what} {path}: '{key}' must be a list of objects, got "
-                f"{type(data[key]).__name__} {_short(data[key], 40)}"
-            )
-
-    def fail(key: str, bad: list[int], problem: str) -> DataError:
-        entries = data[key]
-        first = bad[0]
-        return DataError(
-            f"{what} {path}: {key}[{first}] {_short(entries[first])} {problem} "
-            f"({len(bad)} of {len(entries)} {key} are bad); {_FIX}"
-        )
-
-    category_ids: set[int] = set()
-    bad: list[int] = []
-    for i, cat in enumerate(data["categories"]):
-        cid = cat.get("id") if type(cat) is dict else None
-        if type(cid) is int and cid not in category_ids:
-            category_ids.add(cid)
-        else:
-            bad.append(i)
-    if bad:
-        raise fail("categories", bad, _category_problem(data["categories"][bad[0]]))
-
-    image_ids: set[int] = set()
-    for i, image in enumerate(data["images"]):
-        if type(image) is dict:
-            iid, width, height = image.get("id"), image.get("width"), image.get("height")
-            if (
-                type(iid) is int
-                and iid not in image_ids
-                and type(image.get("file_name")) is str
-                and type(width) in _NUMBER
-                and type(height) in _NUMBER
-                and width > 0
-                and height > 0
-            ):
-                image_ids.add(iid)
-                continue
-        bad.append(i)
-    if bad:
-        seen = {im["id"] for im in data["images"][: bad[0]]}
-        raise fail("images", bad, _image_problem(data["images"][bad[0]], seen))
-
-    ann_ids: set[int] = set()
-    for i, ann in enumerate(data["annotations"]):
-        if type(ann) is dict:
-            aid, bbox = ann.get("id"), ann.get("bbox")
-            if (
-                type(aid) is int
-                and aid not in ann_ids
-                and type(ann.get("image_id")) is int
-                and ann["image_id"] in image_ids
-                and type(ann.get("category_id")) is int
-                and ann["category_id"] in category_ids
-                and type(bbox) is list
-                and len(bbox) == 4
-                and _box_ok(*bbox)
-            ):
-                ann_ids.add(aid)
-                continue
-        bad.append(i)
-    if bad:
-        first = data["annotations"][bad[0]]
-        seen = {a["id"] for a in data["annotations"][: bad[0]]}
-        raise fail("annotations", bad, _annotation_problem(first, image_ids, category_ids, seen))
-
-
-def load_coco(path: str | os.PathLike[str], what: str = "COCO json") -> dict[str, Any]:
-    """Read a COCO detection json and check it with :func:`validate_coco`.
-
-    Raises:
-        DataError: the file cannot be read or parsed, or :func:`validate_coco` rejects it.
-    """
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError
-        raise DataError(
-            f"cannot read {what} {path}: {_one_line(exc)}; give a complete COCO detection json"
-        ) from exc
-    validate_coco(data, path, what)
-    return data
-
-
-_VALIDATED: dict[Path, tuple[int, int]] = {}
-"""Files :func:`check_coco_file` accepted, with their (size, mtime) at that time."""
-
-
-def check_coco_file(path: str | os.PathLike[str], what: str = "COCO json") -> None:
-    """:func:`load_coco` without keeping the data; a file already accepted in this process and
-    unchanged since (size and mtime) is not read again."""
-    resolved = Path(path).expanduser().resolve()
-    try:
-        info = resolved.stat()
-    except OSError as exc:
-        raise DataError(f"cannot read {what} {path}: {_one_line(exc)}") from exc
-    key = (info.st_size, info.st_mtime_ns)
-    if _VALIDATED.get(resolved) == key:
-        return
-    load_coco(Path(path).expanduser(), what)
-    _VALIDATED[resolved] = key
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def split_coco(
-    data: Mapping[str, Any], *, eval_images: int, seed: int = 0
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split a COCO detection dict by image into (D_train, D_eval).
-
-    The images are ordered by id, permuted with ``numpy.random.default_rng(seed)``, and the first
-    ``eval_images`` go to D_eval; every annotation follows its image; all other top-level keys
-    (info, licenses, categories, ...) are copied to both. Images keep their order of the source.
-
-    Returns:
-        ``(train, eval)`` dicts; their images partition the source's.
-    """
-    images = list(data["images"])
-    ids = [int(im["id"]) for im in images]
-    if len(set(ids)) != len(ids):
-        raise DataError("the COCO json has duplicate image ids")
-    if not 1 <= eval_images < len(images):
-        raise DataError(
-            f"eval_images must be in [1, {len(images) - 1}] for {len(images)} images, "
-            f"got {eval_images}"
-        )
-    order = np.random.default_rng(seed).permutation(np.array(sorted(ids), dtype=np.int64))
-    eval_ids = {int(i) for i in order[:eval_images]}
-    parts: list[dict[str, Any]] = []
-    for in_eval in (False, True):
-        part = {k: v for k, v in data.items() if k not in ("images", "annotations")}
-        part["images"] = [im for im in images if (int(im["id"]) in eval_ids) == in_eval]
-        part["annotations"] = [
-            a for a in data["annotations"] if (int(a["image_id"]) in eval_ids) == in_eval
-        ]
-        parts.append(part)
-    return parts[0], parts[1]
-
-
+# ------------------------------------------------------------------------------ files
 def write_json_atomic(path: Path, data: Any, *, indent: int | None = None) -> None:
     """Write JSON through a uniquely named temporary sibling and rename it into place (readers
     never see a partial file; concurrent writers each rename a complete one)."""

@@ -7,12 +7,11 @@ from collections.abc import Sequence
 
 from paploss.errors import InputError
 from paploss.study.cli import EXIT_USAGE, UsageError, split_parser
+from paploss.study.coco import load_coco, split_coco
 from paploss.study.data import (
     check_writable_dir,
     default_eval_images,
     ensure_writable_dir,
-    load_coco,
-    split_coco,
     write_json_atomic,
 )
 

@@ -65,7 +65,7 @@ class Progress:
     def complete_trials(self) -> list[Any]:
         from optuna.trial import TrialState
 
-        return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
     def is_ppo2(self) -> bool:
         from paploss.samplers import PPO2Sampler

@@ -46,6 +46,7 @@ def test_two_workers_of_a_random_search_train_exactly_the_budget(
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
     optuna.create_study(study_name="s", storage=storage, direction="maximize")
     failed: list[int] = []
+    errors: list[BaseException] = []
 
     def objective(trial: optuna.Trial) -> float:
         x = trial.suggest_float("x", 0.0, 1.0)
@@ -60,15 +61,19 @@ def test_two_workers_of_a_random_search_train_exactly_the_budget(
             study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler(seed=seed)
         )
         progress = _progress(study, tmp_path / f"w{seed}", rounds=3, samples=2)
-        study.optimize(
-            objective, n_trials=50, catch=(RuntimeError,), callbacks=progress.callbacks()
-        )
+        try:
+            study.optimize(
+                objective, n_trials=50, catch=(RuntimeError,), callbacks=progress.callbacks()
+            )
+        except BaseException as exc:  # a thread's exception would otherwise only warn
+            errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(seed,)) for seed in (0, 1)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
+    assert not errors, errors
     trials = optuna.load_study(study_name="s", storage=storage).get_trials()
     states = [t.state for t in trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 6

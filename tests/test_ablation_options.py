@@ -12,7 +12,7 @@ from paploss import LossParams
 from paploss.kernels.reference import pairwise_sums_of_differences
 from paploss.loss import ParameterizedAPLoss, parameterized_ap_loss
 from paploss.params import search_space_names, theta_lambda_to_scale
-from paploss.study import cli
+from paploss.study import parsers
 from paploss.study.search import loss_variant, space_options, study_settings
 from paploss.study.space import LossVariant, SearchSpace, SpaceOptions, make_slots
 from paploss.substitutions import SUBSTITUTIONS, substitution
@@ -104,11 +104,11 @@ def test_loss_variant_loss_options() -> None:
 
 
 def test_settings_record_only_non_default_options() -> None:
-    args = cli.search_parser().parse_args([])
+    args = parsers.search_parser().parse_args([])
     space = SearchSpace(make_slots(["model.bbox_head"]), space_options(args))
     base = study_settings(args, config_sha="x", data_identity={}, space=space)
     assert "space_options" not in base and "loss_options" not in base
-    args = cli.search_parser().parse_args(
+    args = parsers.search_parser().parse_args(
         ["--segments", "3", "--shared-params", "--fixed-lambda", "--loc-score", "iou",
          "--no-block-grad"]
     )  # fmt: skip

@@ -55,7 +55,7 @@ def test_claims_name_rows_of_their_tables() -> None:
 
 
 def test_search_flags_are_accepted_by_the_search_parser() -> None:
-    from paploss.study.cli import search_parser
+    from paploss.study.parsers import search_parser
 
     for job in plan(["all"], BUDGETS["full"]):
         if isinstance(job, Search):

@@ -20,7 +20,7 @@ from optuna.trial import TrialState, create_trial
 from paploss import LossParams
 from paploss.errors import InputError
 from paploss.params import search_space_names
-from paploss.study import cli, records, storage
+from paploss.study import cli, parsers, records, storage
 from paploss.study.coco import split_coco
 from paploss.study.data import (
     DataSplit,
@@ -130,7 +130,7 @@ def test_help_documents_every_flag_with_default(script: str, flags: list[str]) -
 
 
 def test_search_parser_defaults_are_the_papers() -> None:
-    args = cli.search_parser().parse_args([])
+    args = parsers.search_parser().parse_args([])
     assert args.rounds == 40 and args.samples_per_round == 8 and args.sigma_init == 0.2
     assert args.epochs == 1 and args.sampler == "ppo2" and args.storage == cli.DEFAULT_STORAGE
     assert args.config == cli.DEFAULT_CONFIG and args.config.is_file()
@@ -138,7 +138,7 @@ def test_search_parser_defaults_are_the_papers() -> None:
 
 
 def test_cfg_options_are_parsed_like_mmdet() -> None:
-    args = cli.search_parser().parse_args(
+    args = parsers.search_parser().parse_args(
         ["--cfg-options", "a.b=1", "c=0.5", "d=[1,2]", "e=true", "f=None", "g=x"]
     )
     assert args.cfg_options == {"a.b": 1, "c": 0.5, "d": [1, 2], "e": True, "f": None, "g": "x"}
@@ -153,7 +153,7 @@ def test_unknown_sampler_exits_2_without_a_database(tmp_path: Path) -> None:
 
 
 def test_samples_per_round_1_is_accepted_outside_ppo2() -> None:
-    from paploss.study.cli import search_parser
+    from paploss.study.parsers import search_parser
     from paploss.study.search import Search
 
     args = search_parser().parse_args(["--sampler", "random", "--samples-per-round", "1"])

@@ -1,5 +1,6 @@
-"""Command-line interfaces of ``studies/search.py``, ``studies/train.py`` and
-``studies/split_coco.py``: parsers, argument validation and the exit-code convention.
+"""What the command-line entry points share: argument value types, the options common to
+``studies/search.py`` and ``studies/train.py``, the config path check, and the exit-code
+convention. The parsers themselves are in :mod:`paploss.study.parsers`.
 
 Bad input raises :class:`UsageError` or another :class:`paploss.errors.InputError` (or makes
 argparse exit); the scripts print ``error: <problem and fix>`` and exit with code 2 before
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from paploss.errors import InputError
-from paploss.samplers import SAMPLER_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "studies" / "configs"
@@ -95,7 +95,7 @@ class CfgOptionsAction(argparse.Action):
         setattr(namespace, self.dest, options)
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows every default (unless the help text states it) and keeps the epilog's lines."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
@@ -105,13 +105,13 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
-def _wrap(text: str) -> str:
+def wrap(text: str) -> str:
     import textwrap
 
     return textwrap.fill(text, width=96)
 
 
-def _add_common(parser: argparse.ArgumentParser, *, work_dir: str) -> None:
+def add_common(parser: argparse.ArgumentParser, *, work_dir: str) -> None:
     parser.add_argument(
         "--config",
         type=Path,
@@ -151,7 +151,7 @@ def fixed_lambda_type(text: str) -> float:
     return value
 
 
-def _add_loss_variant(parser: argparse.ArgumentParser) -> None:
+def add_loss_variant(parser: argparse.ArgumentParser) -> None:
     """Loss options that apply to every PAPLoss head of the config (paper Tab. 5 and Tab. 7)."""
     from paploss.localization import LOC_SCORE_KINDS
 
@@ -168,284 +168,6 @@ def _add_loss_variant(parser: argparse.ArgumentParser) -> None:
         help="let the gradient flow through the denominator f(s_j - s_i; theta_4) (paper Tab. 7; "
         "blocked by default)",
     )
-
-
-def search_parser() -> argparse.ArgumentParser:
-    """Parser of ``studies/search.py``."""
-    parser = argparse.ArgumentParser(
-        prog="studies/search.py",
-        formatter_class=_Formatter,
-        description=_wrap(
-            "Search the Parameterized AP Loss parameters (paper Alg. 1) as an Optuna study: each "
-            "trial samples Theta, trains the detector on D_train for --epochs in a child process "
-            "and returns bbox mAP on D_eval (maximized). A diverged training counts as AP 0 "
-            "(user attr diverged=True); a crashed one is a FAILED trial. Run the same command on "
-            "any number of machines with one --storage/--study-name to add workers; run it again "
-            "to resume until rounds x samples-per-round trials are complete."
-        ),
-        epilog=(
-            "Inspect a study: optuna-dashboard STORAGE --artifact-dir WORK_DIR/artifacts\n"
-            "Retrain with the best params: studies/train.py --storage STORAGE --study-name NAME"
-        ),
-    )
-    _add_common(parser, work_dir="work_dirs/search")
-    parser.add_argument(
-        "--data",
-        nargs="+",
-        default=["proxy"],
-        metavar="DATA",
-        help="'proxy' (the bundled digits proxy, generated on first use), a folder with train/ "
-        "and eval/ splits (annotations.json + images/), or a COCO train json and its image "
-        "folder (ANN.json IMG_DIR), split by image into D_train / D_eval",
-    )
-    parser.add_argument(
-        "--eval-images",
-        type=positive_int,
-        default=None,
-        help="D_eval size when --data is a COCO json (default: min(5000, 20%% of the images); "
-        "the paper used 5k of train2017's 118k)",
-    )
-    parser.add_argument(
-        "--split-seed", type=non_negative_int, default=0, help="seed of the D_train/D_eval split"
-    )
-    parser.add_argument(
-        "--storage",
-        default=DEFAULT_STORAGE,
-        help="Optuna RDB storage (SQLAlchemy URL): the default SQLite file for one machine, or "
-        "e.g. postgresql://user:pass@host/db (pip install psycopg2-binary) or mysql+pymysql://... "
-        "for many workers on many machines",
-    )
-    parser.add_argument("--study-name", default=DEFAULT_STUDY, help="study to create or resume")
-    parser.add_argument(
-        "--sampler",
-        choices=SAMPLER_NAMES,
-        default="ppo2",
-        help="ppo2: the paper's PPO2 over truncated normals (rounds of S samples); random / tpe / "
-        "cmaes: Optuna's samplers for comparison, stopped after rounds x S complete trials",
-    )
-    parser.add_argument("--rounds", type=positive_int, default=40, help="T rounds (paper: 40)")
-    parser.add_argument(
-        "--samples-per-round", type=positive_int, default=8, help="S samples per round (paper: 8)"
-    )
-    parser.add_argument(
-        "--sigma-init",
-        type=positive_float,
-        default=0.2,
-        help="PPO2: initial standard deviation, decayed linearly over the rounds (paper: 0.2)",
-    )
-    parser.add_argument(
-        "--segments",
-        type=positive_int,
-        default=5,
-        metavar="M",
-        help="segments of every piecewise-linear function (paper Tab. 6: 3, 5, 7)",
-    )
-    parser.add_argument(
-        "--shared-params",
-        action="store_true",
-        help="search one function shared by all five roles of Eq. (6) (paper Tab. 3; default: "
-        "five separate functions)",
-    )
-    parser.add_argument(
-        "--fixed-lambda",
-        type=fixed_lambda_type,
-        nargs="?",
-        const=1.0,
-        default=None,
-        metavar="VALUE",
-        help="do not search the gradient scale lambda, fix it (paper Tab. 4 'w/o': 1; the flag "
-        "alone means 1) (default: searched in [0.1, 10])",
-    )
-    _add_loss_variant(parser)
-    parser.add_argument(
-        "--seed",
-        type=non_negative_int,
-        default=0,
-        help="sampler seed (PPO2 workers with the same seed still draw different samples; give "
-        "random/tpe/cmaes workers different seeds)",
-    )
-    parser.add_argument(
-        "--train-seed",
-        type=non_negative_int,
-        default=0,
-        help="seed of every inner training (the same initial weights w0 for all trials, Alg. 1)",
-    )
-    parser.add_argument(
-        "--epochs", type=positive_int, default=1, help="inner training epochs per trial (paper: 1)"
-    )
-    parser.add_argument(
-        "--n-trials",
-        type=positive_int,
-        default=None,
-        help="stop this worker after this many trials (default: none, until the study is complete)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=positive_float,
-        default=None,
-        help="stop this worker from starting trials after this many seconds (default: none)",
-    )
-    parser.add_argument(
-        "--trial-timeout",
-        type=positive_float,
-        default=None,
-        help="kill a trial's training after this many seconds, the trial FAILS (default: none)",
-    )
-    parser.add_argument(
-        "--heartbeat-interval",
-        type=positive_int,
-        default=60,
-        help="seconds between heartbeats of a running trial",
-    )
-    parser.add_argument(
-        "--grace-period",
-        type=positive_int,
-        default=None,
-        help="a trial without heartbeat for this long is failed and retried with the same params "
-        "(default: 2 x heartbeat interval)",
-    )
-    parser.add_argument(
-        "--max-retry",
-        type=non_negative_int,
-        default=3,
-        help="retries of a trial whose worker died (RetryHeartbeatStaleTrialCallback)",
-    )
-    parser.add_argument(
-        "--max-failures",
-        type=positive_int,
-        default=3,
-        help="stop this worker after this many consecutive FAILED trials (a broken setup)",
-    )
-    parser.add_argument(
-        "--round-timeout",
-        type=positive_float,
-        default=86400.0,
-        help="PPO2: seconds a worker waits for the other workers to finish a round",
-    )
-    return parser
-
-
-def train_parser() -> argparse.ArgumentParser:
-    """Parser of ``studies/train.py``."""
-    parser = argparse.ArgumentParser(
-        prog="studies/train.py",
-        formatter_class=_Formatter,
-        description=_wrap(
-            "Train a detector with searched or given loss parameters for a full schedule and "
-            "evaluate it on val (paper Sec. 4.1, 'Training Settings'). The params come from the "
-            "best trial of a study (--storage/--study-name), a preset (--preset) or a JSON file "
-            "(--params); heads without any get the config's own loss_params."
-        ),
-    )
-    _add_common(parser, work_dir="work_dirs/train")
-    parser.add_argument("--storage", default=None, help="storage of the study to take params from")
-    parser.add_argument("--study-name", default=None, help="study whose best trial is used")
-    parser.add_argument(
-        "--trial",
-        type=non_negative_int,
-        default=None,
-        help="use this trial number instead of the best trial",
-    )
-    parser.add_argument(
-        "--preset",
-        action="append",
-        default=[],
-        metavar="[SLOT=]NAME",
-        help="LossParams preset (linear, paper-retinanet, paper-faster-rcnn-rpn, "
-        "paper-faster-rcnn-roi, sigmoid, sqrt, square) for every head, or SLOT=NAME for one head "
-        "(slots of Faster R-CNN: rpn, roi); repeatable",
-    )
-    parser.add_argument(
-        "--params",
-        action="append",
-        default=[],
-        metavar="[SLOT=]FILE",
-        help="LossParams JSON (from --export or LossParams.save) for every head, or SLOT=FILE; "
-        "repeatable",
-    )
-    from paploss.substitutions import SUBSTITUTIONS
-
-    _add_loss_variant(parser)
-    parser.add_argument(
-        "--substitution",
-        choices=SUBSTITUTIONS,
-        default=None,
-        help="train with a closed-form hand-crafted substitution for all five functions instead "
-        "of piecewise-linear params (paper Tab. 2, definitions of the authors' release; lambda 1 "
-        "unless --fixed-lambda). Evaluated pairwise: slower than the PWL presets",
-    )
-    parser.add_argument(
-        "--fixed-lambda",
-        type=fixed_lambda_type,
-        default=None,
-        metavar="VALUE",
-        help="set the gradient scale lambda of every head to VALUE (default: the params' own)",
-    )
-    parser.add_argument(
-        "--export",
-        type=Path,
-        default=None,
-        help="write the chosen params as JSON loadable by loss_params=dict(file=...) (with "
-        "several heads: one file per head, named <stem>.<slot>.json)",
-    )
-    parser.add_argument(
-        "--export-only", action="store_true", help="only write --export, do not train"
-    )
-    parser.add_argument(
-        "--data",
-        nargs="+",
-        default=["proxy"],
-        metavar="DATA",
-        help="training data: 'proxy' (D_train + D_eval of the bundled proxy, as the paper "
-        "retrains on all of train2017), a proxy-layout folder (its train + eval splits), or a "
-        "COCO json and image folder (ANN.json IMG_DIR)",
-    )
-    parser.add_argument(
-        "--val-data",
-        nargs=2,
-        default=None,
-        metavar=("ANN.json", "IMG_DIR"),
-        help="evaluation data (default: the val split of the proxy / data folder)",
-    )
-    parser.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=None,
-        help="training epochs (default: the config's schedule, train_cfg.max_epochs)",
-    )
-    parser.add_argument(
-        "--seed", type=non_negative_int, default=0, help="training seed (randomness.seed)"
-    )
-    return parser
-
-
-def split_parser() -> argparse.ArgumentParser:
-    """Parser of ``studies/split_coco.py``."""
-    parser = argparse.ArgumentParser(
-        prog="studies/split_coco.py",
-        formatter_class=_Formatter,
-        description=_wrap(
-            "Split a COCO detection json by image into D_train and D_eval for the search (paper "
-            "Sec. 4.1: train2017's 118k images into 113k / 5k). Seeded and deterministic; every "
-            "annotation follows its image; categories and other keys are copied to both."
-        ),
-    )
-    parser.add_argument("ann_file", type=Path, help="COCO json, e.g. instances_train2017.json")
-    parser.add_argument(
-        "--out-dir",
-        type=Path,
-        required=True,
-        help="writes OUT_DIR/train.json (D_train) and OUT_DIR/eval.json (D_eval)",
-    )
-    parser.add_argument(
-        "--eval-images",
-        type=positive_int,
-        default=None,
-        help="D_eval size (default: min(5000, 20%% of the images))",
-    )
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="split seed")
-    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
-    return parser
 
 
 def check_config_path(path: Path) -> Path:

@@ -19,7 +19,8 @@ from typing import Any
 
 from paploss.errors import InputError
 from paploss.study import keys
-from paploss.study.cli import EXIT_USAGE, UsageError, check_config_path, search_parser
+from paploss.study.cli import EXIT_USAGE, UsageError, check_config_path
+from paploss.study.parsers import search_parser
 from paploss.study.storage import (
     describe_conflict,
     json_roundtrip,

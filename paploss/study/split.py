@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from paploss.errors import InputError
-from paploss.study.cli import EXIT_USAGE, UsageError, split_parser
+from paploss.study.cli import EXIT_USAGE, UsageError
 from paploss.study.coco import load_coco, split_coco
 from paploss.study.data import (
     check_writable_dir,
@@ -14,6 +14,7 @@ from paploss.study.data import (
     ensure_writable_dir,
     write_json_atomic,
 )
+from paploss.study.parsers import split_parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

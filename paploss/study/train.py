@@ -21,12 +21,8 @@ from typing import Any
 from paploss.errors import InputError
 from paploss.params import LossParams
 from paploss.study import keys
-from paploss.study.cli import (
-    EXIT_USAGE,
-    UsageError,
-    check_config_path,
-    train_parser,
-)
+from paploss.study.cli import EXIT_USAGE, UsageError, check_config_path
+from paploss.study.parsers import train_parser
 from paploss.study.space import LossVariant, SearchSpace
 from paploss.study.storage import render_url
 

@@ -21,6 +21,7 @@ from paploss import LossParams
 from paploss.errors import InputError
 from paploss.params import search_space_names
 from paploss.study import cli, parsers, records, storage
+from paploss.study.child import _select_metrics, is_numerical_blowup
 from paploss.study.coco import split_coco
 from paploss.study.data import (
     DataSplit,
@@ -30,7 +31,7 @@ from paploss.study.data import (
     resolve_data,
 )
 from paploss.study.space import LossSlot, SearchSpace, make_slots, slot_name_for_key
-from paploss.study.trial import _select_metrics, is_numerical_blowup, loss_buckets
+from paploss.study.trial import loss_buckets
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

@@ -289,9 +289,9 @@ def _train_and_evaluate(
     loss_options: dict[str, Any] | None = None,
 ) -> int:
     """Train ``cfg`` (with ``params`` in its loss slots) on ``--data``, evaluate on val."""
+    from paploss.study.child import execute
     from paploss.study.data import check_writable_dir, ensure_writable_dir
     from paploss.study.mmcfg import prepare_config, save_loss_params
-    from paploss.study.trial import execute
 
     work_dir = check_writable_dir(args.work_dir, "--work-dir").resolve()
     train, val, data_record = training_data(args, work_dir)

@@ -1,52 +1,26 @@
-"""One training run (a search trial or a final training) and its result.
+"""One training run (a search trial or a final training) and its result, as the parent sees it.
 
-Parent side: :class:`paploss.study.warm.WarmRunner` forks the child that runs a spec file
-(:func:`write_spec`, :func:`run_spec`) with stdout/stderr going to ``<run dir>/child.log``;
+:class:`paploss.study.warm.WarmRunner` forks the child that runs a spec file (:func:`write_spec`,
+:func:`paploss.study.child.run_spec`) with stdout/stderr going to ``<run dir>/child.log``;
 :func:`read_result` turns what the child left into a :class:`TrialResult`, or raises
 :class:`TrialCrashed` when the child failed, was killed (e.g. out of memory) or timed out. A crash
-therefore fails only that trial. ``studies/train.py`` runs :func:`execute` in its own process.
-
-Child side (:func:`execute`): builds the mmengine Runner from the dumped config, trains, evaluates
-with the config's CocoMetric, and writes ``result.json`` (``TrialResult.to_json``; a failed run
-writes ``{"status": "error", "error", "traceback"}`` instead).
-
-Divergence: a non-finite total loss stops training at once (:class:`TrialMonitorHook`), and a
-:class:`paploss.errors.NonFiniteError` from the loss or non-finite weights end it too; the run then
-counts as a measured AP of 0 (the paper's protocol), ``status = "diverged"``. AP values are
-fractions in [0, 1] as in mmdet (-1 where COCOeval has no ground truth of that size), taken at
-full precision from COCOeval's stats (mmdet's metric dict rounds to 3 decimals).
-
-The child dies with its parent (``PR_SET_PDEATHSIG`` on Linux plus a watchdog thread), so a killed
-search worker leaves no training behind.
+therefore fails only that trial. The child side is :mod:`paploss.study.child`.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import signal
-import sys
-import threading
 import time
-import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-_MMDET_SUFFIX = {
-    "AP": "bbox_mAP",
-    "AP50": "bbox_mAP_50",
-    "AP75": "bbox_mAP_75",
-    "APs": "bbox_mAP_s",
-    "APm": "bbox_mAP_m",
-    "APl": "bbox_mAP_l",
-}
 RESULT_FILE = "result.json"
 SPEC_FILE = "spec.json"
 LOG_FILE = "child.log"
@@ -57,7 +31,7 @@ ENV_PARENT = "PAPLOSS_PARENT_PID"
 @dataclass(frozen=True)
 class TrialResult:
     """What a finished training reports (``result.json`` in its run folder): written by the child
-    (:func:`execute`), read by the parent (:func:`read_result`).
+    (:func:`paploss.study.child.execute`), read by the parent (:func:`read_result`).
 
     Attributes:
         status: "ok", or "diverged" (a non-finite loss or blow-up; metrics are then 0).
@@ -113,16 +87,6 @@ class TrialCrashed(RuntimeError):
     """The child process failed, was killed, or timed out (the trial is FAILED)."""
 
 
-class TrainingDiverged(RuntimeError):
-    """Raised by the monitor hook at the first non-finite loss."""
-
-    def __init__(self, iteration: int, loss: float) -> None:
-        super().__init__(f"non-finite loss {loss} at iteration {iteration}")
-        self.iteration = iteration
-        self.loss = loss
-
-
-# ============================================================================== parent side
 def child_env(device: str) -> dict[str, str]:
     """Environment of the child: the device selection and the parent's pid."""
     env = dict(os.environ)
@@ -202,295 +166,3 @@ def loss_buckets(curve: Sequence[Sequence[float]], max_points: int = 50) -> list
         chunk = points[start : start + size]
         out.append((chunk[-1][0], sum(v for _, v in chunk) / len(chunk)))
     return out
-
-
-# ============================================================================== child side
-def die_with_parent(expected_pid: int | None = None) -> None:
-    """Exit when the parent dies: PR_SET_PDEATHSIG (Linux) and a polling watchdog thread.
-
-    ``expected_pid``: the parent to follow; None reads it from ``$PAPLOSS_PARENT_PID`` (nothing
-    happens when that is unset)."""
-    if expected_pid is None:
-        expected = os.environ.get(ENV_PARENT)
-        if not expected:
-            return
-        expected_pid = int(expected)
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != expected_pid:
-        os._exit(137)
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != expected_pid:
-                os._exit(137)
-
-    threading.Thread(target=watch, name="paploss-parent-watchdog", daemon=True).start()
-
-
-@contextlib.contextmanager
-def capture_coco_stats() -> Iterator[list[tuple[str, list[float]]]]:
-    """Record ``(iouType, stats)`` of every COCOeval.summarize() (full precision)."""
-    from pycocotools.cocoeval import COCOeval
-
-    classes: list[type] = [COCOeval]
-    try:
-        from mmdet.datasets.api_wrappers import COCOevalMP
-
-        classes.append(COCOevalMP)
-    except ImportError:  # pragma: no cover - mmdet < 3.3
-        pass
-    records: list[tuple[str, list[float]]] = []
-    originals = {c: c.__dict__["summarize"] for c in classes if "summarize" in c.__dict__}
-
-    def wrap(original: Any) -> Any:
-        def summarize(self: Any, *args: Any, **kwargs: Any) -> Any:
-            out = original(self, *args, **kwargs)
-            records.append((str(self.params.iouType), [float(x) for x in self.stats]))
-            return out
-
-        return summarize
-
-    for cls, original in originals.items():
-        cls.summarize = wrap(original)
-    try:
-        yield records
-    finally:
-        for cls, original in originals.items():
-            cls.summarize = original
-
-
-def _monitor_hook_class() -> type:
-    from mmengine.hooks import Hook
-
-    class TrialMonitorHook(Hook):
-        """Records the loss of every iteration, training/evaluation times and the last
-        validation metrics; raises TrainingDiverged at the first non-finite loss."""
-
-        priority = "ABOVE_NORMAL"
-
-        def __init__(self) -> None:
-            self.curve: list[list[float]] = []
-            self.train_seconds = 0.0
-            self.eval_seconds = 0.0
-            self.metrics: dict[str, float] | None = None
-            self._t0 = 0.0
-            self._v0 = 0.0
-
-        def before_train_epoch(self, runner: Any) -> None:
-            self._t0 = time.perf_counter()
-
-        def after_train_iter(
-            self,
-            runner: Any,
-            batch_idx: int,
-            data_batch: Any = None,
-            outputs: Mapping[str, Any] | None = None,
-        ) -> None:
-            if not outputs or "loss" not in outputs:
-                return
-            value = outputs["loss"]
-            loss = float(value.detach() if hasattr(value, "detach") else value)
-            iteration = runner.iter + 1
-            self.curve.append([iteration, loss])
-            if not math.isfinite(loss):
-                self.stop_clock()
-                raise TrainingDiverged(iteration, loss)
-
-        def after_train_epoch(self, runner: Any) -> None:
-            self.stop_clock()
-
-        def stop_clock(self) -> None:
-            """Add the time since the epoch started (training ended early or normally)."""
-            if self._t0:
-                self.train_seconds += time.perf_counter() - self._t0
-                self._t0 = 0.0
-
-        def before_val_epoch(self, runner: Any) -> None:
-            self._v0 = time.perf_counter()
-
-        def after_val_epoch(self, runner: Any, metrics: Mapping[str, float] | None = None) -> None:
-            self.eval_seconds += time.perf_counter() - self._v0
-            self.metrics = {k: float(v) for k, v in (metrics or {}).items() if _is_number(v)}
-
-    return TrialMonitorHook
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _select_metrics(
-    raw: Mapping[str, float], coco_stats: Sequence[tuple[str, list[float]]]
-) -> tuple[dict[str, float], bool]:
-    """(AP, AP50, ... at full precision, whether bbox results were there at all)."""
-    bbox_stats = [s for kind, s in coco_stats if kind == "bbox"]
-    rounded: dict[str, float] = {}
-    for name, suffix in _MMDET_SUFFIX.items():
-        keys = [k for k in raw if k == suffix or k.endswith("/" + suffix)]
-        if keys:
-            rounded[name] = float(raw[keys[0]])
-    if len(rounded) < len(METRICS):
-        # CocoMetric returns no bbox metrics when there is not a single detection: AP 0.
-        return {name: 0.0 for name in METRICS}, False
-    if bbox_stats:
-        precise = dict(zip(METRICS, bbox_stats[-1][:6]))
-        if all(abs(precise[n] - rounded[n]) <= 6e-4 for n in METRICS):
-            return precise, True
-    return rounded, True
-
-
-def is_numerical_blowup(exc: BaseException) -> bool:
-    """Whether an exception (or one in its chain) reports non-finite numbers by its type: the
-    Parameterized AP Loss refusing NaN/inf inputs after the weights blew up
-    (:class:`paploss.errors.NonFiniteError`) or a ``FloatingPointError``. Such a training has
-    diverged, it did not crash."""
-    from paploss.errors import NonFiniteError
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (FloatingPointError, NonFiniteError)):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _parameters_finite(model: Any) -> bool:
-    import torch
-
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
-def execute(
-    config: Path | str,
-    result_path: Path | str | None = None,
-    *,
-    launched_at: float | None = None,
-) -> TrialResult:
-    """Train and evaluate the mmengine config; return (and write) the TrialResult.
-
-    ``launched_at``: ``time.time()`` when the parent launched this run; the result then records
-    ``startup_seconds``, the time from the launch to the start of this function (process start
-    and imports for a cold child, the fork for a warm one).
-
-    A non-finite loss ends training with ``status = "diverged"`` and all metrics 0; other
-    exceptions propagate (after writing ``status = "error"`` with the message).
-    """
-    from mmengine.config import Config
-    from mmengine.runner import Runner
-
-    startup = None if launched_at is None else max(0.0, time.time() - float(launched_at))
-    started = time.perf_counter()
-    result: dict[str, Any]
-    try:
-        cfg = Config.fromfile(str(config))
-        runner = Runner.from_cfg(cfg)
-        monitor = _monitor_hook_class()()
-        runner.register_hook(monitor)
-        diverged_at: int | None = None
-        diverged_reason: str | None = None
-        with capture_coco_stats() as coco_stats:
-            try:
-                runner.train()
-            except TrainingDiverged as exc:
-                diverged_at = exc.iteration
-                diverged_reason = str(exc)
-            except Exception as exc:
-                last = monitor.curve[-1][1] if monitor.curve else 0.0
-                if (
-                    math.isfinite(last)
-                    and _parameters_finite(runner.model)
-                    and not is_numerical_blowup(exc)
-                ):
-                    raise
-                monitor.stop_clock()
-                diverged_at = len(monitor.curve) + 1
-                diverged_reason = f"{type(exc).__name__}: {exc}"
-        if diverged_at is not None:
-            metrics = {name: 0.0 for name in METRICS}
-            status, has_detections = "diverged", False
-        else:
-            if monitor.metrics is None:
-                raise RuntimeError(
-                    "training ended without a validation run (is val_dataloader/val_cfg set?)"
-                )
-            metrics, has_detections = _select_metrics(monitor.metrics, coco_stats)
-            status = "ok"
-        result = TrialResult(
-            status=status,
-            metrics=metrics,
-            raw_metrics=monitor.metrics or {},
-            has_detections=has_detections,
-            loss_curve=[(int(i), float(v)) for i, v in monitor.curve],
-            iterations=len(monitor.curve),
-            diverged_at=diverged_at,
-            diverged_reason=diverged_reason,
-            train_seconds=monitor.train_seconds,
-            eval_seconds=monitor.eval_seconds,
-            wall_seconds=time.perf_counter() - started,
-            startup_seconds=startup,
-            work_dir=str(cfg.work_dir),
-        )
-    except Exception as exc:
-        error = {
-            "status": "error",
-            "error": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc(),
-        }
-        if result_path is not None:
-            _write(Path(result_path), error)
-        raise
-    if result_path is not None:
-        _write(Path(result_path), result.to_json())
-    return result
-
-
-def _write(path: Path, data: Mapping[str, Any]) -> None:
-    from paploss.study.data import write_json_atomic
-
-    write_json_atomic(path, data, indent=1)
-
-
-def run_spec(spec_path: Path) -> int:
-    """Run the training a spec file describes, in this process; the exit status for the parent."""
-    spec = json.loads(Path(spec_path).read_text())
-    try:
-        result = execute(spec["config"], spec["result"], launched_at=spec.get("launched_at"))
-    except Exception:
-        traceback.print_exc()
-        return 1
-    print(
-        f"[trial] status={result.status} AP={result.metrics['AP']:.4f} "
-        f"train={result.train_seconds:.1f}s eval={result.eval_seconds:.1f}s",
-        flush=True,
-    )
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Child entry point: ``python -m paploss.study.trial SPEC.json``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m paploss.study.trial",
-        description="Run one training of a study in this process (started by studies/search.py).",
-    )
-    parser.add_argument("spec", type=Path, help="spec.json written by the parent")
-    args = parser.parse_args(argv)
-    die_with_parent()
-    return run_spec(args.spec)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,7 @@
 Importing torch, mmengine, mmcv and mmdet takes ~5-12 s on a 2-core machine, longer than a third of
 a proxy trial. :class:`WarmRunner` starts ``python -m paploss.study.warm`` once (the *zygote*); it
 imports those modules, says ``ready`` and then, for every spec file written to its stdin, forks a
-child that runs the training (:func:`paploss.study.trial.run_spec`) with stdout/stderr going to
+child that runs the training (:func:`paploss.study.child.run_spec`) with stdout/stderr going to
 the run's ``child.log``. The zygote answers ``pid N`` when the child starts and ``exit RC`` when it
 ends (RC < 0: killed by signal -RC); :meth:`WarmRunner.run` returns the child's
 :class:`~paploss.study.trial.TrialResult`, or raises :class:`TrialCrashed` for a child that
@@ -31,16 +31,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from paploss.study.child import die_with_parent, run_spec
 from paploss.study.trial import (
     LOG_FILE,
     RESULT_FILE,
     TrialCrashed,
     TrialResult,
     child_env,
-    die_with_parent,
     log_tail,
     read_result,
-    run_spec,
     write_spec,
 )
 

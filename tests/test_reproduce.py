@@ -15,16 +15,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from paploss.study.experiments import (
-    ALL_ORDER,
-    BUDGETS,
-    CLAIMS,
-    EXPERIMENTS,
-    TABLES,
-    Search,
-    Training,
-    plan,
-)
+from paploss.study.experiments import BUDGETS, Search, Training
+from paploss.study.paper_tables import CLAIMS, TABLES
+from paploss.study.reproduce_plan import ALL_ORDER, EXPERIMENTS, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 REPRODUCE = str(ROOT / "studies" / "reproduce.py")

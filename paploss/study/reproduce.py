@@ -1,64 +1,26 @@
 """``studies/reproduce.py``: the paper's ablations (Tab. 1-7, Fig. 3-4) on the proxy, resumable.
 
-Each experiment is a list of jobs (:mod:`paploss.study.experiments`): searches, run as
-``studies/search.py`` commands (study ``search/<key>``), and row trainings, run as
-``studies/train.py`` commands once per seed (seed k is a trial of the study ``row/<key>`` with the
-metrics in its user attrs). All studies live in one Optuna storage, by default a SQLite file under
-the cache folder, so a stopped reproduction continues where it was: a finished search or seed is
-never trained again (search.py resumes its own study; a seed whose training finished but was not
-recorded is read back from its metrics.json). At the end, and with ``--report-only``, the report
-is written (:mod:`paploss.study.report`).
-
-Every job runs as a child command whose output goes to a log file beside its work dir; this
-process prints one line per job and the command, which the report repeats.
+This module holds the command line (:func:`parser`, :func:`main`): it runs the jobs of the chosen
+experiments with :class:`paploss.study.reproduce_runner.Reproduction` and then, also with
+``--report-only``, writes the report (:mod:`paploss.study.report`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shlex
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from paploss.errors import InputError
-from paploss.study import keys
-from paploss.study.cli import (
-    CONFIG_DIR,
-    EXIT_USAGE,
-    REPO_ROOT,
-    UsageError,
-    device_type,
-    positive_int,
-)
-from paploss.study.experiments import (
-    ALL_ORDER,
-    BUDGETS,
-    EXPERIMENTS,
-    Budget,
-    Search,
-    Training,
-    plan,
-)
-from paploss.study.storage import normalize_storage_url
+from paploss.study.cli import EXIT_USAGE, REPO_ROOT, device_type, positive_int
+from paploss.study.experiments import BUDGETS
+from paploss.study.report import write_report
+from paploss.study.reproduce_plan import ALL_ORDER, EXPERIMENTS
+from paploss.study.reproduce_runner import Reproduction
 
-SEARCH_PREFIX = "search/"
-ROW_PREFIX = "row/"
-METRICS_FILE = "metrics.json"
-COMMAND_FILE = "command.json"
-"""Written beside a row seed's metrics.json when its train.py command succeeded."""
 DEFAULT_REPORT = REPO_ROOT / "docs" / "reproduction.md"
-
-
-def cache_root() -> Path:
-    """``$PAPLOSS_CACHE`` or ``~/.cache/paploss``: outside the work tree, kept between runs."""
-    return Path(os.environ.get("PAPLOSS_CACHE", Path.home() / ".cache" / "paploss")).expanduser()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -120,280 +82,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-class Reproduction:
-    """Runs the jobs of the chosen experiments against one storage."""
-
-    def __init__(self, args: Any) -> None:
-        self.args = args
-        self.budget: Budget = BUDGETS[args.budget]
-        base = cache_root() / "reproduce"
-        self.work_dir = (args.work_dir or base / self.budget.name).expanduser().resolve()
-        if args.storage is None:
-            db = base / f"{self.budget.name}.db"
-            self.storage_url = f"sqlite:///{db}"
-        else:
-            self.storage_url = normalize_storage_url(args.storage)
-        self.jobs = plan(list(args.experiments), self.budget)
-        self.failures: list[str] = []
-
-    # ---- set-up ------------------------------------------------------------------------
-    def check(self) -> None:
-        """Input checks that write nothing."""
-        from paploss.study.data import check_data_arg
-
-        check_data_arg(self.args.data)
-        for job in self.jobs:
-            config = CONFIG_DIR / job.config
-            if not config.is_file():
-                raise UsageError(f"config {config} of job {job.key!r} does not exist")
-
-    def open(self) -> None:
-        from paploss.study.storage import open_storage
-
-        if self.storage_url.startswith("sqlite:///"):
-            Path(self.storage_url[len("sqlite:///") :]).expanduser().parent.mkdir(
-                parents=True, exist_ok=True
-            )
-        try:
-            self.work_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(
-                f"--work-dir {self.work_dir}: cannot create it ({exc.strerror}); choose a "
-                "writable folder"
-            ) from exc
-        self.storage = open_storage(self.storage_url)
-
-    # ---- jobs --------------------------------------------------------------------------
-    def run(self) -> int:
-        total = len(self.jobs)
-        print(
-            f"[reproduce] {' '.join(self.args.experiments)}, budget {self.budget.name}: {total} "
-            f"jobs; storage {self.storage_url}; runs in {self.work_dir}",
-            flush=True,
-        )
-        for index, job in enumerate(self.jobs, start=1):
-            label = f"[reproduce] job {index}/{total}"
-            if isinstance(job, Search):
-                self.run_search(job, label)
-            else:
-                self.run_training(job, label)
-        return 1 if self.failures else 0
-
-    def data_flags(self) -> list[str]:
-        return ["--data", *self.args.data]
-
-    def search_command(self, search: Search) -> list[str]:
-        b = self.budget
-        return [
-            sys.executable,
-            str(REPO_ROOT / "studies" / "search.py"),
-            "--config", str(CONFIG_DIR / search.config),
-            "--storage", self.storage_url,
-            "--study-name", SEARCH_PREFIX + search.key,
-            "--work-dir", str(self.work_dir / "search"),
-            "--rounds", str(b.rounds),
-            "--samples-per-round", str(b.samples),
-            "--epochs", str(b.epochs),
-            "--device", self.args.device,
-            *self.data_flags(),
-            *search.flags(),
-        ]  # fmt: skip
-
-    def search_is_complete(self, search: Search) -> bool:
-        import optuna
-        from optuna.trial import TrialState
-
-        try:
-            study = optuna.load_study(study_name=SEARCH_PREFIX + search.key, storage=self.storage)
-        except KeyError:
-            return False
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return len(done) >= self.budget.rounds * self.budget.samples
-
-    def run_search(self, search: Search, label: str) -> bool:
-        if self.search_is_complete(search):
-            print(f"{label}: search {search.key} complete", flush=True)
-            return True
-        calls = []
-        for worker in range(self.args.workers):
-            cmd = self.search_command(search)
-            if worker and search.sampler != "ppo2":
-                # PPO2 workers with one seed draw different samples; other samplers need seeds.
-                cmd[cmd.index("--seed") + 1] = str(search.seed + 1000 * worker)
-            suffix = f".worker{worker}" if worker else ""
-            calls.append((cmd, self.work_dir / "logs" / f"search-{search.key}{suffix}.log"))
-        print(
-            f"{label}: search {search.key} ({search.sampler}, {len(calls)} worker(s)) -> "
-            f"{calls[0][1]}",
-            flush=True,
-        )
-        codes = self._call_all(calls)
-        if any(codes) and not self.search_is_complete(search):
-            rc = max(codes)
-            self.failures.append(f"search {search.key} (exit {rc}, see {calls[0][1]})")
-            print(f"{label}: search {search.key} FAILED (exit {rc}); see {calls[0][1]}", flush=True)
-            return False
-        return True
-
-    def training_command(self, training: Training, seed: int, run_dir: Path) -> list[str]:
-        cmd = [
-            sys.executable,
-            str(REPO_ROOT / "studies" / "train.py"),
-            "--config", str(CONFIG_DIR / training.config),
-            "--work-dir", str(run_dir),
-            "--epochs", str(self.budget.epochs),
-            "--seed", str(seed),
-            "--device", self.args.device,
-            *self.data_flags(),
-        ]  # fmt: skip
-        for preset in training.presets:
-            cmd += ["--preset", preset]
-        if training.search is not None:
-            cmd += [
-                "--storage",
-                self.storage_url,
-                "--study-name",
-                SEARCH_PREFIX + training.search.key,
-            ]
-        if training.substitution is not None:
-            cmd += ["--substitution", training.substitution]
-        if not training.block_grad:
-            cmd.append("--no-block-grad")
-        return cmd
-
-    def run_training(self, training: Training, label: str) -> None:
-        import optuna
-        from optuna.trial import TrialState
-
-        if training.search is not None and not self.search_is_complete(training.search):
-            self.failures.append(
-                f"row {training.key}: its search {training.search.key} is not complete"
-            )
-            print(f"{label}: row {training.key} waits for search {training.search.key}", flush=True)
-            return
-        study = optuna.create_study(
-            study_name=ROW_PREFIX + training.key,
-            storage=self.storage,
-            direction="maximize",
-            load_if_exists=True,
-        )
-        trials = study.get_trials(deepcopy=False)
-        done = {t.user_attrs.get(keys.SEED) for t in trials if t.state == TrialState.COMPLETE}
-        for t in trials:  # left RUNNING by a stopped run: its seed is trained again
-            if t.state == TrialState.RUNNING:
-                study.tell(t.number, state=TrialState.FAIL)
-        pending = [seed for seed in range(self.budget.seeds) if seed not in done]
-        if not pending:
-            print(f"{label}: row {training.key} complete", flush=True)
-        for start in range(0, len(pending), self.args.workers):
-            self._train_seeds(training, study, pending[start : start + self.args.workers], label)
-
-    def _train_seeds(self, training: Training, study: Any, seeds: list[int], label: str) -> None:
-        """Train ``seeds`` of a row side by side; each seed is one trial of the row's study."""
-        from optuna.trial import TrialState
-
-        runs = []
-        for seed in seeds:
-            run_dir = self.work_dir / "rows" / training.key / f"seed{seed}"
-            cmd = self.training_command(training, seed, run_dir)
-            trial = study.ask()
-            trial.set_user_attr(keys.SEED, seed)
-            trial.set_user_attr(keys.COMMAND, _display(cmd))
-            trial.set_user_attr(keys.DEFINITION, training.definition)
-            runs.append((seed, run_dir, cmd, trial, run_dir.parent / f"seed{seed}.log"))
-        started = time.monotonic()
-        todo = [r for r in runs if self._recorded_summary(r[1], r[2]) is None]
-        for seed, _, _, _, log in todo:
-            print(f"{label}: row {training.key} seed {seed} -> {log}", flush=True)
-        codes = dict(zip((r[0] for r in todo), self._call_all([(r[2], r[4]) for r in todo])))
-        for seed, run_dir, cmd, _, _ in todo:
-            if codes[seed] == 0:  # marks metrics.json as the result of exactly this command
-                (run_dir / COMMAND_FILE).write_text(json.dumps(cmd[1:]))
-        for seed, run_dir, cmd, trial, log in runs:
-            summary = self._recorded_summary(run_dir, cmd)
-            if summary is None:
-                study.tell(trial, state=TrialState.FAIL)
-                rc = codes.get(seed)
-                self.failures.append(f"row {training.key} seed {seed} (exit {rc}, see {log})")
-                print(f"{label}: row {training.key} seed {seed} FAILED; see {log}", flush=True)
-                continue
-            metrics = summary["metrics"]
-            for name, value in metrics.items():
-                trial.set_user_attr(name, float(value))
-            trial.set_user_attr(keys.STATUS, summary["status"])
-            trial.set_user_attr(keys.TRAIN_SECONDS, float(summary["train_seconds"]))
-            study.tell(trial, float(metrics["AP"]))
-            print(
-                f"{label}: row {training.key} seed {seed}: AP {metrics['AP']:.4f} "
-                f"({time.monotonic() - started:.0f} s)",
-                flush=True,
-            )
-
-    @staticmethod
-    def _recorded_summary(run_dir: Path, cmd: list[str]) -> dict[str, Any] | None:
-        """The metrics.json of a finished training of exactly ``cmd``, else None."""
-        path = run_dir / METRICS_FILE
-        marker = run_dir / COMMAND_FILE
-        if not (path.is_file() and marker.is_file()):
-            return None
-        try:
-            if json.loads(marker.read_text()) != cmd[1:]:
-                return None
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-
-    def _call_all(self, calls: Sequence[tuple[list[str], Path]]) -> list[int]:
-        """Run child commands side by side, each with its output in its log; their exit codes.
-
-        The children die with this process: an interrupt stops every child's process group."""
-        env = dict(os.environ)
-        if len(calls) > 1 and "OMP_NUM_THREADS" not in env:  # the cores shared among them
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(calls)))
-        children: list[tuple[subprocess.Popen[bytes], Any]] = []
-        try:
-            for cmd, log in calls:
-                log.parent.mkdir(parents=True, exist_ok=True)
-                out = open(log, "ab")  # noqa: SIM115  (closed below)
-                out.write(f"\n$ {_display(cmd)}\n".encode())
-                out.flush()
-                proc = subprocess.Popen(
-                    cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
-                    start_new_session=True,
-                )  # fmt: skip
-                children.append((proc, out))
-            codes = [proc.wait() for proc, _ in children]
-        finally:
-            for proc, _ in children:
-                if proc.poll() is None:  # interrupted: stop the whole child group
-                    os.killpg(proc.pid, signal.SIGINT)
-            for proc, out in children:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                out.close()
-        return codes
-
-
-def _display(cmd: Sequence[str]) -> str:
-    """The command as a user would type it in the repository root."""
-    parts = list(cmd)
-    parts[0] = "python"
-    parts[1] = str(Path(parts[1]).relative_to(REPO_ROOT))
-    shown = []
-    for part in parts:
-        if part.startswith(str(CONFIG_DIR)):
-            part = str(Path(part).relative_to(REPO_ROOT))
-        shown.append(part)
-    return shlex.join(shown)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``studies/reproduce.py``; returns the exit code."""
-    from paploss.study.report import write_report
-
     args = parser().parse_args(argv)
     # Ctrl-C and SIGTERM stop the run the same way (children stopped, a message, exit 130), also
     # when this process was started in the background, which inherits SIGINT ignored; the

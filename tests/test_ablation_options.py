@@ -13,7 +13,7 @@ from paploss.kernels.reference import pairwise_sums_of_differences
 from paploss.loss import ParameterizedAPLoss, parameterized_ap_loss
 from paploss.params import search_space_names, theta_lambda_to_scale
 from paploss.study import parsers
-from paploss.study.search import loss_variant, space_options, study_settings
+from paploss.study.search_setup import loss_variant, space_options, study_settings
 from paploss.study.space import LossVariant, SearchSpace, SpaceOptions, make_slots
 from paploss.substitutions import SUBSTITUTIONS, substitution
 

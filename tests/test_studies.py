@@ -155,10 +155,10 @@ def test_unknown_sampler_exits_2_without_a_database(tmp_path: Path) -> None:
 
 def test_samples_per_round_1_is_accepted_outside_ppo2() -> None:
     from paploss.study.parsers import search_parser
-    from paploss.study.search import Search
+    from paploss.study.search_setup import prepare
 
     args = search_parser().parse_args(["--sampler", "random", "--samples-per-round", "1"])
-    Search(args).prepare()  # no UsageError: only PPO2 needs two rewards per round
+    prepare(args)  # no UsageError: only PPO2 needs two rewards per round
 
 
 def test_unknown_preset_lists_the_presets_once(tmp_path: Path, capsys) -> None:

@@ -1,0 +1,321 @@
+"""Setting up a search worker, in the order that writes nothing on bad input.
+
+:func:`prepare` checks the arguments, loads the config, finds its loss heads and builds the
+sampler (a :class:`SearchPlan`); :func:`open_study` then prepares the data, opens the storage and
+creates or joins the study (an :class:`OpenStudy`), recording the study's settings and dashboard
+note once. A study created with other settings, or a bad input anywhere, raises an
+:class:`~paploss.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from paploss.study import keys
+from paploss.study.cli import UsageError, check_config_path
+from paploss.study.data import SearchData
+from paploss.study.space import LossVariant, SearchSpace, SpaceOptions
+from paploss.study.storage import (
+    describe_conflict,
+    json_roundtrip,
+    open_storage,
+    settings_conflicts,
+)
+
+
+# ------------------------------------------------------------------------------ settings
+def space_options(args: Any) -> SpaceOptions:
+    """The SpaceOptions of ``--segments``, ``--shared-params``, ``--fixed-lambda``."""
+    try:
+        return SpaceOptions(
+            num_segments=args.segments, shared=args.shared_params, fixed_lambda=args.fixed_lambda
+        )
+    except ValueError as exc:
+        raise UsageError(f"--segments/--fixed-lambda: {exc}") from exc
+
+
+def loss_variant(args: Any) -> LossVariant:
+    """The LossVariant of ``--loc-score`` and ``--no-block-grad``."""
+    return LossVariant(loc_score=args.loc_score, block_grad=not args.no_block_grad)
+
+
+def study_settings(args: Any, *, config_sha: str, data_identity: dict, space: Any) -> dict:
+    """What all workers of a study must agree on (compared when a study is resumed/joined);
+    ``--cfg-options`` of machine-local keys (``mmcfg.LOCATION_KEYS``) may differ.
+
+    The search-space options and loss options are entries only when they differ from the
+    defaults, so studies of the default search keep the settings they were created with."""
+    from paploss.study.mmcfg import is_machine_local
+
+    settings = {
+        "config_sha256": config_sha,
+        "cfg_options": {
+            k: v for k, v in sorted(args.cfg_options.items()) if not is_machine_local(k)
+        },
+        "data": data_identity,
+        "epochs": args.epochs,
+        "train_seed": args.train_seed,
+        "sampler": args.sampler,
+        "rounds": args.rounds,
+        "samples_per_round": args.samples_per_round,
+        "sigma_init": args.sigma_init,
+        "loss_slots": space.to_json(),
+    }
+    if not space.options.is_default:
+        settings[keys.SPACE_OPTIONS] = space.options.to_json()
+    options = loss_variant(args).loss_options()
+    if options:
+        settings[keys.LOSS_OPTIONS] = options
+    return settings
+
+
+# ------------------------------------------------------------------------------ prepare
+@dataclass(frozen=True)
+class SearchPlan:
+    """What a worker's arguments resolve to before anything is written.
+
+    Attributes:
+        args: the parsed ``studies/search.py`` arguments.
+        work_dir: the checked (not yet created) ``--work-dir``.
+        config_path: the resolved ``--config``.
+        cfg: the loaded mmengine config with ``--cfg-options`` applied.
+        space: the search space over the config's loss heads.
+        loss_options: the LossVariant's options set on every head (empty for the defaults).
+        config_sha: :func:`~paploss.study.mmcfg.config_digest` of ``cfg``.
+        sampler: the study's sampler (:func:`paploss.samplers.make_sampler`).
+    """
+
+    args: Any
+    work_dir: Path
+    config_path: Path
+    cfg: Any
+    space: SearchSpace
+    loss_options: dict[str, Any]
+    config_sha: str
+    sampler: Any
+
+
+def prepare(args: Any) -> SearchPlan:
+    """Everything that can fail on bad input, in the order that writes nothing first."""
+    from paploss.study.data import check_data_arg, check_writable_dir
+    from paploss.study.mmcfg import (
+        check_model_builds,
+        config_digest,
+        epochs_of,
+        load_config,
+        search_space_of,
+    )
+
+    if args.sampler == "ppo2" and args.samples_per_round < 2:
+        raise UsageError(
+            "--samples-per-round must be >= 2 with --sampler ppo2 (its update needs at least "
+            "two rewards per round)"
+        )
+    config_path = check_config_path(args.config)
+    check_data_arg(args.data)
+    work_dir = check_writable_dir(args.work_dir, "--work-dir").resolve()
+    cfg = load_config(config_path, args.cfg_options)
+    space = search_space_of(cfg, config_path, space_options(args))
+    epochs_of(cfg)
+    check_model_builds(cfg, args.cfg_options)
+    return SearchPlan(
+        args=args,
+        work_dir=work_dir,
+        config_path=config_path,
+        cfg=cfg,
+        space=space,
+        loss_options=loss_variant(args).loss_options(),
+        config_sha=config_digest(cfg),
+        sampler=_make_sampler(args, space),
+    )
+
+
+def _make_sampler(args: Any, space: SearchSpace) -> Any:
+    from paploss.samplers import make_sampler
+
+    try:
+        return make_sampler(
+            args.sampler,
+            search_space=space.distributions(),
+            init_mean=space.init_mean(),
+            seed=args.seed,
+            samples_per_round=args.samples_per_round,
+            rounds=args.rounds,
+            sigma_init=args.sigma_init,
+            round_timeout=args.round_timeout,
+        )
+    except (ValueError, ImportError) as exc:
+        raise UsageError(f"--sampler {args.sampler}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------ open
+@dataclass(frozen=True)
+class OpenStudy:
+    """The study a worker runs, with its data and output folders.
+
+    Attributes:
+        study: the Optuna study (created or joined).
+        data: D_train / D_eval of the search.
+        artifact_dir: ``<work dir>/artifacts`` (``optuna-dashboard --artifact-dir``).
+        artifact_store: the file-system artifact store over ``artifact_dir``.
+        study_dir: ``<work dir>/<study name>``, the trials' run folders.
+    """
+
+    study: Any
+    data: SearchData
+    artifact_dir: Path
+    artifact_store: Any
+    study_dir: Path
+
+
+def open_study(plan: SearchPlan) -> OpenStudy:
+    """Prepare the data, open the storage, create or join the study."""
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.exceptions import ExperimentalWarning
+
+    from paploss.study.data import ensure_writable_dir, resolve_data
+    from paploss.study.mmcfg import ensure_backbones
+
+    args = plan.args
+    # The data first: a bad COCO json must not leave a database or a work dir behind.
+    data = resolve_data(
+        args.data, work_dir=plan.work_dir, eval_images=args.eval_images, split_seed=args.split_seed
+    )
+    ensure_writable_dir(plan.work_dir, "--work-dir")
+    ensure_backbones(plan.cfg, log=lambda msg: print(f"[search] {msg}", flush=True))
+    storage = open_storage(
+        args.storage,
+        heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
+        max_retry=args.max_retry,
+    )
+    settings = study_settings(
+        args, config_sha=plan.config_sha, data_identity=data.identity(), space=plan.space
+    )
+    try:
+        storage.get_study_id_from_name(args.study_name)
+        exists = True
+    except KeyError:
+        exists = False
+    if exists:
+        study = optuna.load_study(
+            study_name=args.study_name,
+            storage=storage,
+            sampler=plan.sampler,
+            pruner=optuna.pruners.NopPruner(),
+        )
+        check_existing(study, settings)
+    else:
+        study = optuna.create_study(
+            study_name=args.study_name,
+            storage=storage,
+            sampler=plan.sampler,
+            pruner=optuna.pruners.NopPruner(),
+            direction="maximize",
+            load_if_exists=True,
+        )
+        with warnings.catch_warnings():  # experimental in Optuna
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names(["AP"])  # the objective's name in optuna-dashboard
+    artifact_dir = plan.work_dir / "artifacts"
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    study_dir = plan.work_dir / args.study_name
+    study_dir.mkdir(parents=True, exist_ok=True)
+    opened = OpenStudy(
+        study=study,
+        data=data,
+        artifact_dir=artifact_dir,
+        artifact_store=FileSystemArtifactStore(str(artifact_dir)),
+        study_dir=study_dir,
+    )
+    if keys.SETTINGS not in study.user_attrs:
+        _record_study(plan, opened, settings)
+    # Another worker may have created it concurrently with different settings.
+    check_existing(study, settings)
+    return opened
+
+
+def check_existing(study: Any, settings: dict) -> None:
+    """Refuse a study that is not one maximized value or was created with other settings."""
+    from optuna.study import StudyDirection
+
+    if study.directions != [StudyDirection.MAXIMIZE]:
+        raise UsageError(
+            f"study {study.study_name!r} is not a single-objective maximization study; "
+            "choose a new --study-name"
+        )
+    stored = study.user_attrs.get(keys.SETTINGS)
+    if stored is None:
+        return
+    conflicts = settings_conflicts(stored, settings)
+    if conflicts:
+        raise UsageError(describe_conflict(study.study_name, conflicts, stored, settings))
+
+
+# ------------------------------------------------------------------------------ the record
+def _record_study(plan: SearchPlan, opened: OpenStudy, settings: dict) -> None:
+    """The study's user attrs (its settings last), the resolved config as an artifact and the
+    dashboard note."""
+    from optuna.artifacts import upload_artifact
+
+    from paploss.study.records import dashboard_note
+
+    args, study = plan.args, opened.study
+    study.set_user_attr(keys.CONFIG, str(plan.config_path))
+    study.set_user_attr(keys.CFG_OPTIONS, args.cfg_options)
+    study.set_user_attr(keys.DATA, opened.data.record())
+    study.set_user_attr(
+        keys.SAMPLER,
+        {
+            "name": args.sampler,
+            "rounds": args.rounds,
+            "samples_per_round": args.samples_per_round,
+            "sigma_init": args.sigma_init,
+            "seed": args.seed,
+        },
+    )
+    study.set_user_attr(keys.EPOCHS, args.epochs)
+    study.set_user_attr(keys.TRAIN_SEED, args.train_seed)
+    study.set_user_attr(keys.LOSS_SLOTS, plan.space.to_json())
+    study.set_user_attr(keys.SPACE_OPTIONS, plan.space.options.to_json())
+    study.set_user_attr(keys.LOSS_OPTIONS, plan.loss_options)
+    study.set_user_attr(keys.ARTIFACT_DIR, str(opened.artifact_dir))
+    study.set_user_attr(keys.COMMAND, " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
+    # Written last: its presence marks a fully recorded study.
+    study.set_user_attr(keys.SETTINGS, json_roundtrip(settings))
+    # The resolved config (base files merged, --cfg-options applied) as the study's record.
+    config_copy = opened.study_dir / "search_config.py"
+    plan.cfg.dump(str(config_copy))
+    upload_artifact(
+        artifact_store=opened.artifact_store, file_path=str(config_copy), study_or_trial=study
+    )
+    dashboard_note(study, _study_note(plan, opened, config_copy.name))
+
+
+def _study_note(plan: SearchPlan, opened: OpenStudy, config_name: str) -> str:
+    """The study's optuna-dashboard note (markdown)."""
+    args, data, space = plan.args, opened.data, plan.space
+    slots = ", ".join(f"`{s.key}`" + (f" (`{s.prefix}*`)" if s.name else "") for s in space.slots)
+    return "\n".join(
+        [
+            f"## Parameterized AP Loss search `{opened.study.study_name}`",
+            "",
+            f"- config: `{plan.config_path}` (resolved: artifact {config_name})",
+            f"- cfg-options: `{args.cfg_options}`",
+            f"- data: {data.kind} `{' '.join(data.source)}`; D_train "
+            f"`{data.splits['train'].ann_file}`, D_eval `{data.splits['eval'].ann_file}`",
+            f"- sampler: {args.sampler}, {args.rounds} rounds x {args.samples_per_round} "
+            f"samples, sigma_init {args.sigma_init}, seed {args.seed}",
+            f"- inner training: {args.epochs} epoch(s), seed {args.train_seed}",
+            f"- loss heads: {slots}",
+            f"- search space: {space.options.describe()} ({len(space.names())} parameters)",
+            f"- loss options on every head: `{plan.loss_options or 'config defaults'}`",
+            "- trial value: bbox mAP on D_eval (maximized); diverged trainings count as 0",
+            "- plot: artifact `best_so_far.png` (best AP so far per round, paper Fig. 3)",
+        ]
+    )

@@ -186,7 +186,7 @@ class Trainer:
             search=True,
         )
         if run.params:
-            cfg.model.bbox_head.loss_params = LossParams.from_dict(run.params).to_dict()
+            cfg.model.bbox_head.loss_cls.params = LossParams.from_dict(run.params).to_dict()
         run_dir.mkdir(parents=True, exist_ok=True)
         config = run_dir / "config.py"
         cfg.dump(str(config))

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Train a detector with searched (or preset / JSON) loss parameters for a full schedule and
 evaluate it on val (paper Sec. 4.1, "Training Settings"); ``--export`` writes the params as JSON
-for ``loss_params=dict(file=...)``. See ``--help`` and paploss/study/train.py.
+for ``loss_cls=dict(type='ParameterizedAPLoss', params=dict(file=...))``. See ``--help`` and
+paploss/study/train.py.
 
     .venv/bin/python studies/train.py --storage sqlite:///paploss.db \
         --study-name paploss-proxy-demo --epochs 12 --export best.json

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ from mmengine.structures import InstanceData  # noqa: E402
 
 from paploss import LossParams, ParameterizedAPLoss  # noqa: E402
 from paploss.mmdet.faster_rcnn import PAPLossBBoxHead, PAPLossRPNHead  # noqa: E402
+from paploss.mmdet.loss import ParameterizedAPLoss as MMDetAPLoss  # noqa: E402
 from tests.mmdet_helpers import (  # noqa: E402
     CONFIG_DIR,
     build_model,
@@ -50,11 +53,20 @@ ROI_PRESET = "paper-faster-rcnn-roi"
 
 
 # ----------------------------------------------------------------------------------- RPN head
-def _rpn_head(gradient_scale: float | None = None, loc_score: str = "giou") -> PAPLossRPNHead:
-    """One level of stride 16, one 16 x 16 anchor per location (centred on the grid points)."""
+def _rpn_head(
+    gradient_scale: float | None = None, loc_score: str = "giou", deprecated: bool = False
+) -> PAPLossRPNHead:
+    """One level of stride 16, one 16 x 16 anchor per location (centred on the grid points);
+    ``deprecated``: the loss in the deprecated ``loss_params`` / ``loss_options`` spelling."""
     loss_params = dict(preset=RPN_PRESET)
     if gradient_scale is not None:
         loss_params["gradient_scale"] = gradient_scale
+    if deprecated:
+        loss = dict(loss_params=loss_params, loss_options=dict(loc_score=loc_score))
+    else:
+        loss = dict(
+            loss_cls=dict(type="ParameterizedAPLoss", params=loss_params, loc_score=loc_score)
+        )
     torch.manual_seed(0)
     head = PAPLossRPNHead(
         in_channels=4,
@@ -77,8 +89,7 @@ def _rpn_head(gradient_scale: float | None = None, loc_score: str = "giou") -> P
             pos_weight=-1,
             debug=False,
         ),
-        loss_params=loss_params,
-        loss_options=dict(loc_score=loc_score),
+        **loss,
     )
     head.init_weights()
     return head
@@ -177,7 +188,30 @@ def test_rpn_head_rejects_separate_losses() -> None:
     with pytest.raises(ValueError, match="reg_decoded_bbox"):
         PAPLossRPNHead(in_channels=4, reg_decoded_bbox=False)
     with pytest.raises(ValueError, match="loc_score"):
-        PAPLossRPNHead(in_channels=4, loss_options=dict(loc_score="dice"))
+        PAPLossRPNHead(in_channels=4, loss_cls=dict(type="ParameterizedAPLoss", loc_score="dice"))
+    with pytest.raises(ValueError, match="loss_cls"):
+        PAPLossRPNHead(in_channels=4, loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=True))
+    with pytest.raises(ValueError, match="both loss_cls"):
+        PAPLossRPNHead(
+            in_channels=4,
+            loss_cls=dict(type="ParameterizedAPLoss"),
+            loss_params=dict(preset=RPN_PRESET),
+        )
+
+
+def test_rpn_deprecated_spelling_warns_and_gives_the_same_loss() -> None:
+    torch.manual_seed(1)
+    cls_map = torch.randn(2, 1, 2, 2)
+    delta_map = 0.2 * torch.randn(2, 4, 2, 2)
+    gts, metas = _rpn_batch()
+    new = _rpn_head(gradient_scale=2.0, loc_score="iou")
+    with pytest.warns(DeprecationWarning, match="loss_cls=dict\\(type='ParameterizedAPLoss'"):
+        old = _rpn_head(gradient_scale=2.0, loc_score="iou", deprecated=True)
+    assert isinstance(old.loss_cls, MMDetAPLoss) and old.cls_out_channels == 1
+    assert old.loss_cls.loc_score == "iou" and old.loss_cls.params == new.loss_cls.params
+    loss_new = new.loss_by_feat([cls_map], [delta_map], gts, metas)["loss_rpn_paploss"]
+    loss_old = old.loss_by_feat([cls_map], [delta_map], gts, metas)["loss_rpn_paploss"]
+    assert torch.equal(loss_old, loss_new)
 
 
 # ----------------------------------------------------------------------------------- RoI head
@@ -198,11 +232,15 @@ ROI_PROPOSALS = [
 
 
 def _roi_head(
-    gradient_scale: float | None = None, reg_class_agnostic: bool = False
+    gradient_scale: float | None = None, reg_class_agnostic: bool = False, deprecated: bool = False
 ) -> PAPLossBBoxHead:
     loss_params = dict(preset=ROI_PRESET)
     if gradient_scale is not None:
         loss_params["gradient_scale"] = gradient_scale
+    if deprecated:
+        loss = dict(loss_params=loss_params)
+    else:
+        loss = dict(loss_cls=dict(type="ParameterizedAPLoss", params=loss_params))
     torch.manual_seed(0)
     head = PAPLossBBoxHead(
         in_channels=2,
@@ -211,7 +249,7 @@ def _roi_head(
         num_classes=NUM_CLASSES,
         bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=ROI_STDS),
         reg_class_agnostic=reg_class_agnostic,
-        loss_params=loss_params,
+        **loss,
     )
     head.init_weights()
     return head
@@ -321,9 +359,32 @@ def test_roi_lambda_scales_only_the_box_branch() -> None:
     assert not torch.allclose(grads[0.25][shared], grads[1.0][shared])
 
 
+def test_roi_deprecated_spelling_warns_and_gives_the_same_head_and_loss() -> None:
+    sampling_results = _roi_sampling_results()
+    rois = bbox2roi([res.priors for res in sampling_results])
+    torch.manual_seed(4)
+    feats = torch.randn(rois.size(0), 2, 2, 2)
+    new = _roi_head(gradient_scale=0.5)
+    with pytest.warns(DeprecationWarning, match="loss_cls=dict\\(type='ParameterizedAPLoss'"):
+        old = _roi_head(gradient_scale=0.5, deprecated=True)
+    # the same seed gives the same initial weights (fc_cls built as before, C outputs)
+    for (name, p_old), p_new in zip(old.named_parameters(), new.parameters()):
+        assert torch.equal(p_old, p_new), name
+    losses = [
+        head.loss_and_target(*head(feats), rois, sampling_results, ConfigDict(pos_weight=-1))
+        for head in (old, new)
+    ]
+    assert torch.equal(
+        losses[0]["loss_bbox"]["loss_paploss"], losses[1]["loss_bbox"]["loss_paploss"]
+    )
+
+
 def test_roi_head_has_no_background_column_and_predicts_sigmoid_scores() -> None:
     head = _roi_head()
     assert head.fc_cls.out_features == NUM_CLASSES
+    # mmdet's hooks: the loss sizes the classifier and gives the inference activation
+    assert head.custom_cls_channels and isinstance(head.loss_cls, MMDetAPLoss)
+    assert head.loss_cls.get_cls_channels(NUM_CLASSES) == NUM_CLASSES
     roi = torch.tensor([[0.0, 10.0, 10.0, 30.0, 30.0], [0.0, 0.0, 0.0, 20.0, 40.0]])
     cls_score = torch.tensor([[2.0, -1.0, 0.0], [-3.0, 0.5, 1.0]])
     bbox_pred = torch.zeros(2, 4 * NUM_CLASSES)
@@ -381,8 +442,31 @@ def test_proxy_configs_build_and_compute_losses(name: str, proxy_root: Path) -> 
         assert torch.isfinite(value).all(), f"{key} = {value}"
     if name == "proxy_faster_rcnn_paploss.py":
         assert set(losses) == {"loss_rpn_paploss", "loss_paploss"}
-        assert model.rpn_head.paploss.params == LossParams.preset("linear")
+        assert model.rpn_head.loss_cls.params == LossParams.preset("linear")
         assert model.train_cfg.rpn.sampler.type == "PseudoSampler"
+
+
+def test_proxy_config_in_the_deprecated_spelling_builds_the_same_model(proxy_root: Path) -> None:
+    """Both heads with loss_params / loss_options instead of loss_cls: one DeprecationWarning per
+    head, the same initial weights and the same losses."""
+    cfg = Config.fromfile(str(CONFIG_DIR / "proxy_faster_rcnn_paploss.py"))
+    old_cfg = copy.deepcopy(cfg)
+    for head in (old_cfg.model.rpn_head, old_cfg.model.roi_head.bbox_head):
+        loss = head.pop("loss_cls").to_dict()
+        assert loss.pop("type") == "ParameterizedAPLoss"
+        head.loss_params = loss.pop("params")
+        head.loss_options = loss
+    losses = {}
+    for name, config in (("new", cfg), ("old", old_cfg)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = build_model(config)
+        deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+        assert len(deprecations) == (2 if name == "old" else 0), [str(w.message) for w in caught]
+        losses[name] = one_loss_step(model, config, proxy_root)
+    assert set(losses["old"]) == {"loss_rpn_paploss", "loss_paploss"}
+    for key, value in losses["new"].items():
+        assert torch.equal(losses["old"][key], value), key
 
 
 def test_proxy_faster_rcnn_paploss_trains_and_evaluates(proxy_root: Path, tmp_path: Path) -> None:
@@ -410,8 +494,8 @@ def test_coco_faster_rcnn_config_runs_one_iteration(proxy_root: Path, tmp_path: 
     assert cfg.optim_wrapper.optimizer.lr == pytest.approx(0.024)
     assert cfg.train_dataloader.batch_size * 8 == 64
     assert cfg.model.backbone.init_cfg.checkpoint == "torchvision://resnet50"
-    assert cfg.model.rpn_head.loss_params == dict(preset=RPN_PRESET)
-    assert cfg.model.roi_head.bbox_head.loss_params == dict(preset=ROI_PRESET)
+    assert cfg.model.rpn_head.loss_cls.params == dict(preset=RPN_PRESET)
+    assert cfg.model.roi_head.bbox_head.loss_cls.params == dict(preset=ROI_PRESET)
     losses = train_one_iter_coco(cfg, tmp_path, proxy_root, image_scale=(160, 160))
     assert set(losses) == {"loss", "loss_rpn_paploss", "loss_paploss"}
     assert all(math.isfinite(v) for v in losses.values())

@@ -7,6 +7,7 @@ import copy
 import json
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,8 @@ from mmengine.structures import InstanceData  # noqa: E402
 
 import paploss.mmdet  # noqa: E402,F401  (registers the heads)
 from paploss import LossParams, ParameterizedAPLoss  # noqa: E402
-from paploss.mmdet._common import (  # noqa: E402
-    build_ap_loss,
-    build_prediction_set,
-    parse_loss_options,
-    set_data_root,
-)
+from paploss.mmdet._common import build_prediction_set, set_data_root  # noqa: E402
+from paploss.mmdet.loss import ParameterizedAPLoss as MMDetAPLoss  # noqa: E402
 from paploss.mmdet.retinanet import PAPLossRetinaHead  # noqa: E402
 from paploss.proxy_data import generate_proxy_dataset  # noqa: E402
 
@@ -56,7 +53,8 @@ GTS = (  # per image: (boxes xyxy, labels); chosen to give positive, negative an
 )
 
 
-def _tiny_head(**kwargs) -> PAPLossRetinaHead:
+def _tiny_head(loss: dict | None = None, **kwargs) -> PAPLossRetinaHead:
+    """The tiny head; ``loss`` updates its ``loss_cls``, ``kwargs`` its config."""
     cfg = dict(
         type="PAPLossRetinaHead",
         num_classes=NUM_CLASSES,
@@ -72,8 +70,9 @@ def _tiny_head(**kwargs) -> PAPLossRetinaHead:
         ),
         bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[1.0] * 4),
         train_cfg=TRAIN_CFG,
-        loss_params=dict(preset="paper-retinanet"),
+        loss_cls=dict(type="ParameterizedAPLoss", params=dict(preset="paper-retinanet")),
     )
+    cfg["loss_cls"].update(loss or {})
     cfg.update(kwargs)
     head = MODELS.build(cfg)
     head.init_weights()
@@ -177,7 +176,7 @@ def _direct_prediction_set(cls_scores, bbox_preds, kind: str = "giou"):
 
 @pytest.mark.parametrize("kind", ["giou", "iou", "l1"])
 def test_prediction_set_matches_direct_computation(kind: str) -> None:
-    head = _tiny_head(loss_options=dict(loc_score=kind)).double()
+    head = _tiny_head(loss=dict(loc_score=kind)).double()
     cls_scores, bbox_preds, gts, metas = _tiny_batch()
     logits, targets, locs = head.prediction_set(cls_scores, bbox_preds, gts, metas)
     exp_logits, exp_targets, exp_locs, counts = _direct_prediction_set(cls_scores, bbox_preds, kind)
@@ -233,7 +232,8 @@ def test_gradient_scale_scales_box_branch_only() -> None:
     grads = {}
     for scale in (1.0, 3.5):
         torch.manual_seed(0)
-        head = _tiny_head(loss_params=dict(preset="paper-retinanet", gradient_scale=scale)).double()
+        params = dict(preset="paper-retinanet", gradient_scale=scale)
+        head = _tiny_head(loss=dict(params=params)).double()
         inputs = [f.clone().requires_grad_() for f in feats]
         loss = head.loss(inputs, _data_samples(gts, metas))["loss_paploss"]
         loss.backward()
@@ -267,7 +267,7 @@ def test_loc_score_kinds_and_config_errors() -> None:
     cls_scores, bbox_preds, gts, metas = _tiny_batch()
     scores = {}
     for kind in ("giou", "iou", "l1"):
-        head = _tiny_head(loss_options=dict(loc_score=kind)).double()
+        head = _tiny_head(loss=dict(loc_score=kind)).double()
         _, targets, locs = head.prediction_set(cls_scores, bbox_preds, gts, metas)
         scores[kind] = locs[targets == 1]
         assert ((locs >= 0) & (locs <= 1)).all() and (locs[targets == 0] == 0).all()
@@ -277,33 +277,81 @@ def test_loc_score_kinds_and_config_errors() -> None:
     assert (scores["l1"] > 0).all()
 
     with pytest.raises(ValueError, match="loc_score"):
-        _tiny_head(loss_options=dict(loc_score="diou"))
-    with pytest.raises(ValueError, match="unknown loss_options keys"):
-        _tiny_head(loss_options=dict(loss_weight=2.0))
+        _tiny_head(loss=dict(loc_score="diou"))
+    with pytest.raises(ValueError, match="unknown ParameterizedAPLoss keys"):
+        _tiny_head(loss=dict(gamma=2.0))
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="unknown loss_options keys"):
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _tiny_head(loss_cls=None, loss_options=dict(loss_weight=2.0))
     with pytest.raises(ValueError, match="loss_cls"):
         _tiny_head(loss_cls=dict(type="FocalLoss", use_sigmoid=True))
+    with pytest.raises(ValueError, match="loss_bbox"):
+        _tiny_head(loss_bbox=dict(type="GIoULoss"))
     with pytest.raises(ValueError, match="reg_decoded_bbox"):
         _tiny_head(reg_decoded_bbox=False)
     with pytest.raises(ValueError, match="preset"):
-        _tiny_head(loss_params=dict(preset="nope"))
-    kwargs, kind = parse_loss_options(dict(topk=100, loc_score="l1"))
-    assert kind == "l1" and kwargs["topk"] == 100 and kwargs["backend"] == "auto"
-    loss, kind = build_ap_loss(
-        dict(preset="square", gradient_scale=2.0), dict(release_compatible=True)
+        _tiny_head(loss=dict(params=dict(preset="nope")))
+    loss = MODELS.build(dict(type="ParameterizedAPLoss", topk=100, loc_score="l1"))
+    assert loss.loc_score == "l1" and loss.topk == 100 and loss.backend == "auto"
+    loss = MODELS.build(
+        dict(
+            type="ParameterizedAPLoss",
+            params=dict(preset="square", gradient_scale=2.0),
+            release_compatible=True,
+        )
     )
-    assert loss.release_compatible and kind == "giou"
+    assert loss.release_compatible and loss.loc_score == "giou"
     assert loss.params == LossParams.preset("square").with_gradient_scale(2.0)
 
 
 def test_loss_params_from_file_and_search_values(tmp_path: Path) -> None:
     params = LossParams.preset("paper-retinanet")
     params.save(tmp_path / "best.json")
-    head = _tiny_head(loss_params=dict(file=str(tmp_path / "best.json")))
-    assert head.paploss.params == params
-    head = _tiny_head(loss_params=params.to_search_params())
-    assert head.paploss.params.gradient_scale == pytest.approx(params.gradient_scale)
-    head = _tiny_head(loss_params=params.to_dict())
-    assert head.paploss.params == params
+    head = _tiny_head(loss=dict(params=dict(file=str(tmp_path / "best.json"))))
+    assert head.loss_cls.params == params
+    head = _tiny_head(loss=dict(params=params.to_search_params()))
+    assert head.loss_cls.params.gradient_scale == pytest.approx(params.gradient_scale)
+    head = _tiny_head(loss=dict(params=params.to_dict()))
+    assert head.loss_cls.params == params
+
+
+def test_loss_weight_scales_the_head_loss_and_its_gradients() -> None:
+    cls_scores, bbox_preds, gts, metas = _tiny_batch()
+    values, grads = {}, {}
+    for weight in (1.0, 2.5):
+        head = _tiny_head(loss=dict(loss_weight=weight)).double()
+        values[weight] = head.loss_by_feat(cls_scores, bbox_preds, gts, metas)["loss_paploss"]
+        grads[weight] = torch.autograd.grad(values[weight], [*cls_scores, *bbox_preds])
+    torch.testing.assert_close(values[2.5], 2.5 * values[1.0])
+    assert any(g.abs().sum() > 0 for g in grads[1.0])
+    for g1, g25 in zip(grads[1.0], grads[2.5]):
+        torch.testing.assert_close(g25, 2.5 * g1)
+
+
+def test_deprecated_loss_params_and_options_give_the_same_loss() -> None:
+    cls_scores, bbox_preds, gts, metas = _tiny_batch()
+    params = dict(preset="paper-retinanet", gradient_scale=2.0)
+    new = _tiny_head(loss=dict(params=params, loc_score="iou", topk=50)).double()
+    with pytest.warns(DeprecationWarning) as caught:
+        old = _tiny_head(
+            loss_cls=None, loss_params=params, loss_options=dict(loc_score="iou", topk=50)
+        ).double()
+    deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert len(deprecations) == 1
+    assert "loss_cls=dict(type='ParameterizedAPLoss'" in str(deprecations[0].message)
+    assert isinstance(old.loss_cls, MMDetAPLoss) and old.cls_out_channels == NUM_CLASSES
+    assert (old.loss_cls.loc_score, old.loss_cls.topk) == ("iou", 50)
+    assert old.loss_cls.params == new.loss_cls.params
+    loss_new = new.loss_by_feat(cls_scores, bbox_preds, gts, metas)["loss_paploss"]
+    loss_old = old.loss_by_feat(cls_scores, bbox_preds, gts, metas)["loss_paploss"]
+    assert torch.equal(loss_old, loss_new)
+    # loss_options alone: the params are the default ("linear") ones
+    with pytest.warns(DeprecationWarning):
+        head = _tiny_head(loss_cls=None, loss_options=dict(loc_score="l1"))
+    assert head.loss_cls.params == LossParams.preset("linear")
+    # both spellings at once
+    with pytest.raises(ValueError, match="both loss_cls=.* and the deprecated"):
+        _tiny_head(loss_params=dict(preset="linear"))
 
 
 def test_no_positives_gives_zero_connected_loss() -> None:
@@ -345,7 +393,8 @@ def test_proxy_config_trains_with_the_loss_and_evaluates_with_cocometric(
     assert cfg.val_evaluator.ann_file == str(tiny_proxy / "eval" / "annotations.json")
     runner = Runner.from_cfg(cfg)
     head = runner.model.bbox_head
-    assert isinstance(head, PAPLossRetinaHead) and head.loss_cls is None
+    assert isinstance(head, PAPLossRetinaHead) and isinstance(head.loss_cls, MMDetAPLoss)
+    assert head.loss_bbox is None
     before = {n: p.detach().clone() for n, p in runner.model.named_parameters()}
 
     # one explicit step: finite loss, gradients in both branches and the neck; the pretrained
@@ -421,10 +470,11 @@ def test_coco_config_builds_and_runs_one_iteration(tmp_path: Path) -> None:
     assert cfg.train_dataloader.batch_size * 8 == 64
     assert cfg.model.backbone.depth == 50
     assert cfg.model.backbone.init_cfg.checkpoint == "torchvision://resnet50"
-    assert cfg.model.bbox_head.loss_params == dict(preset="paper-retinanet")
-    assert cfg.model.bbox_head.loss_options.loc_score == "giou"
+    assert cfg.model.bbox_head.loss_cls.type == "ParameterizedAPLoss"
+    assert cfg.model.bbox_head.loss_cls.params == dict(preset="paper-retinanet")
+    assert cfg.model.bbox_head.loss_cls.loc_score == "giou"
     assert cfg.model.bbox_head.num_classes == 80
-    assert LossParams.from_config(cfg.model.bbox_head.loss_params.to_dict()).num_segments == 5
+    assert LossParams.from_config(cfg.model.bbox_head.loss_cls.params.to_dict()).num_segments == 5
 
     set_data_root(cfg, _coco_sample(tmp_path))
     cfg.model.backbone.init_cfg = None  # nothing is downloaded in the test

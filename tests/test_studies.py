@@ -180,7 +180,7 @@ def test_unknown_preset_lists_the_presets_once(tmp_path: Path, capsys) -> None:
         (["--config", "nope.py"], "--config nope.py: no such file"),
         (["--cfg-options", "model.backbone.depth=7"], "model does not build"),
         (["--cfg-options", "model.backbone.pretrain.lr=20"], "lr must lie in (0, 10), got 20"),
-        (["--config", str(CONFIGS / "proxy_retinanet_focal_l1.py")], "no head that takes"),
+        (["--config", str(CONFIGS / "proxy_retinanet_focal_l1.py")], "no head trained by"),
     ],
 )
 def test_bad_input_exits_2_without_touching_storage(
@@ -423,7 +423,7 @@ def test_prepare_config_sets_params_data_epochs(proxy_cfg, tmp_path: Path) -> No
     path = tmp_path / "config.py"
     cfg.dump(str(path))
     back = Config.fromfile(str(path))
-    assert LossParams.from_config(back.model.bbox_head.loss_params) == params
+    assert LossParams.from_config(back.model.bbox_head.loss_cls.params) == params
     assert back.train_dataloader.dataset.ann_file == str(train.ann_file)
     assert back.train_dataloader.dataset.data_prefix.img == str(train.img_dir) + "/"
     assert back.val_dataloader.dataset.ann_file == str(ev.ann_file)
@@ -436,7 +436,7 @@ def test_prepare_config_sets_params_data_epochs(proxy_cfg, tmp_path: Path) -> No
     assert (warmup.by_epoch, warmup.end) == (False, 16)
     assert (cosine.type, cosine.end, cosine.T_max) == ("CosineAnnealingLR", 3, 3)
     # the loaded config is not modified
-    assert proxy_cfg.model.bbox_head.loss_params == {"preset": "linear"}
+    assert proxy_cfg.model.bbox_head.loss_cls.params == {"preset": "linear"}
     assert proxy_cfg.param_scheduler[1]["end"] == 1
 
 
@@ -488,8 +488,8 @@ def test_faster_rcnn_gets_one_param_set_per_head(tmp_path: Path) -> None:
     )
     run_cfg.dump(str(tmp_path / "c.py"))
     back = Config.fromfile(str(tmp_path / "c.py"))
-    assert LossParams.from_config(back.model.rpn_head.loss_params) == params["rpn"]
-    assert LossParams.from_config(back.model.roi_head.bbox_head.loss_params) == params["roi"]
+    assert LossParams.from_config(back.model.rpn_head.loss_cls.params) == params["rpn"]
+    assert LossParams.from_config(back.model.roi_head.bbox_head.loss_cls.params) == params["roi"]
     # the digest ignores where the data lies, not what is trained
     assert config_digest(run_cfg) != config_digest(cfg)
     moved = prepare_config(
@@ -748,5 +748,5 @@ def test_train_refuses_bad_input(tmp_path: Path, capsys) -> None:
     assert code == 2 and "has no complete trial yet" in err
     baseline = str(CONFIGS / "proxy_retinanet_focal_giou.py")
     code, _, err = run_main("train", ["--config", baseline, "--preset", "linear"], capsys)
-    assert code == 2 and "proxy_retinanet_focal_giou.py has no head that takes loss_params" in err
+    assert code == 2 and "proxy_retinanet_focal_giou.py has no head trained by loss_cls=" in err
     assert "--preset cannot apply" in err

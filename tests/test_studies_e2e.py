@@ -304,7 +304,7 @@ def test_train_exports_the_best_params_and_retrains(
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = LossParams.from_search_params(study.best_params)
     assert LossParams.from_config(dict(file=str(export))) == best
-    assert "model.bbox_head.loss_params=dict(file=" in proc.stdout
+    assert "model.bbox_head.loss_cls.params=dict(file=" in proc.stdout
     proc = run(
         [
             PY,

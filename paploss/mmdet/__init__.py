@@ -1,9 +1,20 @@
 """MMDetection 3.x integration, loaded through
 ``custom_imports=dict(imports=['paploss.mmdet'], allow_failed_imports=False)``.
 
-Importing this package registers the Parameterized AP Loss heads with mmdet's ``MODELS`` registry
-and installs the checkpoint loader that works under torch >= 2.6 (``paploss.mmdet.checkpoint``).
+Importing this package registers, in mmdet's ``MODELS`` registry, the loss
+``'ParameterizedAPLoss'`` (``paploss.mmdet.loss``; a head's
+``loss_cls=dict(type='ParameterizedAPLoss', params=..., loc_score=..., loss_weight=...)``), the
+heads it trains (``PAPLossRetinaHead``, ``PAPLossRPNHead``, ``PAPLossBBoxHead``,
+``PAPLossDeformableDETRHead``) and ``ProxyResNet``, and installs the checkpoint loader that works
+under torch >= 2.6 (``paploss.mmdet.checkpoint``).
 """
 
 # Imported for their side effects: registration and the weights_only-safe checkpoint loader.
-from paploss.mmdet import backbone, checkpoint, deformable_detr, faster_rcnn, retinanet  # noqa: F401
+from paploss.mmdet import (  # noqa: F401
+    backbone,
+    checkpoint,
+    deformable_detr,
+    faster_rcnn,
+    loss,
+    retinanet,
+)

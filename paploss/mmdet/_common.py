@@ -1,7 +1,9 @@
 """Plumbing shared by the Parameterized AP Loss heads of ``paploss.mmdet``.
 
-- ``build_ap_loss``: parses a head's ``loss_params`` / ``loss_options`` config into the loss module
-  and the localization score kind.
+- ``ap_loss_config``: a head's ``loss_cls=dict(type='ParameterizedAPLoss', ...)`` config (the loss:
+  ``paploss.mmdet.loss``), also from the deprecated ``loss_params`` / ``loss_options`` arguments.
+- ``reject_separate_losses``: the clear error for ``loss_bbox`` etc. (the AP loss trains both
+  branches).
 - ``build_prediction_set``: the flat prediction set B of Eq. (6) (every (prediction, class) entry of
   the non-ignored predictions) with its positives P, from mmdet-style per-prediction targets.
 - ``prediction_loc_scores``: scatters the positives' localization scores onto B.
@@ -14,6 +16,7 @@ so every head module that uses it makes mmengine's resume work.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,45 +25,81 @@ from mmdet.structures.bbox import cat_boxes, get_box_tensor
 from mmdet.utils import InstanceList, OptInstanceList
 from torch import Tensor
 
-from paploss.localization import LOC_SCORE_KINDS, localization_scores
-from paploss.loss import ParameterizedAPLoss
+from paploss.localization import localization_scores
 from paploss.mmdet import checkpoint as _checkpoint  # noqa: F401  (installs the loader)
+from paploss.mmdet.loss import LOSS_TYPE, is_ap_loss_config, torch_loss_options
 
-LOSS_OPTION_DEFAULTS: dict[str, Any] = dict(
-    backend="auto",
-    loc_score="giou",
-    release_compatible=False,
-    topk=None,
-    block_denominator_grad=True,
-    check_finite=True,
-    substitution=None,
-)
-"""Keys accepted in a head's ``loss_options``; ``loc_score`` selects the localization score
-(``paploss.localization.localization_scores`` kind), the rest go to ``ParameterizedAPLoss``."""
+DEPRECATED_KEYS = ("loss_params", "loss_options")
+"""The heads' former loss arguments, mapped onto ``loss_cls`` with a DeprecationWarning."""
 
 
-def parse_loss_options(loss_options: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
-    """Split ``loss_options`` into (ParameterizedAPLoss keyword arguments, loc score kind).
+def deprecated_option_keys() -> tuple[str, ...]:
+    """The keys the deprecated ``loss_options`` accepted: ``loc_score`` and the keyword arguments
+    of ``paploss.ParameterizedAPLoss`` (no ``loss_weight``)."""
+    return ("loc_score", *torch_loss_options())
+
+
+def ap_loss_config(
+    head: str,
+    loss_cls: Mapping[str, Any] | None,
+    loss_params: Any = None,
+    loss_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``loss_cls`` config a PAPLoss head builds (with ``MODELS.build``).
+
+    Args:
+        head: the head's class name (for messages).
+        loss_cls: ``dict(type='ParameterizedAPLoss', ...)`` (see ``paploss.mmdet.loss``); None
+            is ``dict(type='ParameterizedAPLoss')`` (the "linear" params).
+        loss_params: deprecated; becomes ``loss_cls['params']``.
+        loss_options: deprecated; its keys (``loc_score``, ``backend``, ...) become keys of
+            ``loss_cls``.
+
+    Returns:
+        A new dict with ``type``; the old arguments give one DeprecationWarning.
 
     Raises:
-        ValueError: unknown keys or an unknown ``loc_score``.
+        ValueError: both spellings, a ``loss_cls`` of another type, or unknown ``loss_options``
+            keys.
     """
+    if loss_params is None and loss_options is None:
+        if loss_cls is None:
+            return dict(type=LOSS_TYPE)
+        if not is_ap_loss_config(loss_cls):
+            raise ValueError(
+                f"{head} is trained only by the Parameterized AP Loss (it trains both branches): "
+                f"loss_cls must be dict(type='{LOSS_TYPE}', params=..., loc_score=..., ...), got "
+                f"loss_cls={loss_cls!r} (with a base config's loss, use _delete_=True)"
+            )
+        return dict(loss_cls)
+    if loss_cls is not None:
+        raise ValueError(
+            f"{head} got both loss_cls={loss_cls!r} and the deprecated loss_params/loss_options; "
+            f"keep only loss_cls=dict(type='{LOSS_TYPE}', params=<loss_params>, "
+            "**<loss_options>)"
+        )
     if loss_options is None:
         loss_options = {}
     if not isinstance(loss_options, Mapping):
         raise ValueError(f"loss_options must be a dict, got {loss_options!r}")
-    unknown = sorted(set(loss_options) - set(LOSS_OPTION_DEFAULTS))
+    unknown = sorted(set(loss_options) - set(deprecated_option_keys()))
     if unknown:
         raise ValueError(
-            f"unknown loss_options keys {unknown}; accepted: {sorted(LOSS_OPTION_DEFAULTS)}"
+            f"unknown loss_options keys {unknown}; accepted: {sorted(deprecated_option_keys())}"
         )
-    options = {**LOSS_OPTION_DEFAULTS, **dict(loss_options)}
-    loc_score = options.pop("loc_score")
-    if loc_score not in LOC_SCORE_KINDS:
-        raise ValueError(
-            f"unknown loss_options loc_score {loc_score!r}; choose one of {LOC_SCORE_KINDS}"
-        )
-    return options, loc_score
+    warnings.warn(
+        f"{head}: loss_params= / loss_options= are deprecated; write "
+        f"loss_cls=dict(type='{LOSS_TYPE}', params=<loss_params>, **<loss_options>) instead, "
+        f"e.g. loss_cls=dict(type='{LOSS_TYPE}', params=dict(preset='paper-retinanet'), "
+        "loc_score='giou')",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    config: dict[str, Any] = dict(type=LOSS_TYPE)
+    if loss_params is not None:
+        config["params"] = loss_params
+    config.update(loss_options)
+    return config
 
 
 def reject_separate_losses(
@@ -77,33 +116,6 @@ def reject_separate_losses(
         kwargs.pop(key, None)
     if decoded_boxes and not kwargs.pop("reg_decoded_bbox", True):
         raise ValueError(f"{head} needs reg_decoded_bbox=True (loc scores of decoded boxes)")
-
-
-def build_ap_loss(
-    loss_params: Any = None, loss_options: Mapping[str, Any] | None = None
-) -> tuple[ParameterizedAPLoss, str]:
-    """The loss module and the localization score kind of a head config.
-
-    Args:
-        loss_params: anything ``LossParams.from_config`` accepts, e.g. ``dict(preset=...)``,
-            ``dict(file='best.json')``, a ``to_dict()`` dict or flat search-space values; None
-            means the "linear" preset. mmengine ``ConfigDict`` values are converted to dicts.
-        loss_options: see ``LOSS_OPTION_DEFAULTS``.
-
-    Returns:
-        (ParameterizedAPLoss, loc score kind).
-    """
-    kwargs, loc_score = parse_loss_options(loss_options)
-    return ParameterizedAPLoss(_plain(loss_params), **kwargs), loc_score
-
-
-def _plain(value: Any) -> Any:
-    """Recursively turn (Config)dicts and tuples into plain dicts and lists."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def build_prediction_set(
@@ -229,11 +241,15 @@ class AnchorAPLossHead:
     all images of the batch, built from mmdet's own anchor targets.
 
     Args:
-        *args, **kwargs: as the mmdet head, except ``loss_cls``/``loss_bbox`` (no separate losses;
-            passing them raises ValueError) and ``reg_decoded_bbox`` (always True: the loc score
-            compares decoded boxes with the ground-truth boxes).
-        loss_params: anything ``paploss.LossParams.from_config`` accepts (None = "linear").
-        loss_options: see ``LOSS_OPTION_DEFAULTS``.
+        *args, **kwargs: as the mmdet head, except ``loss_bbox`` (the AP loss trains both
+            branches; passing it raises ValueError) and ``reg_decoded_bbox`` (always True: the loc
+            score compares decoded boxes with the ground-truth boxes).
+        loss_cls: ``dict(type='ParameterizedAPLoss', params=..., loc_score=..., ...)`` (see
+            ``paploss.mmdet.loss``), built with ``MODELS.build`` as ``self.loss_cls``; None = its
+            defaults ("linear" params, GIoU). ``use_sigmoid=True`` is implied (C outputs per
+            anchor; 1 for the RPN).
+        loss_params, loss_options: deprecated (DeprecationWarning): ``loss_cls['params']`` and
+            further ``loss_cls`` keys; giving them with ``loss_cls`` raises ValueError.
     """
 
     #: Key of the loss in the dict ``loss_by_feat`` returns.
@@ -242,18 +258,18 @@ class AnchorAPLossHead:
     def __init__(
         self,
         *args: Any,
+        loss_cls: Mapping[str, Any] | None = None,
         loss_params: Any = None,
         loss_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        reject_separate_losses(type(self).__name__, kwargs, ("loss_cls", "loss_bbox"))
-        # A sigmoid classifier (C outputs per anchor; 1 for the RPN); the loss object itself is
-        # never used.
-        kwargs["loss_cls"] = dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
-        super().__init__(*args, reg_decoded_bbox=True, **kwargs)
-        self.loss_cls = None
+        name = type(self).__name__
+        loss_cls = ap_loss_config(name, loss_cls, loss_params, loss_options)
+        # mmdet's AnchorHead sizes the classifier from the config's use_sigmoid.
+        loss_cls.setdefault("use_sigmoid", True)
+        reject_separate_losses(name, kwargs, ("loss_bbox",))
+        super().__init__(*args, loss_cls=loss_cls, reg_decoded_bbox=True, **kwargs)
         self.loss_bbox = None
-        self.paploss, self.loc_score = build_ap_loss(loss_params, loss_options)
 
     def loss_by_feat(
         self,
@@ -271,7 +287,7 @@ class AnchorAPLossHead:
         logits, targets, loc_scores = self.prediction_set(
             cls_scores, bbox_preds, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore
         )
-        return {self.loss_name: self.paploss(logits, targets, loc_scores)}
+        return {self.loss_name: self.loss_cls(logits, targets, loc_scores)}
 
     def prediction_set(
         self,
@@ -342,6 +358,6 @@ class AnchorAPLossHead:
             self.bbox_coder.decode(anchors[pos_anchors], deltas[pos_anchors])
         )
         loc_scores = prediction_loc_scores(
-            pred_boxes, gt_boxes[pos_anchors], pos_entries, logits.shape[0], self.loc_score
+            pred_boxes, gt_boxes[pos_anchors], pos_entries, logits.shape[0], self.loss_cls.loc_score
         )
         return logits, targets, loc_scores.to(logits.dtype)

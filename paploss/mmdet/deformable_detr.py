@@ -7,7 +7,7 @@ proposals when ``as_two_stage``): one Parameterized AP Loss per layer, over
     P = the (query, class of its ground truth) entries of the queries that mmdet's Hungarian
         matcher (unchanged matching costs) assigned to a ground truth,
     l = (GIoU(matched query box, its ground truth) + 1) / 2 in pixel coordinates (the kind is
-        configurable through ``loss_options['loc_score']``).
+        configurable through ``loss_cls.loc_score``).
 
 lambda scales the gradient that reaches the box branch (through l). The per-layer losses are
 summed with weight 1 each, as mmdet sums its auxiliary decoder losses. For the encoder proposals
@@ -19,11 +19,14 @@ coco_deformable_detr_r50_paploss.py)::
 
     custom_imports = dict(imports=['paploss.mmdet'], allow_failed_imports=False)
     model = dict(type='DeformableDETR', ...,
-                 bbox_head=dict(type='PAPLossDeformableDETRHead', num_classes=80, ...,  # no loss_*
-                                loss_params=dict(file='best.json'), loss_options=dict(...)),
+                 bbox_head=dict(type='PAPLossDeformableDETRHead', num_classes=80, ...,
+                                loss_cls=dict(type='ParameterizedAPLoss',
+                                              params=dict(file='best.json'), loc_score='giou')),
                  train_cfg=dict(assigner=dict(type='HungarianAssigner', match_costs=[...])))
 
-The loss keys are ``loss_paploss`` (last decoder layer), ``d{i}.loss_paploss`` (the others) and
+``loss_cls`` is the registered ``'ParameterizedAPLoss'`` (keys: ``paploss.mmdet.loss``); the head
+takes no ``loss_bbox`` / ``loss_iou``. The deprecated head arguments ``loss_params`` /
+``loss_options`` still work with a DeprecationWarning. The loss keys are ``loss_paploss`` (last decoder layer), ``d{i}.loss_paploss`` (the others) and
 ``enc_loss_paploss`` (two-stage).
 """
 
@@ -41,7 +44,7 @@ from mmdet.utils import InstanceList, OptInstanceList
 from torch import Tensor
 
 from paploss.mmdet._common import (
-    build_ap_loss,
+    ap_loss_config,
     build_prediction_set,
     prediction_loc_scores,
     reject_separate_losses,
@@ -55,33 +58,32 @@ class PAPLossDeformableDETRHead(DeformableDETRHead):
     Args:
         *args, **kwargs: as ``DeformableDETRHead`` (num_classes, embed_dims, num_reg_fcs,
             train_cfg with mmdet's ``HungarianAssigner`` and its usual costs, test_cfg), except
-            ``loss_cls``/``loss_bbox``/``loss_iou`` (this head has no separate losses; passing
-            them raises ValueError).
-        loss_params: Theta, anything ``LossParams.from_config`` accepts; None = "linear".
-        loss_options: ``backend``, ``loc_score`` ("giou", "iou", "l1"), ``release_compatible``,
-            ``topk``, ``block_denominator_grad``, ``check_finite`` (see
-            ``paploss.mmdet._common.LOSS_OPTION_DEFAULTS``).
+            ``loss_bbox``/``loss_iou`` (the AP loss trains both branches; passing them raises
+            ValueError).
+        loss_cls: ``dict(type='ParameterizedAPLoss', params=..., loc_score=..., ...)`` (see
+            ``paploss.mmdet.loss``); None = its defaults ("linear" params, GIoU). Any other loss
+            type raises ValueError.
+        loss_params, loss_options: deprecated spelling of ``loss_cls['params']`` and the other
+            ``loss_cls`` keys (DeprecationWarning; with ``loss_cls`` a ValueError).
 
-    ``self.loss_cls`` stays a (never called) sigmoid ``FocalLoss``: mmdet's DETR heads read its
-    ``use_sigmoid`` flag for the C-channel classifier, the prior-probability bias init and the
-    sigmoid top-k inference.
+    mmdet's DETR heads read the loss's ``use_sigmoid`` (True) for the C-channel classifier, the
+    prior-probability bias init and the sigmoid top-k inference.
     """
 
     def __init__(
         self,
         *args: Any,
+        loss_cls: Mapping[str, Any] | None = None,
         loss_params: Any = None,
         loss_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        reject_separate_losses(
-            type(self).__name__, kwargs, ("loss_cls", "loss_bbox", "loss_iou"), decoded_boxes=False
-        )
-        kwargs["loss_cls"] = dict(type="FocalLoss", use_sigmoid=True, loss_weight=1.0)
-        super().__init__(*args, **kwargs)
+        name = type(self).__name__
+        loss_cls = ap_loss_config(name, loss_cls, loss_params, loss_options)
+        reject_separate_losses(name, kwargs, ("loss_bbox", "loss_iou"), decoded_boxes=False)
+        super().__init__(*args, loss_cls=loss_cls, **kwargs)
         self.loss_bbox = None
         self.loss_iou = None
-        self.paploss, self.loc_score = build_ap_loss(loss_params, loss_options)
 
     def prediction_set(
         self,
@@ -132,7 +134,7 @@ class PAPLossDeformableDETRHead(DeformableDETRHead):
             gt_boxes * factors[pos_queries],
             pos_entries,
             logits.numel(),
-            self.loc_score,
+            self.loss_cls.loc_score,
         )
         return logits, targets, loc_scores.to(logits.dtype)
 
@@ -151,7 +153,7 @@ class PAPLossDeformableDETRHead(DeformableDETRHead):
         logits, targets, loc_scores = self.prediction_set(
             cls_scores, bbox_preds, batch_gt_instances, batch_img_metas
         )
-        return (self.paploss(logits, targets, loc_scores),)
+        return (self.loss_cls(logits, targets, loc_scores),)
 
     def loss_by_feat(
         self,

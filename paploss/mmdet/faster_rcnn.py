@@ -15,25 +15,29 @@ RPN (:class:`PAPLossRPNHead`):
 
 RoI head (:class:`PAPLossBBoxHead`):
     B = (sampled RoI with label weight > 0) x (C foreground classes); there is no background
-    column: ``fc_cls`` outputs C logits. P = the (foreground RoI, its ground-truth class) entries.
-    l = localization score of the RoI's box decoded with the regression of that class (or with the
-    class-agnostic regression). At test time the scores are ``sigmoid`` of the C logits.
+    column: ``fc_cls`` outputs C logits (the loss's ``get_cls_channels``). P = the (foreground
+    RoI, its ground-truth class) entries. l = localization score of the RoI's box decoded with the
+    regression of that class (or with the class-agnostic regression). At test time the scores are
+    ``sigmoid`` of the C logits (the loss's ``get_activation``).
 
 Config (mmdet 3.x; full examples: studies/configs/proxy_faster_rcnn_paploss.py and
 coco_faster_rcnn_r50_fpn_paploss.py)::
 
     custom_imports = dict(imports=['paploss.mmdet'], allow_failed_imports=False)
     model = dict(
-        rpn_head=dict(type='PAPLossRPNHead', ...,  # as RPNHead, without loss_cls / loss_bbox
-                      loss_params=dict(preset='paper-faster-rcnn-rpn'), loss_options=dict(...)),
+        rpn_head=dict(type='PAPLossRPNHead', ...,  # as RPNHead, without loss_bbox
+                      loss_cls=dict(type='ParameterizedAPLoss',
+                                    params=dict(preset='paper-faster-rcnn-rpn'), loc_score='giou')),
         roi_head=dict(bbox_head=dict(
-            type='PAPLossBBoxHead', ...,  # as Shared2FCBBoxHead, without loss_cls / loss_bbox
-            loss_params=dict(preset='paper-faster-rcnn-roi'), loss_options=dict(...))),
+            type='PAPLossBBoxHead', ...,  # as Shared2FCBBoxHead, without loss_bbox
+            loss_cls=dict(type='ParameterizedAPLoss',
+                          params=dict(preset='paper-faster-rcnn-roi'), loc_score='giou'))),
         train_cfg=dict(rpn=dict(sampler=dict(type='PseudoSampler')), ...))
 
-A search over both heads sets ``model.rpn_head.loss_params`` and
-``model.roi_head.bbox_head.loss_params``. The loss keys are ``loss_rpn_paploss`` and
-``loss_paploss``.
+(``loss_cls`` keys: ``paploss.mmdet.loss``; the deprecated head arguments ``loss_params`` /
+``loss_options`` still work with a DeprecationWarning.) A search over both heads sets
+``model.rpn_head.loss_cls.params`` and ``model.roi_head.bbox_head.loss_cls.params``. The loss keys
+are ``loss_rpn_paploss`` and ``loss_paploss``.
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from mmdet.models.dense_heads import RPNHead
 from mmdet.models.layers import multiclass_nms
 from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
@@ -54,7 +57,7 @@ from torch import Tensor
 
 from paploss.mmdet._common import (
     AnchorAPLossHead,
-    build_ap_loss,
+    ap_loss_config,
     build_prediction_set,
     prediction_loc_scores,
     reject_separate_losses,
@@ -68,15 +71,15 @@ class PAPLossRPNHead(AnchorAPLossHead, RPNHead):
 
     Args:
         in_channels: channels of the input feature maps.
-        loss_params: Theta, anything ``LossParams.from_config`` accepts (e.g.
-            ``dict(preset="paper-faster-rcnn-rpn")``); None = "linear".
-        loss_options: ``backend``, ``loc_score`` ("giou", "iou", "l1"), ``release_compatible``,
-            ``topk``, ``block_denominator_grad``, ``check_finite`` (see
-            ``paploss.mmdet._common.LOSS_OPTION_DEFAULTS``).
+        loss_cls: ``dict(type='ParameterizedAPLoss', params=..., loc_score=..., ...)`` (see
+            ``paploss.mmdet.loss``; e.g. ``params=dict(preset="paper-faster-rcnn-rpn")``); None =
+            its defaults ("linear" params, GIoU). Any other loss type raises ValueError.
+        loss_params, loss_options: deprecated spelling of ``loss_cls['params']`` and the other
+            ``loss_cls`` keys (DeprecationWarning; with ``loss_cls`` a ValueError).
         **kwargs: as ``RPNHead`` (anchor_generator, bbox_coder, train_cfg, test_cfg, ...), except
-            ``loss_cls``/``loss_bbox`` (this head has no separate losses; passing them raises
-            ValueError) and ``reg_decoded_bbox`` (always True: the loc score compares decoded
-            proposals with the ground-truth boxes).
+            ``loss_bbox`` (the AP loss trains both branches; passing it raises ValueError) and
+            ``reg_decoded_bbox`` (always True: the loc score compares decoded proposals with the
+            ground-truth boxes).
     """
 
     loss_name = "loss_rpn_paploss"
@@ -86,35 +89,50 @@ class PAPLossRPNHead(AnchorAPLossHead, RPNHead):
 class PAPLossBBoxHead(Shared2FCBBoxHead):
     """R-CNN box head (2 shared fcs) trained with the Parameterized AP Loss.
 
-    ``fc_cls`` outputs C foreground logits (no background column). Inference scores are their
-    sigmoids; a zero background column is appended for mmdet's ``multiclass_nms``.
+    ``fc_cls`` outputs C foreground logits (no background column: the loss's
+    ``custom_cls_channels`` / ``get_cls_channels``). Inference scores are their sigmoids; a zero
+    background column is appended for mmdet's ``multiclass_nms`` (the loss's ``get_activation``).
 
     Args:
         *args, **kwargs: as ``Shared2FCBBoxHead`` (num_classes, in_channels, roi_feat_size,
-            fc_out_channels, bbox_coder, reg_class_agnostic, ...), except ``loss_cls``/
-            ``loss_bbox`` (passing them raises ValueError) and ``reg_decoded_bbox`` (always True).
-        loss_params: Theta for the R-CNN head (e.g. ``dict(preset="paper-faster-rcnn-roi")``).
-        loss_options: as for :class:`PAPLossRPNHead`.
+            fc_out_channels, bbox_coder, reg_class_agnostic, ...), except ``loss_bbox`` (passing
+            it raises ValueError) and ``reg_decoded_bbox`` (always True).
+        loss_cls: ``dict(type='ParameterizedAPLoss', ...)`` for the R-CNN head (e.g.
+            ``params=dict(preset="paper-faster-rcnn-roi")``), as for :class:`PAPLossRPNHead`.
+        loss_params, loss_options: deprecated, as for :class:`PAPLossRPNHead`.
     """
 
     def __init__(
         self,
         *args: Any,
+        loss_cls: Mapping[str, Any] | None = None,
         loss_params: Any = None,
         loss_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        reject_separate_losses(type(self).__name__, kwargs, ("loss_cls", "loss_bbox"))
+        name = type(self).__name__
+        loss_cls = ap_loss_config(name, loss_cls, loss_params, loss_options)
+        reject_separate_losses(name, kwargs, ("loss_bbox",))
         if not kwargs.get("with_cls", True):
-            raise ValueError(f"{type(self).__name__} needs the classification branch (with_cls)")
-        super().__init__(*args, reg_decoded_bbox=True, **kwargs)
-        # The AP loss ranks the C foreground logits directly: no background column.
-        cls_predictor_cfg = self.cls_predictor_cfg.copy()
-        cls_predictor_cfg.update(in_features=self.cls_last_dim, out_features=self.num_classes)
-        self.fc_cls = MODELS.build(cls_predictor_cfg)
-        self.loss_cls = None
+            raise ValueError(f"{name} needs the classification branch (with_cls)")
+        super().__init__(*args, loss_cls=loss_cls, reg_decoded_bbox=True, **kwargs)
         self.loss_bbox = None
-        self.paploss, self.loc_score = build_ap_loss(loss_params, loss_options)
+        # mmdet built fc_cls with C + 1 outputs (``custom_cls_channels`` is False until the end of
+        # __init__); the loss's get_cls_channels gives C: no background column. Building it here,
+        # as this head did before the loss carried the hook, keeps the random stream, so a seed
+        # gives the same initial weights as before.
+        cls_predictor_cfg = self.cls_predictor_cfg.copy()
+        cls_predictor_cfg.update(
+            in_features=self.cls_last_dim,
+            out_features=self.loss_cls.get_cls_channels(self.num_classes),
+        )
+        self.fc_cls = MODELS.build(cls_predictor_cfg)
+        self._fc_cls_built = True
+
+    @property
+    def custom_cls_channels(self) -> bool:
+        """The loss's ``custom_cls_channels`` (True) once ``fc_cls`` is built (see __init__)."""
+        return getattr(self, "_fc_cls_built", False) and super().custom_cls_channels
 
     def prediction_set(
         self,
@@ -155,7 +173,7 @@ class PAPLossBBoxHead(Shared2FCBBoxHead):
             pos_deltas = bbox_pred.view(-1, num_classes, box_dim)[pos_rois, labels[pos_rois]]
         pred_boxes = get_box_tensor(self.bbox_coder.decode(rois[pos_rois, 1:], pos_deltas))
         loc_scores = prediction_loc_scores(
-            pred_boxes, bbox_targets[pos_rois], pos_entries, logits.numel(), self.loc_score
+            pred_boxes, bbox_targets[pos_rois], pos_entries, logits.numel(), self.loss_cls.loc_score
         )
         return logits, targets, loc_scores.to(logits.dtype)
 
@@ -189,7 +207,7 @@ class PAPLossBBoxHead(Shared2FCBBoxHead):
         logits, targets, loc_scores = self.prediction_set(
             cls_score, bbox_pred, rois, labels, label_weights, bbox_targets
         )
-        return dict(loss_paploss=self.paploss(logits, targets, loc_scores))
+        return dict(loss_paploss=self.loss_cls(logits, targets, loc_scores))
 
     def _predict_by_feat_single(
         self,
@@ -200,7 +218,8 @@ class PAPLossBBoxHead(Shared2FCBBoxHead):
         rescale: bool = False,
         rcnn_test_cfg: ConfigDict | None = None,
     ) -> InstanceData:
-        """As ``BBoxHead._predict_by_feat_single`` with sigmoid scores of the C logits.
+        """As ``BBoxHead._predict_by_feat_single``: scores are the loss's ``get_activation``
+        (sigmoids of the C logits and a zero background column).
 
         Args:
             roi: [R, 5] (batch index, x1, y1, x2, y2).
@@ -223,8 +242,8 @@ class PAPLossBBoxHead(Shared2FCBBoxHead):
                 num_classes=self.num_classes,
                 score_per_cls=rcnn_test_cfg is None,
             )[0]
-        # multiclass_nms drops the last (background) column.
-        scores = torch.cat([cls_score.sigmoid(), cls_score.new_zeros(cls_score.size(0), 1)], 1)
+        # [R, C + 1]: multiclass_nms drops the last (background) column.
+        scores = self.loss_cls.get_activation(cls_score)
         img_shape = img_meta["img_shape"]
         num_rois = roi.size(0)
         num_reg = 1 if self.reg_class_agnostic else self.num_classes

@@ -26,7 +26,7 @@ class TrialSetup:
         cfg: the loaded config (copied and set up per trial).
         space: the search space over the config's loss slots.
         data: the SearchData (D_train and D_eval splits).
-        loss_options: merged into every head's ``loss_options``.
+        loss_options: merged into every head's ``loss_cls``.
         epochs, train_seed: of every inner training.
         trial_timeout: seconds before a training is killed (None: no limit).
         study_dir: the study's folder of per-trial run folders.

@@ -207,7 +207,7 @@ def train_parser() -> argparse.ArgumentParser:
             "Train a detector with searched or given loss parameters for a full schedule and "
             "evaluate it on val (paper Sec. 4.1, 'Training Settings'). The params come from the "
             "best trial of a study (--storage/--study-name), a preset (--preset) or a JSON file "
-            "(--params); heads without any get the config's own loss_params."
+            "(--params); heads without any get their config's loss_cls.params."
         ),
     )
     add_common(parser, work_dir="work_dirs/train")
@@ -265,7 +265,7 @@ def _add_train_params(parser: argparse.ArgumentParser) -> None:
         "--export",
         type=Path,
         default=None,
-        help="write the chosen params as JSON loadable by loss_params=dict(file=...) (with "
+        help="write the chosen params as JSON loadable by loss_cls params=dict(file=...) (with "
         "several heads: one file per head, named <stem>.<slot>.json)",
     )
     parser.add_argument(

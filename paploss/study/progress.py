@@ -239,7 +239,8 @@ class Progress:
             print(json.dumps({k: round(v, 6) for k, v in sorted(best.params.items())}))
             export = work_dir / f"{args.study_name}.best.json"
             print(
-                "\nExport them for loss_params=dict(file=...) / retrain:\n  "
+                "\nExport them for loss_cls=dict(type='ParameterizedAPLoss', "
+                "params=dict(file=...)) / retrain:\n  "
                 f"{python_command()} studies/train.py --storage "
                 f"{dashboard_url(args.storage)} --study-name {args.study_name} "
                 f"--config {config_path} --export {export}"

@@ -136,7 +136,7 @@ class SpaceOptions:
 
 @dataclass(frozen=True)
 class LossVariant:
-    """Loss options set on every PAPLoss head of a config (they merge into its ``loss_options``).
+    """Loss options set on every PAPLoss head of a config (they merge into its ``loss_cls``).
 
     Attributes:
         loc_score: localization score kind ("giou", "iou", "l1"; paper Tab. 5); None keeps the
@@ -171,7 +171,7 @@ class LossVariant:
 
 @dataclass(frozen=True)
 class LossSlot:
-    """One config location that takes ``loss_params``.
+    """One loss head of a config (its ``loss_cls`` is a ``ParameterizedAPLoss``).
 
     Attributes:
         name: short name used as the prefix of its search parameters ("" for a single slot).

@@ -2,7 +2,7 @@
 
 The parameters of every loss head come from, in this order of precedence for each head: an
 explicit ``--preset`` / ``--params`` for it (``SLOT=...``) or for all heads, else the best (or
-``--trial``) trial of ``--storage``/``--study-name``, else the config's own ``loss_params``.
+``--trial``) trial of ``--storage``/``--study-name``, else the config's own ``loss_cls.params``.
 Giving one head two sources is an error. A config without PAPLoss heads (a baseline such as
 ``proxy_retinanet_focal_giou.py``) trains with its own losses on the same data. The run trains
 in this process (mmengine's logs and checkpoints go to ``--work-dir``) and writes
@@ -222,7 +222,7 @@ def run(args: Any) -> int:
                     f"--export {path}: cannot write it ({exc.strerror or exc}); choose a "
                     "writable path"
                 ) from exc
-            print(f"[train] wrote {path}: {keys[slot]}.loss_params=dict(file='{path}')")
+            print(f"[train] wrote {path}: {keys[slot]}.loss_cls.params=dict(file='{path}')")
         if args.export_only:
             return 0
     return _train_and_evaluate(args, config_path, cfg, space, params, loss_options)
@@ -274,8 +274,9 @@ def _train_baseline(args: Any, config_path: Path, cfg: Any) -> int:
     ]
     if given:
         raise UsageError(
-            f"{config_path.name} has no head that takes loss_params (a baseline trains with its "
-            f"own losses), so {', '.join(given)} cannot apply; use a *_paploss.py config"
+            f"{config_path.name} has no head trained by loss_cls=dict(type='ParameterizedAPLoss', "
+            f"...) (a baseline trains with its own losses), so {', '.join(given)} cannot apply; "
+            "use a *_paploss.py config"
         )
     return _train_and_evaluate(args, config_path, cfg, None, {})
 

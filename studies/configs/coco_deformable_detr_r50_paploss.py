@@ -7,9 +7,9 @@
 # AdamW lr 2e-4 with batch 32 = 8 GPUs x 4 images, 50 epochs with a decay at epoch 40, DETR's
 # multi-scale augmentation (mmdet's deformable-detr_r50_16xb2-50e_coco).
 #
-# loss_params: the release published no Deformable DETR parameter set. 'linear' (the search's
+# loss_cls.params: the release published no Deformable DETR parameter set. 'linear' (the search's
 # initialization) is only a placeholder: replace it by the searched set, e.g.
-# loss_params=dict(file='work_dirs/search/best.json').
+# model.bbox_head.loss_cls.params=dict(file='work_dirs/search/best.json').
 #
 # Data: COCO under $COCO_ROOT (default data/coco: annotations/instances_{train,val}2017.json,
 # {train,val}2017/).
@@ -74,8 +74,9 @@ model = dict(
         type="PAPLossDeformableDETRHead",
         num_classes=80,
         sync_cls_avg_factor=True,
-        loss_params=dict(preset="linear"),
-        loss_options=dict(
+        loss_cls=dict(
+            type="ParameterizedAPLoss",
+            params=dict(preset="linear"),
             backend="auto",
             loc_score="giou",
             release_compatible=False,

@@ -21,6 +21,7 @@ _base_ = [
     "./_base_/coco_runtime.py",
 ]
 
+# The options of both heads' loss_cls (keys: paploss/mmdet/loss.py); each head adds its params.
 loss_options = dict(
     backend="auto",
     loc_score="giou",
@@ -65,8 +66,9 @@ model = dict(
             target_means=[0.0, 0.0, 0.0, 0.0],
             target_stds=[0.1, 0.1, 0.2, 0.2],
         ),
-        loss_params=dict(preset="paper-faster-rcnn-rpn"),
-        loss_options=loss_options,
+        loss_cls=dict(
+            type="ParameterizedAPLoss", params=dict(preset="paper-faster-rcnn-rpn"), **loss_options
+        ),
     ),
     roi_head=dict(
         type="StandardRoIHead",
@@ -88,8 +90,11 @@ model = dict(
                 target_stds=[0.1, 0.1, 0.2, 0.2],
             ),
             reg_class_agnostic=False,
-            loss_params=dict(preset="paper-faster-rcnn-roi"),
-            loss_options=loss_options,
+            loss_cls=dict(
+                type="ParameterizedAPLoss",
+                params=dict(preset="paper-faster-rcnn-roi"),
+                **loss_options,
+            ),
         ),
     ),
     train_cfg=dict(

@@ -11,7 +11,7 @@
 #
 # Usage (GPUs): tools/dist_train.sh studies/configs/coco_retinanet_r50_fpn_paploss.py 8
 # with the COCO data under data_root ('{{$COCO_ROOT:data/coco}}'). Searched parameters of your own:
-# model.bbox_head.loss_params=dict(file='best.json').
+# model.bbox_head.loss_cls.params=dict(file='best.json').
 _base_ = [
     "./_base_/datasets/coco_ssd512.py",
     "./_base_/schedules/coco_ssd512_100e.py",
@@ -67,8 +67,9 @@ model = dict(
             target_means=[0.0, 0.0, 0.0, 0.0],
             target_stds=[0.1, 0.1, 0.2, 0.2],
         ),
-        loss_params=dict(preset="paper-retinanet"),
-        loss_options=dict(
+        loss_cls=dict(
+            type="ParameterizedAPLoss",
+            params=dict(preset="paper-retinanet"),
             backend="auto",
             loc_score="giou",
             # The published parameters were searched under the release's formulation (j runs

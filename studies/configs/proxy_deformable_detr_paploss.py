@@ -12,10 +12,12 @@ _base_ = [
 model = dict(
     bbox_head=dict(
         type="PAPLossDeformableDETRHead",
-        # LossParams.from_config: dict(preset=...), dict(file='best.json'), to_dict() values or
-        # the flat search-space values; 'linear' is the search's initialization.
-        loss_params=dict(preset="linear"),
-        loss_options=dict(
+        # The AP loss trains both branches (no loss_bbox / loss_iou); keys: paploss/mmdet/loss.py.
+        loss_cls=dict(
+            type="ParameterizedAPLoss",
+            # LossParams.from_config: dict(preset=...), dict(file='best.json'), to_dict() values
+            # or the flat search-space values; 'linear' is the search's initialization.
+            params=dict(preset="linear"),
             backend="auto",
             loc_score="giou",
             release_compatible=False,

@@ -9,6 +9,7 @@ _base_ = [
     "_base_/proxy_runtime.py",
 ]
 
+# The options of both heads' loss_cls (keys: paploss/mmdet/loss.py); each head adds its params.
 loss_options = dict(
     backend="auto",
     loc_score="giou",
@@ -23,14 +24,12 @@ model = dict(
         bbox_coder=dict(target_stds=[0.1, 0.1, 0.2, 0.2]),
         # LossParams.from_config: dict(preset=...), dict(file='best.json'), to_dict() values or
         # the flat search-space values; 'linear' is the search's initialization.
-        loss_params=dict(preset="linear"),
-        loss_options=loss_options,
+        loss_cls=dict(type="ParameterizedAPLoss", params=dict(preset="linear"), **loss_options),
     ),
     roi_head=dict(
         bbox_head=dict(
             type="PAPLossBBoxHead",
-            loss_params=dict(preset="linear"),
-            loss_options=loss_options,
+            loss_cls=dict(type="ParameterizedAPLoss", params=dict(preset="linear"), **loss_options),
         ),
     ),
     # The ranking loss needs no sampling heuristic: every anchor that the assigner made positive

@@ -13,10 +13,12 @@ _base_ = [
 model = dict(
     bbox_head=dict(
         type="PAPLossRetinaHead",
-        # Anything LossParams.from_config accepts: dict(preset=...), dict(file="best.json"),
-        # LossParams.to_dict() values or the flat search-space values (f1_x1, ..., lambda).
-        loss_params=dict(preset="linear"),
-        loss_options=dict(
+        # The AP loss trains both branches (no loss_bbox); keys: paploss/mmdet/loss.py.
+        loss_cls=dict(
+            type="ParameterizedAPLoss",
+            # Anything LossParams.from_config accepts: dict(preset=...), dict(file="best.json"),
+            # LossParams.to_dict() values or the flat search-space values (f1_x1, ..., lambda).
+            params=dict(preset="linear"),
             backend="auto",
             loc_score="giou",
             release_compatible=False,

@@ -9,9 +9,9 @@
 # stage.
 #
 # bbox_head carries only the settings shared by all losses; the loss configs set its type and
-# loss fields (PAPLossDeformableDETRHead with loss_params/loss_options, or DeformableDETRHead with
-# loss_cls/loss_bbox/loss_iou). The Hungarian matching costs are mmdet's Deformable DETR ones and
-# are the same for every loss.
+# loss fields (PAPLossDeformableDETRHead with loss_cls=dict(type='ParameterizedAPLoss', ...), or
+# DeformableDETRHead with loss_cls/loss_bbox/loss_iou). The Hungarian matching costs are mmdet's
+# Deformable DETR ones and are the same for every loss.
 embed_dims = 64
 num_levels = 1
 model = dict(

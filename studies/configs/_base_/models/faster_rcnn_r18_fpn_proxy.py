@@ -5,8 +5,9 @@
 # box head of 256 channels.
 #
 # rpn_head / roi_head.bbox_head carry only the settings shared by all losses; the loss configs set
-# their types and loss fields (PAPLossRPNHead / PAPLossBBoxHead with loss_params/loss_options, or
-# RPNHead / Shared2FCBBoxHead with loss_cls/loss_bbox) and the samplers.
+# their types and loss fields (PAPLossRPNHead / PAPLossBBoxHead with
+# loss_cls=dict(type='ParameterizedAPLoss', ...), or RPNHead / Shared2FCBBoxHead with
+# loss_cls/loss_bbox) and the samplers.
 model = dict(
     type="FasterRCNN",
     data_preprocessor=dict(

@@ -6,7 +6,8 @@
 # 12..68 px covering the proxy's object sizes (sqrt(area) 9.6..28 px).
 #
 # bbox_head carries only the settings shared by all losses; the loss configs set its type and loss
-# fields (PAPLossRetinaHead with loss_params/loss_options, or RetinaHead with loss_cls/loss_bbox).
+# fields (PAPLossRetinaHead with loss_cls=dict(type='ParameterizedAPLoss', ...), or RetinaHead
+# with loss_cls/loss_bbox).
 model = dict(
     type="RetinaNet",
     data_preprocessor=dict(

@@ -28,14 +28,13 @@ from paploss import ParameterizedAPLoss as TorchAPLoss  # noqa: E402
 from paploss.errors import ConfigError  # noqa: E402
 from paploss.mmdet.loss import ParameterizedAPLoss, accepted_keys  # noqa: E402
 from paploss.study.data import DataSplit  # noqa: E402
-from paploss.study.mmcfg import (  # noqa: E402
-    config_digest,
+from paploss.study.loss_slots import (  # noqa: E402
     find_loss_slots,
-    prepare_config,
     search_space_of,
     set_loss_options,
     set_loss_params,
 )
+from paploss.study.mmcfg import config_digest, prepare_config  # noqa: E402
 
 
 def _inputs(seed: int = 0, n: int = 60) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

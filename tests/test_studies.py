@@ -388,7 +388,8 @@ def proxy_cfg():
 
 
 def test_loss_slots_of_the_configs() -> None:
-    from paploss.study.mmcfg import find_loss_slots, load_config
+    from paploss.study.loss_slots import find_loss_slots
+    from paploss.study.mmcfg import load_config
 
     assert find_loss_slots(load_config(CONFIGS / "proxy_retinanet_paploss.py")) == [
         "model.bbox_head"
@@ -403,7 +404,8 @@ def test_loss_slots_of_the_configs() -> None:
 def test_prepare_config_sets_params_data_epochs(proxy_cfg, tmp_path: Path) -> None:
     from mmengine.config import Config
 
-    from paploss.study.mmcfg import prepare_config, search_space_of
+    from paploss.study.loss_slots import search_space_of
+    from paploss.study.mmcfg import prepare_config
 
     space = search_space_of(proxy_cfg, Path("x"))
     params = LossParams.preset("paper-retinanet")
@@ -464,7 +466,8 @@ def test_stretch_schedule_moves_only_schedulers_that_end_with_the_run() -> None:
 def test_faster_rcnn_gets_one_param_set_per_head(tmp_path: Path) -> None:
     from mmengine.config import Config
 
-    from paploss.study.mmcfg import config_digest, load_config, prepare_config, search_space_of
+    from paploss.study.loss_slots import search_space_of
+    from paploss.study.mmcfg import config_digest, load_config, prepare_config
 
     cfg = load_config(CONFIGS / "proxy_faster_rcnn_paploss.py")
     space = search_space_of(cfg, Path("x"))

@@ -80,7 +80,7 @@ class Objective:
 
     def _record_start(self, trial: Any, params: dict[str, Any]) -> Path:
         """The trial's run folder, user attrs, dashboard note and functions plot."""
-        from paploss.study.mmcfg import save_loss_params
+        from paploss.study.loss_slots import save_loss_params
         from paploss.study.records import dashboard_note, lambda_attrs, params_note, plot_functions
 
         run_dir = self.setup.study_dir / f"trial_{trial.number:05d}"

@@ -102,13 +102,8 @@ class SearchPlan:
 def prepare(args: Any) -> SearchPlan:
     """Everything that can fail on bad input, in the order that writes nothing first."""
     from paploss.study.data import check_data_arg, check_writable_dir
-    from paploss.study.mmcfg import (
-        check_model_builds,
-        config_digest,
-        epochs_of,
-        load_config,
-        search_space_of,
-    )
+    from paploss.study.loss_slots import search_space_of
+    from paploss.study.mmcfg import check_model_builds, config_digest, epochs_of, load_config
 
     if args.sampler == "ppo2" and args.samples_per_round < 2:
         raise UsageError(

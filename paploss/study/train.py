@@ -157,7 +157,8 @@ def training_data(args: Any, work_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def run(args: Any) -> int:
-    from paploss.study.mmcfg import find_loss_slots, load_config, search_space_of
+    from paploss.study.loss_slots import find_loss_slots, search_space_of
+    from paploss.study.mmcfg import load_config
     from paploss.study.trial import child_env
 
     if args.device != "auto":  # before torch is imported
@@ -292,7 +293,8 @@ def _train_and_evaluate(
     """Train ``cfg`` (with ``params`` in its loss slots) on ``--data``, evaluate on val."""
     from paploss.study.child import execute
     from paploss.study.data import check_writable_dir, ensure_writable_dir
-    from paploss.study.mmcfg import prepare_config, save_loss_params
+    from paploss.study.loss_slots import save_loss_params
+    from paploss.study.mmcfg import prepare_config
 
     work_dir = check_writable_dir(args.work_dir, "--work-dir").resolve()
     train, val, data_record = training_data(args, work_dir)

@@ -3,17 +3,26 @@ training per trial (``studies/search.py``), the final training with the searched
 (``studies/train.py``), the D_train / D_eval split of a COCO json (``studies/split_coco.py``) and
 the reproduction of the paper's ablations (``studies/reproduce.py``).
 
-Modules:
+Modules (each owns its names; the arrows of the imports point down this list):
 
-- ``cli``: parsers and argument checks; ``keys``: every study/trial attribute name;
+- ``keys``: every study/trial attribute name; ``cli``: value types, shared options, the exit-code
+  convention; ``parsers``: the scripts' argument parsers;
 - ``storage``: storage URLs, opening a storage with timeouts, the workers' settings check;
-- ``data``: ``--data`` forms, COCO validation and split, writable outputs;
+- ``coco``: COCO json checks, reading and the seeded split; ``data``: ``--data`` forms, the search
+  and training data, writable outputs;
 - ``space``: the search space (one LossParams per loss head, SpaceOptions, LossVariant);
-- ``mmcfg``: mmengine configs of a run; ``trial``: one training and its TrialResult;
+- ``loss_slots``: a config's loss heads and their parameters; ``mmcfg``: the mmengine config of a
+  run (loading, digest, data, schedule, backbones);
+- ``trial``: a training run's result contract and parent side; ``child``: the child that trains;
   ``warm``: the pre-imported process that forks every training;
-- ``objective``: one search trial; ``progress``: a search worker's lines, plot and summary;
-  ``records``: dashboard notes, plots, progress lines;
+- ``search_setup``: a search worker's typed set-up (SearchPlan, OpenStudy); ``objective``: one
+  search trial; ``progress``: a worker's callbacks, lines, plot and summary; ``records``:
+  dashboard notes, plots, progress lines;
 - ``search``, ``train``, ``split``: the scripts' logic;
-- ``experiments``, ``reproduce``, ``report``: the paper's tables as data, their reproduction and
-  its report.
+- ``experiments`` (types, budgets), ``paper_tables`` (the paper's numbers and claims),
+  ``reproduce_plan``, ``reproduce_runner``, ``reproduce``: the reproduction; ``report_tables``,
+  ``report_figures``, ``report``: its report.
+
+Importing this package imports neither mmdet nor optuna-dashboard; the modules that need them
+import them when they run.
 """

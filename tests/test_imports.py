@@ -1,0 +1,25 @@
+"""Importing the study layer stays light: mmdet and optuna-dashboard load only when a run needs
+them (the dashboard is an optional extra)."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import paploss.study
+
+
+def test_study_modules_import_neither_mmdet_nor_the_dashboard() -> None:
+    names = sorted(m.name for m in pkgutil.iter_modules(paploss.study.__path__))
+    assert {"search", "train", "reproduce", "report", "objective"} <= set(names)
+    code = (
+        "import importlib, sys\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module('paploss.study.' + name)\n"
+        "print(sorted(m for m in ('mmdet', 'optuna_dashboard', 'mmengine') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout

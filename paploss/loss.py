@@ -13,7 +13,7 @@ top-k selection, see ``topk``).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -126,6 +126,123 @@ def _closed_form(name: str, backend: str) -> Substitution:
     return sub
 
 
+class _Functions(NamedTuple):
+    """What Eq. (6) is evaluated with.
+
+    Attributes:
+        f1, f2, f3, f4, f5: the five functions (f2 and f4 of x_ij, the others of l).
+        sums: the pairwise-sum routine, called as ``pairwise_sums`` is (num_fn = f2,
+            den_fn = f4).
+        self_pair: the argument f2 and f4 take on the self pair (release_compatible): x_ii = 1/2,
+            or d_ii = 0 for the closed forms, which take the raw score difference.
+    """
+
+    f1: Any
+    f2: Any
+    f3: Any
+    f4: Any
+    f5: Any
+    sums: Any
+    self_pair: float
+
+
+def _functions(params: LossParams, substitution: str | None, backend: str) -> _Functions:
+    """The functions of ``params``, or the closed-form ``substitution`` in all five roles."""
+    if substitution is None:
+        return _Functions(*params.functions, sums=pairwise_sums, self_pair=0.5)
+    sub = _closed_form(substitution, backend)
+    sums = functools.partial(_closed_form_sums, rank=sub.rank)
+    return _Functions(sub.loc, sub.rank_value, sub.loc, sub.rank_value, sub.loc, sums, 0.0)
+
+
+def _rows(
+    logits: Tensor, labels: Tensor, loc_scores: Tensor, topk: int | None, release_compatible: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """The rows of the pairwise sums: (scores, locs, is_positive, in_b), each [N'].
+
+    The rows are the non-ignored entries, flattened and cast to at least float32; with ``topk``
+    (below their count) only the top-k logits and the positives. Without release_compatible the
+    rows are B (in_b is None). With it, B is the top-k only and in_b its bool mask among the rows
+    (None when it holds every row): a positive outside B keeps its own term but is no j.
+    """
+    compute_dtype = torch.promote_types(logits.dtype, torch.float32)
+    scores = logits.flatten().to(compute_dtype)
+    locs = loc_scores.flatten().to(compute_dtype)
+    labels = labels.flatten()
+    keep = labels >= 0
+    if not bool(keep.all()):
+        scores, locs, labels = scores[keep], locs[keep], labels[keep]
+    is_positive = labels == 1
+    in_b = None
+    if topk is not None and topk < scores.numel():
+        in_b = _topk_mask(scores, topk)
+        rows = in_b | is_positive
+        scores, locs, is_positive, in_b = scores[rows], locs[rows], is_positive[rows], in_b[rows]
+        if not release_compatible or bool(in_b.all()):
+            in_b = None
+    return scores, locs, is_positive, in_b
+
+
+def _sums_over_b(
+    fns: _Functions,
+    scores: Tensor,
+    weights: Tensor,
+    positives: Tensor,
+    in_b: Tensor | None,
+    block_denominator_grad: bool,
+    options: dict[str, Any],
+) -> tuple[Tensor, Tensor]:
+    """num [P] = sum_{j in B, j != i} f2(x_ij) w_j and den [P] = sum_{j in B, j != i} f4(x_ij)
+    for the positives i; den is detached if ``block_denominator_grad``. ``options``: backend
+    and check_finite of the sums."""
+    sums, f2, f4 = fns.sums, fns.f2, fns.f4
+    if in_b is None:
+        num, den = sums(
+            scores, weights, positives, f2, f4, den_grad=not block_denominator_grad, **options
+        )
+    else:
+        # Positives outside B are rows of the sums but no j: their weight is 0 in num, and den is
+        # computed as a weighted sum of f4 with weight 1 on B and 0 elsewhere (same O(P N) work).
+        b_weight = in_b.to(scores.dtype)
+        num, _ = sums(scores, weights * b_weight, positives, f2, f4, den_grad=False, **options)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not block_denominator_grad):
+            den, _ = sums(scores, b_weight, positives, f4, f4, den_grad=False, **options)
+    if block_denominator_grad:
+        den = den.detach()
+    return num, den
+
+
+def _add_self_pairs(
+    fns: _Functions,
+    num: Tensor,
+    den: Tensor,
+    scores: Tensor,
+    weights: Tensor,
+    positives: Tensor,
+    in_b: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """release_compatible: the release's j-sums include i itself whenever i is in B (f2 and f4 at
+    ``fns.self_pair``, x_ii = 1/2); den, which has no "1 +", is clamped to RELEASE_DEN_EPS."""
+    half = scores.new_full((1,), fns.self_pair)
+    self_in_b = 1.0 if in_b is None else in_b[positives].to(scores.dtype)
+    num = num + fns.f2(half) * weights[positives] * self_in_b
+    den = (den + fns.f4(half) * self_in_b).clamp(min=RELEASE_DEN_EPS)
+    return num, den
+
+
+def _mean_over_positives(
+    fns: _Functions, num: Tensor, den: Tensor, l_pos: Tensor, release_compatible: bool
+) -> Tensor:
+    """The loss from the j-sums num, den [P] and the positives' loc scores l_pos [P]: Eq. (6),
+    or the release's per-positive (1 - f1(l_i)) + f5(l_i) num_i / den_i averaged."""
+    num_pos = l_pos.numel()
+    if release_compatible:
+        per_positive = (1.0 - fns.f1(l_pos)) + num * fns.f5(l_pos) / den
+        return per_positive.sum() / num_pos
+    per_positive = fns.f1(l_pos) - num / (1.0 + den) * fns.f5(l_pos)
+    return -per_positive.sum() / num_pos
+
+
 def parameterized_ap_loss(
     logits: Tensor,
     labels: Tensor,
@@ -172,68 +289,22 @@ def parameterized_ap_loss(
         A scalar tensor. With no positives: 0, still connected to logits and loc_scores.
     """
     _validate(logits, labels, loc_scores, topk, check_finite)
-    f1, f2, f3, f4, f5 = params.functions
-    sums = pairwise_sums
-    half = 0.5  # x_ii: the unit-space value of the self pair (release_compatible)
-    if substitution is not None:
-        sub = _closed_form(substitution, backend)
-        f1 = f3 = f5 = sub.loc
-        f2 = f4 = sub.rank_value
-        sums = functools.partial(_closed_form_sums, rank=sub.rank)
-        half = 0.0  # the closed forms take the score difference d_ii = 0
-    compute_dtype = torch.promote_types(logits.dtype, torch.float32)
-    scores = logits.flatten().to(compute_dtype)
-    locs = loc_scores.flatten().to(compute_dtype)
-    labels = labels.flatten()
-
-    keep = labels >= 0
-    if not bool(keep.all()):
-        scores, locs, labels = scores[keep], locs[keep], labels[keep]
-    is_positive = labels == 1
-    # in_b: bool [N'] mask of B among the rows (None: every row is in B). The rows are the entries
-    # the sums see: B plus, in release mode, the positives outside B (they keep their own term).
-    in_b = None
-    if topk is not None and topk < scores.numel():
-        in_b = _topk_mask(scores, topk)
-        rows = in_b | is_positive
-        scores, locs, is_positive, in_b = scores[rows], locs[rows], is_positive[rows], in_b[rows]
-        if not release_compatible or bool(in_b.all()):
-            in_b = None
+    fns = _functions(params, substitution, backend)
+    scores, locs, is_positive, in_b = _rows(logits, labels, loc_scores, topk, release_compatible)
     positives = is_positive.nonzero().flatten()
-    num_pos = positives.numel()
-    if num_pos == 0:
+    if positives.numel() == 0:
         # Built from the kept entries only: a NaN on an ignored entry (check_finite=True lets it
         # through) must not turn the zero into NaN; the indexing passes 0 to every entry.
         return ((scores.sum() + locs.sum()) * 0.0).to(logits.dtype)
-
     locs = scale_gradient(locs, params.gradient_scale)
     locs = torch.where(is_positive, locs, torch.zeros_like(locs))
-    weights = 1.0 - f3(locs)  # [N'] = 1 - f(l_j; theta_3)
+    weights = 1.0 - fns.f3(locs)  # [N'] = 1 - f(l_j; theta_3)
     options = dict(backend=backend, check_finite=check_finite)
-    if in_b is None:
-        num, den = sums(
-            scores, weights, positives, f2, f4, den_grad=not block_denominator_grad, **options
-        )
-    else:
-        # Positives outside B are rows of the sums but no j: their weight is 0 in num, and den is
-        # computed as a weighted sum of f4 with weight 1 on B and 0 elsewhere (same O(P N) work).
-        b_weight = in_b.to(scores.dtype)
-        num, _ = sums(scores, weights * b_weight, positives, f2, f4, den_grad=False, **options)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not block_denominator_grad):
-            den, _ = sums(scores, b_weight, positives, f4, f4, den_grad=False, **options)
-    if block_denominator_grad:
-        den = den.detach()
-    l_pos = locs[positives]
+    num, den = _sums_over_b(fns, scores, weights, positives, in_b, block_denominator_grad, options)
     if release_compatible:
-        # The release's j-sums include i itself (x_ii = 1/2) whenever i is in B.
-        half = scores.new_full((1,), half)
-        self_in_b = 1.0 if in_b is None else in_b[positives].to(scores.dtype)
-        num = num + f2(half) * weights[positives] * self_in_b
-        den = (den + f4(half) * self_in_b).clamp(min=RELEASE_DEN_EPS)
-        per_positive = (1.0 - f1(l_pos)) + num * f5(l_pos) / den
-        return (per_positive.sum() / num_pos).to(logits.dtype)
-    per_positive = f1(l_pos) - num / (1.0 + den) * f5(l_pos)
-    return (-per_positive.sum() / num_pos).to(logits.dtype)
+        num, den = _add_self_pairs(fns, num, den, scores, weights, positives, in_b)
+    loss = _mean_over_positives(fns, num, den, locs[positives], release_compatible)
+    return loss.to(logits.dtype)
 
 
 class ParameterizedAPLoss(nn.Module):

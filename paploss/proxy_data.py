@@ -634,38 +634,49 @@ def generate_proxy_dataset(
     problem = _state(root, wanted, own_cache)
     if problem is None:
         return split_paths(root)
+    _check_parent_writable(root, problem, own_cache)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with _generation_lock(root):
+        problem = _state(root, wanted, own_cache)  # another process may have finished it
+        if problem is not None:
+            remove_stale_temporaries(root)
+            if problem:
+                _discard_damaged(root, problem)
+            _generate(root, settings, wanted)
+    return split_paths(root)
+
+
+def _check_parent_writable(root: Path, problem: str, own_cache: bool) -> None:
+    """Raise ValueError unless the folder holding ``root`` is writable: the temporary folder and
+    the rename into place need it. ``problem``: why ``root`` is to be (re)built ("": missing)."""
     from paploss.study.data import writable_dir_problem
 
-    # The temporary folder and the rename need a writable parent folder.
     unwritable = writable_dir_problem(root.parent)
+    if unwritable is None:
+        return
     elsewhere = f", or set ${ENV_CACHE} to a writable folder" if own_cache else ""
-    if unwritable is not None and problem:
+    if problem:
         raise ValueError(
             f"the proxy dataset {root} is damaged ({problem}) and cannot be rebuilt there "
             f"({unwritable}); delete {root} and run again{elsewhere}"
         )
-    if unwritable is not None:
-        fix = f"set ${ENV_CACHE} to a writable folder" if own_cache else "choose a writable folder"
-        raise ValueError(f"cannot generate the proxy dataset in {root} ({unwritable}); {fix}")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with _generation_lock(root):
-        problem = _state(root, wanted, own_cache)  # another process may have finished it
-        if problem is None:
-            return split_paths(root)
-        remove_stale_temporaries(root)
-        if problem:
-            print(f"[proxy_data] {root}: damaged ({problem}); rebuilding it", file=sys.stderr)
-            aside = root.parent / f".{root.name}.damaged-{_host()}-{os.getpid()}"
-            try:
-                os.rename(root, aside)
-            except OSError as exc:
-                raise ValueError(
-                    f"the proxy dataset {root} is damaged ({problem}) and cannot be moved aside "
-                    f"({exc.strerror}); delete {root} and run again"
-                ) from exc
-            shutil.rmtree(aside, ignore_errors=True)
-        _generate(root, settings, wanted)
-    return split_paths(root)
+    fix = f"set ${ENV_CACHE} to a writable folder" if own_cache else "choose a writable folder"
+    raise ValueError(f"cannot generate the proxy dataset in {root} ({unwritable}); {fix}")
+
+
+def _discard_damaged(root: Path, problem: str) -> None:
+    """Move the damaged dataset ``root`` aside and delete it, saying so on stderr (the caller
+    holds the generation lock)."""
+    print(f"[proxy_data] {root}: damaged ({problem}); rebuilding it", file=sys.stderr)
+    aside = root.parent / f".{root.name}.damaged-{_host()}-{os.getpid()}"
+    try:
+        os.rename(root, aside)
+    except OSError as exc:
+        raise ValueError(
+            f"the proxy dataset {root} is damaged ({problem}) and cannot be moved aside "
+            f"({exc.strerror}); delete {root} and run again"
+        ) from exc
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _generate(root: Path, settings: ProxySettings, wanted: dict[str, Any]) -> None:

@@ -183,7 +183,7 @@ def _pairwise_bwd_col_kernel(
             acc_sn += tl.where(live, g_n[:, None] * g2, 0.0)
             if DEN_GRAD:
                 g_d = tl.load(gden_ptr + offs_p, mask=p_mask, other=0.0).to(CDT)
-                f4, g4 = _pl_select(x, tab_den_ptr, M_DEN)
+                _, g4 = _pl_select(x, tab_den_ptr, M_DEN)
                 acc_sd += tl.where(live, g_d[:, None] * g4, 0.0)
 
     out = pid_s.to(tl.int64) * N + offs_n
@@ -253,6 +253,64 @@ def _tl_dtype(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+def _band_inputs(
+    scores: Tensor, weights: Tensor, positives: Tensor, cdt: torch.dtype
+) -> tuple[Band, Tensor, Tensor, Tensor]:
+    """(band, s_b, w_b, pidx): the band split, the band's scores and weights [N'] in the compute
+    dtype cdt (contiguous) and the positives' indices into them [P]."""
+    band: Band = band_split(scores, weights, positives)
+    s_c = scores.detach().to(cdt)
+    w_c = weights.detach().to(cdt)
+    if band.index is None:
+        return band, s_c.contiguous(), w_c.contiguous(), positives.contiguous()
+    # band.index is increasing and holds every positive: its slot is found by bisection
+    pidx = torch.searchsorted(band.index, positives)
+    return band, s_c[band.index], w_c[band.index], pidx
+
+
+def _forward_sums(
+    s_b: Tensor,
+    w_b: Tensor,
+    pidx: Tensor,
+    tab_num: Tensor,
+    tab_den: Tensor,
+    segments: tuple[int, int],
+    row_num: bool,
+    row_den: bool,
+    cfg: LaunchConfig,
+) -> Tensor:
+    """Run the forward kernel on the band; returns its sums, float64 [4, P] (num, den, R2, R4 over
+    the band; R4 is never written, so meaningless, unless row_den) if row_num, else [2, P]."""
+    p, n_band, device, cdt = pidx.numel(), s_b.numel(), s_b.device, s_b.dtype
+    n_tiles = triton.cdiv(n_band, cfg.block_n)
+    p_programs = triton.cdiv(p, cfg.block_p)
+    split, tiles_per_split = _split(n_tiles, p_programs, cfg, device)
+    parts = torch.empty((4 if row_num else 2, split, p), dtype=cdt, device=device)
+    _pairwise_fwd_kernel[(p_programs, split)](
+        s_b,
+        w_b,
+        pidx,
+        tab_num,
+        tab_den,
+        parts[0],
+        parts[1],
+        parts[2] if row_num else parts[0],
+        parts[3] if row_den else parts[0],
+        n_band,
+        p,
+        tiles_per_split,
+        M_NUM=segments[0],
+        M_DEN=segments[1],
+        ROW_NUM=row_num,
+        ROW_DEN=row_den,
+        CDT=_tl_dtype(cdt),
+        BLOCK_P=cfg.block_p,
+        BLOCK_N=cfg.block_n,
+        num_warps=cfg.num_warps,
+    )
+    return parts.sum(1, dtype=torch.float64)
+
+
 # --------------------------------------------------------------------------------- autograd
 class TritonPairwiseSums(torch.autograd.Function):
     """autograd.Function of the Triton backend; see the module docstring."""
@@ -270,57 +328,22 @@ class TritonPairwiseSums(torch.autograd.Function):
         backward_config: LaunchConfig,
     ) -> tuple[Tensor, Tensor]:
         need_ds, need_dw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        p, device = positives.numel(), scores.device
         cdt = torch.float64 if torch.float64 in (scores.dtype, weights.dtype) else torch.float32
-        band: Band = band_split(scores, weights, positives)
-        s_c = scores.detach().to(cdt)
-        w_c = weights.detach().to(cdt)
-        if band.index is None:
-            s_b, w_b, pidx = s_c.contiguous(), w_c.contiguous(), positives.contiguous()
-        else:
-            s_b, w_b = s_c[band.index], w_c[band.index]
-            # band.index is increasing and holds every positive: its slot is found by bisection
-            pidx = torch.searchsorted(band.index, positives)
-        n_band = s_b.numel()
-        tab_num = function_table(num_fn, cdt, device)
-        tab_den = function_table(den_fn, cdt, device)
-
-        cfg = forward_config
-        n_tiles = triton.cdiv(n_band, cfg.block_n)
-        p_programs = triton.cdiv(p, cfg.block_p)
-        split, tiles_per_split = _split(n_tiles, p_programs, cfg, device)
+        band, s_b, w_b, pidx = _band_inputs(scores, weights, positives, cdt)
+        tab_num = function_table(num_fn, cdt, scores.device)
+        tab_den = function_table(den_fn, cdt, scores.device)
         row_num, row_den = need_ds, need_ds and den_grad
-        parts = torch.empty((4 if row_num else 2, split, p), dtype=cdt, device=device)
-        _pairwise_fwd_kernel[(p_programs, split)](
-            s_b,
-            w_b,
-            pidx,
-            tab_num,
-            tab_den,
-            parts[0],
-            parts[1],
-            parts[2] if row_num else parts[0],
-            parts[3] if row_den else parts[0],
-            n_band,
-            p,
-            tiles_per_split,
-            M_NUM=num_fn.num_segments,
-            M_DEN=den_fn.num_segments,
-            ROW_NUM=row_num,
-            ROW_DEN=row_den,
-            CDT=_tl_dtype(cdt),
-            BLOCK_P=cfg.block_p,
-            BLOCK_N=cfg.block_n,
-            num_warps=cfg.num_warps,
+        segments = (num_fn.num_segments, den_fn.num_segments)
+        sums = _forward_sums(
+            s_b, w_b, pidx, tab_num, tab_den, segments, row_num, row_den, forward_config
         )
-        sums = parts.sum(1, dtype=torch.float64)  # [2 or 4, P]
         num = (sums[0] + band.weight_above).to(scores.dtype)
         den = (sums[1] + band.num_above).to(scores.dtype)
 
         if need_ds or need_dw:
             ctx.den_grad = den_grad
             ctx.config = backward_config
-            ctx.meta = (cdt, num_fn.num_segments, den_fn.num_segments)
+            ctx.meta = (cdt, *segments)
             # Every tensor goes through save_for_backward, the inputs included although the
             # backward reads their band copies: autograd then raises if scores or weights are
             # modified in place between the forward and the backward.

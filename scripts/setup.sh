@@ -2,9 +2,10 @@
 # Idempotent set-up of the paploss environment on a fresh machine.
 #
 # Creates a virtual environment (default: .venv in the repository root, override with
-# PAPLOSS_VENV), installs torch 2.14.1 + torchvision 0.29.1, mmengine 0.10.7, mmcv 2.1.0 built from
-# its PyPI sdist with CPU ops (the wheel is cached under ${PAPLOSS_CACHE:-~/.cache/paploss}/wheels so
-# it is built once per machine), mmdet 3.3.0 and the project itself in editable mode with all extras.
+# PAPLOSS_VENV), installs torch 2.14.1 + torchvision 0.29.1 (pinned here), mmcv built from its PyPI
+# sdist with CPU ops (the wheel is cached under ${PAPLOSS_CACHE:-~/.cache/paploss}/wheels so it is
+# built once per machine) and the project itself in editable mode with all extras (mmengine, mmdet
+# and the rest). The versions of mmcv, mmengine and mmdet are pinned in pyproject.toml only.
 # A stamp file records a finished set-up; a second run with unchanged inputs returns in seconds.
 set -euo pipefail
 
@@ -12,10 +13,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PAPLOSS_VENV:-$ROOT/.venv}"
 CACHE="${PAPLOSS_CACHE:-$HOME/.cache/paploss}"
 PYTHON="${PAPLOSS_PYTHON:-python3.11}"
-MMCV_VERSION=2.1.0
 WHEELS="$CACHE/wheels"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
+
+# mmcv's pin (the mmdet extra in pyproject.toml): its wheel is built here, before the extras.
+MMCV_VERSION="$(sed -n 's/^[[:space:]]*"mmcv==\([^"]*\)".*/\1/p' "$ROOT/pyproject.toml" | head -n 1)"
+if [[ -z "$MMCV_VERSION" ]]; then
+    log "error: pyproject.toml pins no mmcv==VERSION"
+    exit 2
+fi
 
 # The stamp depends on everything that decides what gets installed.
 stamp_key="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/setup.sh" | sha256sum | cut -c1-16)"

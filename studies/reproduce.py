@@ -4,14 +4,14 @@
     .venv/bin/python studies/reproduce.py all --budget full      # docs/reproduction.md
 
 See ``--help`` and paploss/study/reproduce.py.
+
+The same as the console script ``paploss-reproduce``: this wrapper imports the installed paploss (the
+set-up installs the checkout in editable mode).
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from paploss.study.reproduce import main  # noqa: E402
+from paploss.study.reproduce import main
 
 if __name__ == "__main__":
     sys.exit(main())

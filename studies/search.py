@@ -6,14 +6,14 @@ reports bbox mAP on D_eval; see ``--help`` and paploss/study/search.py.
 
     .venv/bin/python studies/search.py --rounds 3 --samples-per-round 4 \
         --study-name paploss-proxy-demo --storage sqlite:///paploss.db --work-dir work_dirs/search
+
+The same as the console script ``paploss-search``: this wrapper imports the installed paploss (the
+set-up installs the checkout in editable mode).
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from paploss.study.search import main  # noqa: E402
+from paploss.study.search import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,14 +4,14 @@ train2017 -> 113k / 5k images), seeded.
 
     .venv/bin/python studies/split_coco.py data/coco/annotations/instances_train2017.json \
         --out-dir data/coco/search_split --eval-images 5000 --seed 0
+
+The same as the console script ``paploss-split-coco``: this wrapper imports the installed
+paploss (the set-up installs the checkout in editable mode).
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from paploss.study.split import main  # noqa: E402
+from paploss.study.split import main
 
 if __name__ == "__main__":
     sys.exit(main())

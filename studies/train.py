@@ -6,14 +6,14 @@ paploss/study/train.py.
 
     .venv/bin/python studies/train.py --storage sqlite:///paploss.db \
         --study-name paploss-proxy-demo --epochs 12 --export best.json
+
+The same as the console script ``paploss-train``: this wrapper imports the installed paploss (the
+set-up installs the checkout in editable mode).
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from paploss.study.train import main  # noqa: E402
+from paploss.study.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -257,7 +257,7 @@ def test_search_ablation_flags_reject_bad_values(tmp_path, capsys, argv, message
     db = tmp_path / "s.db"
     code, err = _main("search", ["--storage", f"sqlite:///{db}", *argv], capsys)
     assert code == 2 and message in err and not db.exists()
-    assert [line for line in err.splitlines() if line.startswith(("error", "studies"))]
+    assert [line for line in err.splitlines() if line.startswith(("error", "paploss-search"))]
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,42 @@ def test_search_flags_are_accepted_by_the_search_parser() -> None:
             search_parser().parse_args(job.flags())
 
 
+def test_children_run_the_installed_modules_and_show_as_console_scripts(tmp_path: Path) -> None:
+    import argparse
+    import shlex
+
+    from paploss.study.cli import CONFIG_DIR
+    from paploss.study.report import _search_command
+    from paploss.study.reproduce_runner import Reproduction, _run_key, display_command
+
+    args = argparse.Namespace(budget="quick", work_dir=tmp_path, storage=f"sqlite:///{tmp_path}/r.db",
+                              experiments=["tab4"], data=["proxy"], device="cpu", workers=1)  # fmt: skip
+    repro = Reproduction(args)
+    search = next(j for j in repro.jobs if isinstance(j, Search))
+    training = next(j for j in repro.jobs if isinstance(j, Training))
+    cmd = repro.search_command(search)
+    assert cmd[:3] == [sys.executable, "-m", "paploss.study.search"]
+    assert Path(cmd[cmd.index("--config") + 1]).parent == CONFIG_DIR
+    shown = display_command(cmd)
+    assert shown.startswith(f"paploss-search --config paploss/configs/{search.config} ")
+    cmd = repro.training_command(training, 0, tmp_path / "seed0")
+    assert cmd[:3] == [sys.executable, "-m", "paploss.study.train"]
+    assert display_command(cmd).startswith(
+        f"paploss-train --config paploss/configs/{training.config}"
+    )
+    # A seed's marker written by an earlier version (studies/train.py, studies/configs) still
+    # identifies the same run; another seed does not.
+    old = ["/src/studies/train.py", "--config", f"/src/studies/configs/{training.config}", *cmd[5:]]
+    assert _run_key(old) == _run_key(cmd[1:])
+    assert _run_key([*old[:-1], "x"]) != _run_key(cmd[1:])
+    # A search's recorded command: the earlier form is shown as before, the new one shortened.
+    assert (
+        _search_command("search.py --config /a/b.py") == "python studies/search.py --config /a/b.py"
+    )
+    recorded = shlex.join(["paploss-search", "--config", str(CONFIG_DIR / search.config)])
+    assert _search_command(recorded) == f"paploss-search --config paploss/configs/{search.config}"
+
+
 def _run(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, REPRODUCE, *argv],
@@ -85,7 +121,7 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith(("error: ", "studies/reproduce.py: error: ")), lines
+    assert lines[-1].startswith(("error: ", "paploss-reproduce: error: ")), lines
     assert not db.exists() and not report.exists() and not (tmp_path / "w").exists()
 
 
@@ -150,5 +186,7 @@ def test_quick_reproduction_resumes_and_reports(tiny_data: Path, tmp_path: Path)
     assert "| w/o | 39.4 |" in text and "| w/ | 40.5 |" in text
     assert "## Tab. 7" in text and "not blocked" in text and "## Fig. 3" in text
     assert "w/ > w/o: paper yes (40.5 vs 39.4); proxy " in text
-    assert "python studies/train.py --config studies/configs/proxy_retinanet_paploss.py" in text
+    assert "paploss-train --config paploss/configs/proxy_retinanet_paploss.py" in text
+    assert "paploss-search --config paploss/configs/proxy_retinanet_paploss.py" in text
+    assert "paploss-reproduce tab4 tab7 --budget quick" in text
     assert (report.parent / "repro_figures" / "fig4_searched_functions.png").is_file()

@@ -14,7 +14,7 @@ summed with weight 1 each, as mmdet sums its auxiliary decoder losses. For the e
 mmdet's two-stage convention is kept: every ground truth gets class 0, so the positives sit in
 column 0 and the other columns of the encoder classifier are negatives.
 
-Config (mmdet 3.x; full examples: studies/configs/proxy_deformable_detr_paploss.py and
+Config (mmdet 3.x; full examples: paploss/configs/proxy_deformable_detr_paploss.py and
 coco_deformable_detr_r50_paploss.py)::
 
     custom_imports = dict(imports=['paploss.mmdet'], allow_failed_imports=False)

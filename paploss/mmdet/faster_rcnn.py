@@ -20,7 +20,7 @@ RoI head (:class:`PAPLossBBoxHead`):
     regression of that class (or with the class-agnostic regression). At test time the scores are
     ``sigmoid`` of the C logits (the loss's ``get_activation``).
 
-Config (mmdet 3.x; full examples: studies/configs/proxy_faster_rcnn_paploss.py and
+Config (mmdet 3.x; full examples: paploss/configs/proxy_faster_rcnn_paploss.py and
 coco_faster_rcnn_r50_fpn_paploss.py)::
 
     custom_imports = dict(imports=['paploss.mmdet'], allow_failed_imports=False)

@@ -1,5 +1,5 @@
 """What the command-line entry points share: argument value types, the options common to
-``studies/search.py`` and ``studies/train.py``, the config path check, and the exit-code
+``paploss-search`` and ``paploss-train``, the config path check, and the exit-code
 convention. The parsers themselves are in :mod:`paploss.study.parsers`.
 
 Bad input raises :class:`UsageError` or another :class:`paploss.errors.InputError` (or makes
@@ -15,10 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import paploss
 from paploss.errors import InputError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO_ROOT / "studies" / "configs"
+CONFIG_DIR = Path(paploss.__file__).resolve().parent / "configs"
+"""The bundled MMDetection configs (package data of the installed paploss; in a checkout
+``studies/configs`` links to it)."""
 DEFAULT_CONFIG = CONFIG_DIR / "proxy_retinanet_paploss.py"
 DEFAULT_STORAGE = "sqlite:///paploss.db"
 DEFAULT_STUDY = "paploss-search"

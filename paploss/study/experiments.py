@@ -53,7 +53,7 @@ class Search:
         seed: the sampler's seed.
         options: the search space (M, shared, fixed lambda).
         variant: loss options on every head (loc score, blocked gradient).
-        config: config file name in studies/configs.
+        config: config file name in paploss/configs (``cli.CONFIG_DIR``).
     """
 
     key: str
@@ -85,7 +85,7 @@ class Training:
 
     Attributes:
         key: unique name; the seeds are trials of the study ``row/<key>``.
-        config: config file name in studies/configs.
+        config: config file name in paploss/configs (``cli.CONFIG_DIR``).
         presets: ``--preset`` values (``NAME`` or ``SLOT=NAME``).
         search: take the params of this search's best trial (and its loss options).
         substitution: a closed-form substitution (``--substitution``).

@@ -1,6 +1,7 @@
-"""The argument parsers of the command-line entry points: ``studies/search.py``
-(:func:`search_parser`), ``studies/train.py`` (:func:`train_parser`) and ``studies/split_coco.py``
-(:func:`split_parser`). The value types, shared options and exit-code convention are in
+"""The argument parsers of the command-line entry points: ``paploss-search``
+(:func:`search_parser`), ``paploss-train`` (:func:`train_parser`) and ``paploss-split-coco``
+(:func:`split_parser`); ``studies/search.py``, ``studies/train.py`` and ``studies/split_coco.py``
+run the same. The value types, shared options and exit-code convention are in
 :mod:`paploss.study.cli`."""
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from paploss.study.cli import (
 
 
 def search_parser() -> argparse.ArgumentParser:
-    """Parser of ``studies/search.py``."""
+    """Parser of ``paploss-search`` (``studies/search.py``)."""
     parser = argparse.ArgumentParser(
-        prog="studies/search.py",
+        prog="paploss-search",
         formatter_class=Formatter,
         description=wrap(
             "Search the Parameterized AP Loss parameters (paper Alg. 1) as an Optuna study: each "
@@ -38,7 +39,7 @@ def search_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Inspect a study: optuna-dashboard STORAGE --artifact-dir WORK_DIR/artifacts\n"
-            "Retrain with the best params: studies/train.py --storage STORAGE --study-name NAME"
+            "Retrain with the best params: paploss-train --storage STORAGE --study-name NAME"
         ),
     )
     add_common(parser, work_dir="work_dirs/search")
@@ -199,9 +200,9 @@ def _add_worker_limits(parser: argparse.ArgumentParser) -> None:
 
 
 def train_parser() -> argparse.ArgumentParser:
-    """Parser of ``studies/train.py``."""
+    """Parser of ``paploss-train`` (``studies/train.py``)."""
     parser = argparse.ArgumentParser(
-        prog="studies/train.py",
+        prog="paploss-train",
         formatter_class=Formatter,
         description=wrap(
             "Train a detector with searched or given loss parameters for a full schedule and "
@@ -303,9 +304,9 @@ def _add_train_data(parser: argparse.ArgumentParser) -> None:
 
 
 def split_parser() -> argparse.ArgumentParser:
-    """Parser of ``studies/split_coco.py``."""
+    """Parser of ``paploss-split-coco`` (``studies/split_coco.py``)."""
     parser = argparse.ArgumentParser(
-        prog="studies/split_coco.py",
+        prog="paploss-split-coco",
         formatter_class=Formatter,
         description=wrap(
             "Split a COCO detection json by image into D_train and D_eval for the search (paper "

@@ -14,26 +14,22 @@ from paploss.study import keys
 from paploss.study.storage import dashboard_url
 
 
-def dashboard_command(url: str, artifact_dir: Path) -> str:
-    """The exact optuna-dashboard command line for a study's storage and artifacts."""
-    exe = Path(sys.executable).parent / "optuna-dashboard"
-    if exe.exists():
-        try:
-            program = str(exe.relative_to(Path.cwd()))
-        except ValueError:
-            program = str(exe)
-    else:
-        program = "optuna-dashboard"
-    return f"{program} {dashboard_url(url)} --artifact-dir {Path(artifact_dir).resolve()}"
-
-
-def python_command() -> str:
-    """The running interpreter, relative to the current folder when inside it."""
-    exe = Path(sys.executable)
+def script_command(name: str) -> str:
+    """The console script ``name`` beside the running interpreter (relative to the current folder
+    when inside it), or ``name`` alone when it is not there."""
+    exe = Path(sys.executable).parent / name
+    if not exe.exists():
+        return name
     try:
         return str(exe.relative_to(Path.cwd()))
     except ValueError:
         return str(exe)
+
+
+def dashboard_command(url: str, artifact_dir: Path) -> str:
+    """The exact optuna-dashboard command line for a study's storage and artifacts."""
+    program = script_command("optuna-dashboard")
+    return f"{program} {dashboard_url(url)} --artifact-dir {Path(artifact_dir).resolve()}"
 
 
 class Progress:
@@ -241,7 +237,7 @@ class Progress:
             print(
                 "\nExport them for loss_cls=dict(type='ParameterizedAPLoss', "
                 "params=dict(file=...)) / retrain:\n  "
-                f"{python_command()} studies/train.py --storage "
+                f"{script_command('paploss-train')} --storage "
                 f"{dashboard_url(args.storage)} --study-name {args.study_name} "
                 f"--config {config_path} --export {export}"
             )

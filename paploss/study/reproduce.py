@@ -1,4 +1,5 @@
-"""``studies/reproduce.py``: the paper's ablations (Tab. 1-7, Fig. 3-4) on the proxy, resumable.
+"""``paploss-reproduce`` (``studies/reproduce.py``): the paper's ablations (Tab. 1-7, Fig. 3-4)
+on the proxy, resumable.
 
 This module holds the command line (:func:`parser`, :func:`main`): it runs the jobs of the chosen
 experiments with :class:`paploss.study.reproduce_runner.Reproduction` and then, also with
@@ -14,18 +15,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from paploss.errors import InputError
-from paploss.study.cli import EXIT_USAGE, REPO_ROOT, device_type, positive_int
+from paploss.study.cli import EXIT_USAGE, device_type, positive_int
 from paploss.study.experiments import BUDGETS
 from paploss.study.report import write_report
 from paploss.study.reproduce_plan import ALL_ORDER, EXPERIMENTS
 from paploss.study.reproduce_runner import Reproduction
 
-DEFAULT_REPORT = REPO_ROOT / "docs" / "reproduction.md"
+DEFAULT_REPORT = Path("docs") / "reproduction.md"
+"""Relative to the current folder: a checkout's root holds the committed report."""
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="studies/reproduce.py",
+        prog="paploss-reproduce",
         description="Reproduce the paper's comparisons (Tab. 1-7, Fig. 3-4) on the proxy as "
         "Optuna studies in one storage; run the same command again to continue a stopped run. "
         "Writes the report with the paper's numbers beside the proxy's.",
@@ -64,7 +66,13 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="runs and logs (default: CACHE/reproduce/<budget>/)",
     )
-    p.add_argument("--report", type=Path, default=DEFAULT_REPORT, help="the report (markdown)")
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=DEFAULT_REPORT,
+        help="the report (markdown), relative to the current folder (a checkout's root: the "
+        "committed docs/reproduction.md)",
+    )
     p.add_argument(
         "--report-only",
         action="store_true",
@@ -83,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``studies/reproduce.py``; returns the exit code."""
+    """Entry point of ``paploss-reproduce`` (``studies/reproduce.py``); returns the exit code."""
     args = parser().parse_args(argv)
     # Ctrl-C and SIGTERM stop the run the same way (children stopped, a message, exit 130), also
     # when this process was started in the background, which inherits SIGINT ignored; the
@@ -106,3 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if repro.failures:
         print("error: some jobs did not finish: " + "; ".join(repro.failures), file=sys.stderr)
     return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

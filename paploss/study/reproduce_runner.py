@@ -1,15 +1,17 @@
 """The runner of a reproduction: every job of the plan as a child command against one storage.
 
 Each experiment is a list of jobs (:mod:`paploss.study.reproduce_plan`): searches, run as
-``studies/search.py`` commands (study ``search/<key>``), and row trainings, run as
-``studies/train.py`` commands once per seed (seed k is a trial of the study ``row/<key>`` with the
+``paploss-search`` commands (study ``search/<key>``), and row trainings, run as
+``paploss-train`` commands once per seed (seed k is a trial of the study ``row/<key>`` with the
 metrics in its user attrs). All studies live in one Optuna storage, by default a SQLite file under
 the cache folder, so a stopped reproduction continues where it was: a finished search or seed is
-never trained again (search.py resumes its own study; a seed whose training finished but was not
+never trained again (the search resumes its own study; a seed whose training finished but was not
 recorded is read back from its metrics.json).
 
-Every job runs as a child command whose output goes to a log file beside its work dir; this
-process prints one line per job and the command, which the report repeats.
+Every job runs as a child command (``python -m paploss.study.search`` / ``paploss.study.train`` of
+this interpreter, in the current folder) whose output goes to a log file beside its work dir; this
+process prints one line per job and the command as a user types it (:func:`display_command`:
+``paploss-search ...`` / ``paploss-train ...``), which the report repeats.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from paploss.study import keys
-from paploss.study.cli import CONFIG_DIR, REPO_ROOT, UsageError
+from paploss.study.cli import CONFIG_DIR, UsageError
 from paploss.study.experiments import BUDGETS, Budget, Search, Training
 from paploss.study.reproduce_plan import plan
 from paploss.study.storage import normalize_storage_url
@@ -35,7 +37,9 @@ SEARCH_PREFIX = "search/"
 ROW_PREFIX = "row/"
 METRICS_FILE = "metrics.json"
 COMMAND_FILE = "command.json"
-"""Written beside a row seed's metrics.json when its train.py command succeeded."""
+"""Written beside a row seed's metrics.json when its training command succeeded."""
+SCRIPTS = {"paploss.study.search": "paploss-search", "paploss.study.train": "paploss-train"}
+"""The console script of each module that runs as a child command."""
 
 
 def cache_root() -> Path:
@@ -108,8 +112,7 @@ class Reproduction:
     def search_command(self, search: Search) -> list[str]:
         b = self.budget
         return [
-            sys.executable,
-            str(REPO_ROOT / "studies" / "search.py"),
+            sys.executable, "-m", "paploss.study.search",
             "--config", str(CONFIG_DIR / search.config),
             "--storage", self.storage_url,
             "--study-name", SEARCH_PREFIX + search.key,
@@ -160,8 +163,7 @@ class Reproduction:
 
     def training_command(self, training: Training, seed: int, run_dir: Path) -> list[str]:
         cmd = [
-            sys.executable,
-            str(REPO_ROOT / "studies" / "train.py"),
+            sys.executable, "-m", "paploss.study.train",
             "--config", str(CONFIG_DIR / training.config),
             "--work-dir", str(run_dir),
             "--epochs", str(self.budget.epochs),
@@ -221,7 +223,7 @@ class Reproduction:
             cmd = self.training_command(training, seed, run_dir)
             trial = study.ask()
             trial.set_user_attr(keys.SEED, seed)
-            trial.set_user_attr(keys.COMMAND, _display(cmd))
+            trial.set_user_attr(keys.COMMAND, display_command(cmd))
             trial.set_user_attr(keys.DEFINITION, training.definition)
             runs.append((seed, run_dir, cmd, trial, run_dir.parent / f"seed{seed}.log"))
         started = time.monotonic()
@@ -260,7 +262,7 @@ class Reproduction:
         if not (path.is_file() and marker.is_file()):
             return None
         try:
-            if json.loads(marker.read_text()) != cmd[1:]:
+            if _run_key(json.loads(marker.read_text())) != _run_key(cmd[1:]):
                 return None
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
@@ -278,11 +280,10 @@ class Reproduction:
             for cmd, log in calls:
                 log.parent.mkdir(parents=True, exist_ok=True)
                 out = open(log, "ab")  # noqa: SIM115  (closed below)
-                out.write(f"\n$ {_display(cmd)}\n".encode())
+                out.write(f"\n$ {display_command(cmd)}\n".encode())
                 out.flush()
                 proc = subprocess.Popen(
-                    cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
-                    start_new_session=True,
+                    cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                 )  # fmt: skip
                 children.append((proc, out))
             codes = [proc.wait() for proc, _ in children]
@@ -300,14 +301,34 @@ class Reproduction:
         return codes
 
 
-def _display(cmd: Sequence[str]) -> str:
-    """The command as a user would type it in the repository root."""
+def display_command(cmd: Sequence[str]) -> str:
+    """A child command as a user types it: ``paploss-search ...`` / ``paploss-train ...`` for
+    ``python -m paploss.study.search`` / ``train`` (a recorded ``paploss-search ...`` stays), and
+    the bundled configs as ``paploss/configs/NAME``, the path in a checkout's root (where
+    ``studies/configs`` links to it)."""
     parts = list(cmd)
-    parts[0] = "python"
-    parts[1] = str(Path(parts[1]).relative_to(REPO_ROOT))
+    if len(parts) > 2 and parts[1] == "-m" and parts[2] in SCRIPTS:
+        parts = [SCRIPTS[parts[2]], *parts[3:]]
     shown = []
     for part in parts:
-        if part.startswith(str(CONFIG_DIR)):
-            part = str(Path(part).relative_to(REPO_ROOT))
+        path = Path(part)
+        if path.is_absolute() and path.is_relative_to(CONFIG_DIR):
+            part = (
+                Path(CONFIG_DIR.parent.name) / CONFIG_DIR.name / path.relative_to(CONFIG_DIR)
+            ).as_posix()
         shown.append(part)
     return shlex.join(shown)
+
+
+def _run_key(args: Sequence[str]) -> list[str]:
+    """What identifies a training command's run (its arguments, ``cmd[1:]``) across the ways it
+    was started: the options from the first one on, with ``--config`` reduced to the file name
+    (a bundled config: the ``studies/train.py`` commands of earlier versions name it by another
+    path)."""
+    args = list(args)
+    start = next((i for i, a in enumerate(args) if a.startswith("--")), len(args))
+    key = args[start:]
+    for i, arg in enumerate(key[:-1]):
+        if arg == "--config":
+            key[i + 1] = Path(key[i + 1]).name
+    return key

@@ -1,4 +1,5 @@
-"""``studies/search.py``: the loss-parameter search as an Optuna study (paper Alg. 1).
+"""``paploss-search`` (``studies/search.py``): the loss-parameter search as an Optuna study
+(paper Alg. 1).
 
 Order of work, so that bad input never leaves a half-created study
 (:mod:`paploss.study.search_setup`): parse and check the arguments, load the config and find its
@@ -127,7 +128,7 @@ def retry_interrupted(study: Any, number: int | None, *, max_retry: int) -> None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``studies/search.py``; returns the exit code."""
+    """Entry point of ``paploss-search`` (``studies/search.py``); returns the exit code."""
     args = search_parser().parse_args(argv)
     # Ctrl-C / SIGINT interrupts the worker (the running trial is queued again) also when this
     # process was started in the background, which inherits SIGINT ignored.
@@ -141,3 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to resume the study", file=sys.stderr)
         return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

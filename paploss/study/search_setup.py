@@ -9,6 +9,7 @@ note once. A study created with other settings, or a bad input anywhere, raises 
 
 from __future__ import annotations
 
+import shlex
 import sys
 import warnings
 from dataclasses import dataclass
@@ -280,7 +281,8 @@ def _record_study(plan: SearchPlan, opened: OpenStudy, settings: dict) -> None:
     study.set_user_attr(keys.SPACE_OPTIONS, plan.space.options.to_json())
     study.set_user_attr(keys.LOSS_OPTIONS, plan.loss_options)
     study.set_user_attr(keys.ARTIFACT_DIR, str(opened.artifact_dir))
-    study.set_user_attr(keys.COMMAND, " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
+    # As a user types it (studies/search.py and python -m paploss.study.search run the same).
+    study.set_user_attr(keys.COMMAND, shlex.join(["paploss-search", *sys.argv[1:]]))
     # Written last: its presence marks a fully recorded study.
     study.set_user_attr(keys.SETTINGS, json_roundtrip(settings))
     # The resolved config (base files merged, --cfg-options applied) as the study's record.

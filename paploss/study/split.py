@@ -1,4 +1,5 @@
-"""``studies/split_coco.py``: split a COCO json by image into D_train / D_eval (seeded)."""
+"""``paploss-split-coco`` (``studies/split_coco.py``): split a COCO json by image into D_train /
+D_eval (seeded)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"-> {path}"
         )
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,5 @@
-"""``studies/train.py``: train with the searched (or given) loss parameters and evaluate on val.
+"""``paploss-train`` (``studies/train.py``): train with the searched (or given) loss parameters
+and evaluate on val.
 
 The parameters of every loss head come from, in this order of precedence for each head: an
 explicit ``--preset`` / ``--params`` for it (``SLOT=...``) or for all heads, else the best (or
@@ -342,10 +343,14 @@ def _train_and_evaluate(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``studies/train.py``; returns the exit code."""
+    """Entry point of ``paploss-train`` (``studies/train.py``); returns the exit code."""
     args = train_parser().parse_args(argv)
     try:
         return run(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -87,6 +87,24 @@ class TrialCrashed(RuntimeError):
     """The child process failed, was killed, or timed out (the trial is FAILED)."""
 
 
+def package_root() -> str | None:
+    """The folder that contains the imported ``paploss`` package (a checkout, or the folder an
+    editable install maps), or None when it is a site-packages folder of this interpreter, which
+    the child (same interpreter) searches anyway and which must not go before the standard
+    library."""
+    import site
+
+    import paploss
+
+    root = Path(paploss.__file__).resolve().parent.parent
+    installed = site.getsitepackages()
+    if site.ENABLE_USER_SITE:
+        installed.append(site.getusersitepackages())
+    if any(Path(p).resolve() == root for p in installed):
+        return None
+    return str(root)
+
+
 def child_env(device: str) -> dict[str, str]:
     """Environment of the child: the device selection and the parent's pid."""
     env = dict(os.environ)
@@ -96,9 +114,12 @@ def child_env(device: str) -> dict[str, str]:
     elif device.startswith("cuda:"):
         env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
     env.setdefault("PYTHONUNBUFFERED", "1")
-    # The child imports paploss from the same tree as the parent, installed or not.
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    # The child imports the same paploss as the parent (a checkout, an editable install, a
+    # wheel's copy): the folder that holds the imported package goes first on its path unless
+    # it is this interpreter's site-packages.
+    root = package_root()
+    if root is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
 
 

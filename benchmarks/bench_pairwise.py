@@ -43,9 +43,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: results/ and RESULTS.md live there
 
 from paploss import LossParams  # noqa: E402
 from paploss.functions import PiecewiseLinear  # noqa: E402

@@ -530,7 +530,6 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     parts = args.part or ["presets", "rank", "timing", "iteration", "detectors"]
-    sys.path.insert(0, str(ROOT))
     results: dict[str, Any] = {}
     if RESULTS_JSON.is_file():
         results = json.loads(RESULTS_JSON.read_text())

@@ -26,8 +26,9 @@ from mmdet.utils import InstanceList, OptInstanceList
 from torch import Tensor
 
 from paploss.localization import localization_scores
+from paploss.loss_config import LOSS_TYPE, is_ap_loss_config
 from paploss.mmdet import checkpoint as _checkpoint  # noqa: F401  (installs the loader)
-from paploss.mmdet.loss import LOSS_TYPE, is_ap_loss_config, torch_loss_options
+from paploss.mmdet.loss import torch_loss_options
 
 DEPRECATED_KEYS = ("loss_params", "loss_options")
 """The heads' former loss arguments, mapped onto ``loss_cls`` with a DeprecationWarning."""

@@ -34,11 +34,9 @@ from torch import Tensor
 
 from paploss.localization import LOC_SCORE_KINDS
 from paploss.loss import ParameterizedAPLoss as TorchParameterizedAPLoss
+from paploss.loss_config import LOSS_TYPE
 
-__all__ = ["LOSS_TYPE", "ParameterizedAPLoss", "accepted_keys", "is_ap_loss_config"]
-
-LOSS_TYPE = "ParameterizedAPLoss"
-"""The registry name: ``loss_cls=dict(type=LOSS_TYPE, ...)``."""
+__all__ = ["ParameterizedAPLoss", "accepted_keys", "torch_loss_options"]
 
 
 def _plain(value: Any) -> Any:
@@ -68,17 +66,6 @@ def torch_loss_options() -> tuple[str, ...]:
 def accepted_keys() -> tuple[str, ...]:
     """Every key ``loss_cls=dict(type='ParameterizedAPLoss', ...)`` accepts besides ``type``."""
     return _keyword_names(ParameterizedAPLoss.__init__) + torch_loss_options()
-
-
-def is_ap_loss_config(cfg: Any) -> bool:
-    """Whether ``cfg`` is a ``dict(type='ParameterizedAPLoss', ...)`` (also ``mmdet.``-scoped,
-    or with the class itself as ``type``)."""
-    if not isinstance(cfg, Mapping):
-        return False
-    kind = cfg.get("type")
-    if isinstance(kind, type):
-        return issubclass(kind, ParameterizedAPLoss)
-    return isinstance(kind, str) and kind.rsplit(".", 1)[-1] == LOSS_TYPE
 
 
 @MODELS.register_module(name=LOSS_TYPE)

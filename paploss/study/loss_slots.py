@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from paploss.errors import ConfigError
+from paploss.loss_config import LOSS_TYPE, is_ap_loss_config
 from paploss.params import LossParams
 from paploss.study.space import SearchSpace, SpaceOptions, make_slots
 
-AP_LOSS_TYPE = "ParameterizedAPLoss"
-"""The registered loss type (``paploss.mmdet.loss``, not imported here: it imports mmdet)."""
 DEPRECATED_LOSS_KEYS = ("loss_params", "loss_options")
 """A head's former loss arguments (still accepted, with a DeprecationWarning, by the heads)."""
 AP_LOSS_SPELLING = "loss_cls=dict(type='ParameterizedAPLoss', params=..., ...)"
@@ -42,16 +41,6 @@ def as_deprecated_spelling(node: Mapping[str, Any]) -> Mapping[str, Any]:
     if options:
         out["loss_options"] = options
     return out
-
-
-def is_ap_loss_config(node: Any) -> bool:
-    """Whether ``node`` is a ``dict(type='ParameterizedAPLoss', ...)`` loss config (also
-    ``mmdet.``-scoped, or with a class of that name as ``type``)."""
-    if not isinstance(node, Mapping):
-        return False
-    kind = node.get("type")
-    name = kind if isinstance(kind, str) else getattr(kind, "__name__", None)
-    return isinstance(name, str) and name.rsplit(".", 1)[-1] == AP_LOSS_TYPE
 
 
 def _is_loss_slot(node: Mapping[str, Any]) -> bool:
@@ -152,7 +141,7 @@ def _uses_deprecated_spelling(node: Any, key: str) -> bool:
 def _ap_loss_node(node: Any) -> Any:
     """The head's ``loss_cls`` node, created as ``dict(type='ParameterizedAPLoss')`` if absent."""
     if node.get("loss_cls") is None:
-        node["loss_cls"] = dict(type=AP_LOSS_TYPE)
+        node["loss_cls"] = dict(type=LOSS_TYPE)
     return node["loss_cls"]
 
 

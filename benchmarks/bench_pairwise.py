@@ -24,7 +24,10 @@ Usage:
   python benchmarks/bench_pairwise.py                       # CPU sizes, all CPU providers
   python benchmarks/bench_pairwise.py --device cuda --gpu-sizes
   python benchmarks/bench_pairwise.py --device cuda --crossover
-Rows are appended to benchmarks/results/pairwise_<device>.csv; --markdown prints a table.
+  python benchmarks/bench_pairwise.py --smoke --results-md /tmp/r.md   # seconds: the script's test
+Rows are appended to benchmarks/results/pairwise_<device>.csv (--smoke: only with --csv);
+--markdown prints a Markdown table; --results-md FILE puts it between the bench_pairwise markers
+of FILE (e.g. benchmarks/RESULTS.md), --results-json FILE writes every row as JSON.
 """
 
 from __future__ import annotations
@@ -32,27 +35,38 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _common import (
+    RESULTS_DIR,
+    command_line,
+    cpu_name,
+    git_commit,
+    load_average,
+    markdown_table,
+    package_versions,
+    replace_section,
+    text_table,
+    write_json,
+)
 
-ROOT = Path(__file__).resolve().parents[1]  # the checkout: results/ and RESULTS.md live there
-
-from paploss import LossParams  # noqa: E402
-from paploss.functions import PiecewiseLinear  # noqa: E402
-from paploss.kernels import pairwise_sums  # noqa: E402
+from paploss import LossParams
+from paploss.functions import PiecewiseLinear
+from paploss.kernels import pairwise_sums
 
 CPU_SIZES = [(300, 100_000), (1000, 100_000), (1000, 1_000_000), (2000, 4_000_000)]
 GPU_EXTRA_SIZES = [(2000, 10_000_000), (2000, 64_000_000)]
+SMOKE_SIZES = [(8, 300), (32, 2000)]
+"""``--smoke``: two tiny sizes, enough to run every provider's forward and backward."""
 RELEASE_TOPK = 100_000
-RESULTS = ROOT / "benchmarks" / "results"
+SECTION = "bench_pairwise"
+"""The name of the section (``<!-- bench_pairwise:begin -->``) ``--results-md`` writes."""
 
 # Models used only to skip runs that would not fit (peak bytes and CPU seconds per (P, N) pair of
 # a forward + backward), from runs on the 2-core CPU: release-dense ~53 B/pair (5.3 GB at
@@ -253,37 +267,19 @@ def _repeats_for(provider: str, p: int, n: int, device: torch.device, args) -> t
 
 # ------------------------------------------------------------------------------ reporting
 def environment(device: torch.device) -> dict[str, str]:
-    try:
-        import triton
-
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = "none"
+    """The CSV's machine and version columns for a run on ``device``."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    name = f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-                    break
-        except OSError:
-            pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-    except OSError:
-        commit = ""
+        name = f"{cpu_name()} ({torch.get_num_threads()} threads)"
     return {
         "device_name": name,
         "torch": torch.__version__,
-        "triton": triton_version,
+        "triton": package_versions(["triton"])["triton"],
         "python": platform.python_version(),
-        "commit": commit or "uncommitted",
+        "commit": git_commit(),
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "load1": f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "",
+        "load1": f"{load_average():.1f}",
     }
 
 
@@ -328,24 +324,27 @@ def _fmt_ms(v) -> str:
     return f"{v:.3g}" if v < 100 else f"{v:.0f}"
 
 
-def print_table(rows: list[dict], markdown: bool) -> None:
-    """One line per (P, N, provider): forward / backward / full medians, p20-p80 of full, memory."""
+TABLE_HEADER = (
+    "P",
+    "N",
+    "provider",
+    "forward ms",
+    "backward ms",
+    "full ms (p20-p80)",
+    "peak MB",
+    "runs",
+    "max rel diff vs sorted",
+    "note",
+)
+
+
+def table_rows(rows: list[dict]) -> list[list[str]]:
+    """One row of ``TABLE_HEADER`` per (P, N, provider): forward / backward / full medians,
+    p20-p80 of full, memory."""
     groups: dict[tuple, dict] = {}
     for r in rows:
         key = (r["P"], r["N"], r["provider"])
         groups.setdefault(key, {})[r["mode"]] = r
-    header = [
-        "P",
-        "N",
-        "provider",
-        "forward ms",
-        "backward ms",
-        "full ms (p20-p80)",
-        "peak MB",
-        "runs",
-        "max rel diff vs sorted",
-        "note",
-    ]
     lines = []
     for (p, n, prov), modes in groups.items():
         full = modes.get("full", {})
@@ -370,16 +369,28 @@ def print_table(rows: list[dict], markdown: bool) -> None:
                 note,
             ]
         )
-    if markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for line in lines:
-            print("| " + " | ".join(line) + " |")
-    else:
-        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-        print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-        for line in lines:
-            print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
+    return lines
+
+
+def print_table(rows: list[dict], markdown: bool) -> None:
+    """The table of :func:`table_rows`, as Markdown or as aligned text."""
+    lines = table_rows(rows)
+    table = markdown_table if markdown else text_table
+    print("\n".join(table(TABLE_HEADER, lines)))
+
+
+def results_section(rows: list[dict], env: dict[str, str], command: str) -> str:
+    """The ``bench_pairwise`` section of a results file: the machine, the command, the table."""
+    return "\n".join(
+        [
+            "## Pairwise sums (`benchmarks/bench_pairwise.py`)",
+            "",
+            f"{env['device_name']}, torch {env['torch']}, triton {env['triton']}, commit "
+            f"{env['commit']}, load {env['load1']}: `{command}`.",
+            "",
+            *markdown_table(TABLE_HEADER, table_rows(rows)),
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------ main
@@ -472,6 +483,7 @@ def crossover(device, args, env) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -490,10 +502,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-csv", action="store_true")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument(
+        "--results-md",
+        type=Path,
+        default=None,
+        help=f"also write the table as the {SECTION} section of this Markdown file",
+    )
+    ap.add_argument(
+        "--results-json", type=Path, default=None, help="also write every row to this JSON file"
+    )
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"tiny sizes {SMOKE_SIZES}, 2 repeats, no warm-up; no CSV unless --csv is given",
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.smoke:
+        args.repeats, args.warmup = 2, 0
+        args.no_csv = args.no_csv or args.csv is None
 
     device = torch.device(args.device)
     env = environment(device)
@@ -508,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
             for item in args.sizes.split(","):
                 p_str, n_str = item.lower().split("x")
                 sizes.append((int(float(p_str)), int(float(n_str))))
+        elif args.smoke:
+            sizes = list(SMOKE_SIZES)
         else:
             sizes = list(CPU_SIZES) + (GPU_EXTRA_SIZES if args.gpu_sizes else [])
         if args.providers:
@@ -520,9 +551,18 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(rows, args.markdown)
     if not args.no_csv:
-        path = Path(args.csv) if args.csv else RESULTS / f"pairwise_{device.type}.csv"
+        path = Path(args.csv) if args.csv else RESULTS_DIR / f"pairwise_{device.type}.csv"
         append_csv(path, rows)
         print(f"\nappended {len(rows)} rows to {path}")
+    command = command_line(
+        "benchmarks/bench_pairwise.py", argv, drop=("--csv", "--results-md", "--results-json")
+    )
+    if args.results_md is not None:
+        replace_section(args.results_md, SECTION, results_section(rows, env, command))
+        print(f"wrote the {SECTION} section of {args.results_md}")
+    if args.results_json is not None:
+        write_json(args.results_json, dict(command=command, environment=env, rows=rows))
+        print(f"wrote {len(rows)} rows to {args.results_json}")
     return 0
 
 

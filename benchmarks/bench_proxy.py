@@ -10,6 +10,13 @@ Parts (``--part``, default all):
   parameter sets drawn from the search's initial truncated normal (sigma 0.2 around linear), the
   Spearman correlation between the proxy reward (seed 0) and the val AP of a ``--long-epochs``
   times longer training (seed 0, cosine schedule stretched to the longer run).
+- ``draws``: the same over the search's own samples: ``--initial-draws`` of its first round
+  (sigma 0.2 around linear) and ``--searched-draws`` around a searched mean (sigma 0.1 around
+  paper-retinanet); also checks that no draw reaching 0.30 after the long training scores < 0.05
+  after one epoch. Its 1-epoch trainings keep their loss curves.
+- ``early-stop``: the proxy config's ``collapse_rule`` (paploss.study.early_stop) on those loss
+  curves: which draws it stops, false stops (a stopped draw with AP >= 0.01), and the wall time of
+  a stopped trial against a full one.
 - ``iteration``: training time per iteration of the PAPLoss head against the Focal+GIoU and
   Focal+L1 heads on the same proxy; ``detectors``: one trial of the Faster R-CNN and Deformable
   DETR proxies. Both time trainings: run them on a quiet machine.
@@ -29,6 +36,11 @@ Output: ``benchmarks/results/proxy.json`` (every number) and the Markdown sectio
     .venv/bin/python benchmarks/bench_proxy.py --part presets --part rank   # AP parts, ~50 min
     .venv/bin/python benchmarks/bench_proxy.py --part timing --part iteration --part detectors
                                                      # quiet machine, ~8 min
+    .venv/bin/python benchmarks/bench_proxy.py --part draws --part early-stop   # ~2 h
+    .venv/bin/python benchmarks/bench_proxy.py --smoke   # a check that it runs, ~1 min
+
+Trainings run with ``prepare_config(search=True, early_stop=False)``: to the end, so that the
+measurements see every draw's full training; only ``early-stop``'s second trainings apply the rule.
 """
 
 from __future__ import annotations
@@ -37,7 +49,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -50,11 +61,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "studies" / "configs" / "proxy_retinanet_paploss.py"
-RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
-RESULTS_JSON = ROOT / "benchmarks" / "results" / "proxy.json"
-BEGIN, END = "<!-- bench_proxy:begin -->", "<!-- bench_proxy:end -->"
+from _common import (
+    RESULTS_DIR,
+    RESULTS_MD,
+    machine_summary,
+    markdown_table,
+    replace_section,
+    write_json,
+)
+
+from paploss.study.cli import CONFIG_DIR
+
+CONFIG = CONFIG_DIR / "proxy_retinanet_paploss.py"
+RESULTS_JSON = RESULTS_DIR / "proxy.json"
+SECTION = "bench_proxy"
+SMOKE_OPTIONS = {
+    # The tiny proxy at its own 64 px: 4 iterations of 2 images; the collapse rule checks at 3.
+    "train_dataloader.batch_size": 2,
+    "val_dataloader.batch_size": 4,
+    "test_dataloader.batch_size": 4,
+    "train_dataloader.dataset.pipeline.2.scale": (64, 64),
+    "val_dataloader.dataset.pipeline.1.scale": (64, 64),
+    "test_dataloader.dataset.pipeline.1.scale": (64, 64),
+    "collapse_rule.check_at": 3,
+    "collapse_rule.window": 3,
+}
 PRESET_ROWS = (
     ("linear", "linear", None),
     ("square", "square", None),
@@ -66,8 +97,14 @@ PRESET_ROWS = (
 )
 CONFIG_DIGEST = ""
 """``config_digest`` of the proxy config (set in main; part of every cache key)."""
+COLLAPSE_RULE: dict[str, Any] = {}
+"""The proxy config's ``collapse_rule`` (set in main; part of the key of an early-stopped run)."""
 DRAW_SIGMA = 0.2
 DRAW_SEED = 2021
+SEARCHED_MU = "paper-retinanet"
+SEARCHED_SIGMA = 0.1
+SLOW_START = (0.30, 0.05)
+"""A draw reaching >= 0.30 val AP after the long training must score >= 0.05 after one epoch."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,12 +116,17 @@ class Run:
     seed: int
     epochs: int
     split: str  # "eval" (D_eval, the reward) or "val"
+    early_stop: bool = False  # apply the config's collapse_rule (as a search trial does)
+    repeat: int = 0  # > 0: the same training again (a timing taken beside another one)
 
     def key(self) -> str:
         """Cache key: the settings of the training and the proxy config's digest."""
-        text = json.dumps(
-            [self.params, self.seed, self.epochs, self.split, CONFIG_DIGEST], sort_keys=True
-        )
+        settings = [self.params, self.seed, self.epochs, self.split, CONFIG_DIGEST]
+        if self.early_stop:
+            settings.append(dict(collapse_rule=COLLAPSE_RULE))
+        if self.repeat:
+            settings.append(dict(repeat=self.repeat))
+        text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -101,36 +143,60 @@ def preset_params() -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def drawn_params(count: int) -> list[tuple[str, dict[str, Any]]]:
-    """``count`` draws of the search's first round: N_trunc[0,1](linear, 0.2^2 I) per component."""
+def drawn_params(
+    count: int,
+    *,
+    around: str = "linear",
+    sigma: float = DRAW_SIGMA,
+    seed: int = DRAW_SEED,
+    label: str = "draw",
+) -> list[tuple[str, dict[str, Any]]]:
+    """``count`` draws ``N_trunc[0,1](mu, sigma^2 I)`` per component around the preset ``around``:
+    the search's first round with the defaults (linear, sigma 0.2)."""
     import numpy as np
     from scipy.stats import truncnorm
 
     from paploss.params import LossParams
 
-    mu = np.asarray(LossParams.preset("linear").to_vector(), dtype=np.float64)
-    rng = np.random.default_rng(DRAW_SEED)
+    mu = np.asarray(LossParams.preset(around).to_vector(), dtype=np.float64)
+    rng = np.random.default_rng(seed)
     out = []
     for k in range(count):
-        lo, hi = (0.0 - mu) / DRAW_SIGMA, (1.0 - mu) / DRAW_SIGMA
-        vector = truncnorm.rvs(lo, hi, loc=mu, scale=DRAW_SIGMA, random_state=rng)
-        out.append((f"draw {k}", LossParams.from_vector(vector.tolist()).to_dict()))
+        lo, hi = (0.0 - mu) / sigma, (1.0 - mu) / sigma
+        vector = truncnorm.rvs(lo, hi, loc=mu, scale=sigma, random_state=rng)
+        out.append((f"{label} {k}", LossParams.from_vector(vector.tolist()).to_dict()))
     return out
+
+
+def searched_draws(count: int) -> list[tuple[str, dict[str, Any]]]:
+    """Draws around a searched mean: the published RetinaNet parameters with sigma 0.1, the
+    PPO2 schedule's sigma half-way through a search (``sigma_t = 0.2 (T - t) / T``)."""
+    return drawn_params(
+        count, around=SEARCHED_MU, sigma=SEARCHED_SIGMA, seed=DRAW_SEED + 1, label="searched"
+    )
 
 
 # ------------------------------------------------------------------------------ trainings
 class Trainer:
     """Runs ``Run``s through warm runners (one per worker), caching every result."""
 
-    def __init__(self, cache: Path, workers: int) -> None:
+    def __init__(
+        self,
+        cache: Path,
+        workers: int,
+        *,
+        data: list[str] | None = None,
+        cfg_options: dict[str, Any] | None = None,
+    ) -> None:
         from paploss.study.data import resolve_data
         from paploss.study.mmcfg import ensure_backbones, load_config
 
         self.cache = cache
         self.cache.mkdir(parents=True, exist_ok=True)
         self.results_file = cache / "runs.jsonl"
-        self.cfg = load_config(CONFIG)
-        self.data = resolve_data(None, work_dir=cache)
+        self.cfg_options = dict(cfg_options or {})
+        self.cfg = load_config(CONFIG, self.cfg_options)
+        self.data = resolve_data(data, work_dir=cache)
         ensure_backbones(self.cfg, log=lambda m: print(f"[bench] {m}", flush=True))
         self.workers = workers
         self.lock = threading.Lock()
@@ -141,13 +207,15 @@ class Trainer:
                     record = json.loads(line)
                     self.done[record["key"]] = record
 
-    def run_all(self, runs: list[Run]) -> dict[str, dict[str, Any]]:
+    def run_all(self, runs: list[Run], *, workers: int | None = None) -> dict[str, dict[str, Any]]:
+        """Train the runs not cached yet, ``workers`` (default: the Trainer's) at once."""
         from paploss.study.warm import WarmRunner
 
+        workers = self.workers if workers is None else workers
         todo = list({r.key(): r for r in runs if r.key() not in self.done}.values())
         print(f"[bench] {len(runs)} trainings, {len(todo)} to run", flush=True)
         if todo:
-            if self.workers > 1:
+            if workers > 1:
                 os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the warm runners' children
             local = threading.local()
             runners: list[Any] = []
@@ -160,7 +228,7 @@ class Trainer:
                 self._train(local.runner, run)
 
             try:
-                with ThreadPoolExecutor(self.workers) as pool:
+                with ThreadPoolExecutor(workers) as pool:
                     for future in [pool.submit(work, r) for r in todo]:
                         future.result()
             finally:
@@ -173,7 +241,7 @@ class Trainer:
         from paploss.study.mmcfg import load_config, prepare_config
 
         run_dir = self.cache / "runs" / (run.key() if record else f"{config.stem}-{run.seed}")
-        base = self.cfg if config == CONFIG else load_config(config)
+        base = self.cfg if config == CONFIG else load_config(config, self.cfg_options)
         cfg = prepare_config(
             base,
             space=None,
@@ -184,6 +252,7 @@ class Trainer:
             epochs=run.epochs,
             seed=run.seed,
             search=True,
+            early_stop=run.early_stop,
         )
         if run.params:
             cfg.model.bbox_head.loss_cls.params = LossParams.from_dict(run.params).to_dict()
@@ -192,32 +261,35 @@ class Trainer:
         cfg.dump(str(config))
         started = time.perf_counter()
         result = runner.run(run_dir, config=config)
-        record = dict(
+        entry = dict(
             key=run.key(),
             name=run.name,
             seed=run.seed,
             epochs=run.epochs,
             split=run.split,
-            status=result["status"],
-            metrics=result["metrics"],
-            train_seconds=result["train_seconds"],
-            eval_seconds=result["eval_seconds"],
-            iterations=result["iterations"],
+            status=result.status,
+            metrics=result.metrics,
+            train_seconds=result.train_seconds,
+            eval_seconds=result.eval_seconds,
+            iterations=result.iterations,
+            collapsed_at=result.collapsed_at,
             wall_seconds=time.perf_counter() - started,
+            trial_seconds=result.wall_seconds,
             threads=os.environ.get("OMP_NUM_THREADS", "default"),
+            loss_curve=[v for _, v in result.loss_curve] if run.epochs == 1 else [],
         )
         if not record:
-            return record
+            return entry
         with self.lock:
-            self.done[run.key()] = record
+            self.done[run.key()] = entry
             with open(self.results_file, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(entry) + "\n")
         print(
             f"[bench] {run.name:22s} seed {run.seed} {run.epochs} ep {run.split:4s} "
-            f"AP {result['metrics']['AP']:.4f} (train {result['train_seconds']:.0f} s)",
+            f"AP {result.metrics['AP']:.4f} (train {result.train_seconds:.0f} s)",
             flush=True,
         )
-        return record
+        return entry
 
 
 # ------------------------------------------------------------------------------ parts
@@ -267,6 +339,102 @@ def part_rank(trainer: Trainer, draws: int, long_epochs: int) -> dict[str, Any]:
     ]
     rho = spearmanr([r["proxy"] for r in rows], [r["long"] for r in rows]).statistic
     return dict(rows=rows, rho=float(rho), long_epochs=long_epochs)
+
+
+def part_draws(trainer: Trainer, initial: int, searched: int, long_epochs: int) -> dict[str, Any]:
+    """Rank fidelity over the search's own samples: ``initial`` draws of its first round (sigma
+    0.2 around linear) and ``searched`` draws around a searched mean (sigma 0.1 around
+    paper-retinanet); per draw the proxy reward (1 epoch, D_eval, seed 0, loss curve kept for
+    the early-stop rule) and the val AP of a ``long_epochs`` training (seed 0)."""
+    from scipy.stats import spearmanr
+
+    groups = [("initial", drawn_params(initial)), ("searched", searched_draws(searched))]
+    sets = [(group, n, p) for group, drawn in groups for n, p in drawn]
+    short = [Run(n, p, 0, 1, "eval") for _, n, p in sets]
+    long = [Run(n, p, 0, long_epochs, "val") for _, n, p in sets]
+    done = trainer.run_all(short + long)
+    rows = [
+        dict(
+            group=group,
+            name=n,
+            proxy=done[s.key()]["metrics"]["AP"],
+            long=done[lg.key()]["metrics"]["AP"],
+            status=done[s.key()]["status"],
+        )
+        for (group, n, _), s, lg in zip(sets, short, long)
+    ]
+
+    def rho(selected: list[dict[str, Any]]) -> float:
+        return float(
+            spearmanr([r["proxy"] for r in selected], [r["long"] for r in selected]).statistic
+        )
+
+    good_long, low_proxy = SLOW_START
+    return dict(
+        rows=rows,
+        rho_initial=rho([r for r in rows if r["group"] == "initial"]),
+        rho_searched=rho([r for r in rows if r["group"] == "searched"]),
+        rho_all=rho(rows),
+        slow_starters=[
+            r["name"] for r in rows if r["long"] >= good_long and r["proxy"] < low_proxy
+        ],
+        long_epochs=long_epochs,
+    )
+
+
+def part_early_stop(trainer: Trainer, initial: int, searched: int) -> dict[str, Any]:
+    """The proxy config's CollapseRule on the 1-epoch trainings of the search's draws (the
+    ``draws`` part's, trained to the end): per draw its reward, the loss motion at the rule's
+    check and whether the rule stops it. A false stop is a stopped draw that reaches AP >= 0.01.
+    The draws the rule stops train twice more, one after the other: with the rule applied, as
+    search trials, and to the end; the ratio of their wall times is the cost of a collapsed
+    trial."""
+    from paploss.study.early_stop import CollapseRule
+
+    rule = CollapseRule.from_config(COLLAPSE_RULE)
+    if rule is None:
+        raise SystemExit("the proxy config declares no collapse_rule")
+    sets = [("initial", n, p) for n, p in drawn_params(initial)]
+    sets += [("searched", n, p) for n, p in searched_draws(searched)]
+    full = [Run(n, p, 0, 1, "eval") for _, n, p in sets]
+    done = trainer.run_all(full)
+    rows = []
+    for (group, name, params), run in zip(sets, full):
+        record = done[run.key()]
+        curve = record["loss_curve"]
+        rows.append(
+            dict(
+                group=group,
+                name=name,
+                params=params,
+                AP=record["metrics"]["AP"],
+                motion=rule.motion(curve),
+                stopped=rule.collapsed(curve),
+                full_wall=record["wall_seconds"],
+            )
+        )
+    stopped = [r for r in rows if r["stopped"]]
+    for r in stopped:
+        short = Run(r["name"], r["params"], 0, 1, "eval", early_stop=True)
+        long = Run(r["name"], r["params"], 0, 1, "eval", repeat=1)
+        redone = trainer.run_all([short, long], workers=1)
+        # The child's own time (build, train, evaluate): not the warm runner's start-up.
+        r["stopped_wall"] = redone[short.key()]["trial_seconds"]
+        r["stopped_at"] = redone[short.key()]["collapsed_at"]
+        r["full_wall"] = redone[long.key()]["trial_seconds"]
+    for r in rows:
+        r.pop("params")
+    full_mean = statistics.fmean(r["full_wall"] for r in stopped) if stopped else None
+    stopped_mean = statistics.fmean(r["stopped_wall"] for r in stopped) if stopped else None
+    return dict(
+        rule=rule.to_json(),
+        rows=rows,
+        collapsed=sum(1 for r in rows if r["AP"] < 1e-3),
+        caught=sum(1 for r in stopped if r["AP"] < 1e-3),
+        false_stops=[r["name"] for r in stopped if r["AP"] >= 0.01],
+        full_wall_mean=full_mean,
+        stopped_wall_mean=stopped_mean,
+    )
 
 
 def _one_epoch_each(trainer: Trainer, configs: dict[str, Path]) -> list[dict[str, Any]]:
@@ -334,7 +502,8 @@ def part_timing(trials: int) -> dict[str, Any]:
         subprocess.run(
             [
                 sys.executable,
-                str(ROOT / "studies" / "search.py"),
+                "-m",
+                "paploss.study.search",
                 "--rounds",
                 "1",
                 "--samples-per-round",
@@ -374,15 +543,6 @@ def part_timing(trials: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ report
-def machine() -> str:
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = float("nan")
-    cpu = platform.processor() or platform.machine()
-    return f"{os.cpu_count()} cores ({cpu}), load average {load:.2f} at the end"
-
-
 def _section(
     title: str, part: dict[str, Any], intro: str, header: Sequence[str], rows: list[list[str]]
 ) -> list[str]:
@@ -390,14 +550,12 @@ def _section(
     lines = [f"### {title} ({part['machine']})", ""]
     if intro:
         lines += [intro, ""]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += markdown_table(header, rows)
     return lines + [""]
 
 
 def render(results: dict[str, Any]) -> str:
-    out = [BEGIN, "## Proxy task (`benchmarks/bench_proxy.py`)", ""]
+    out = ["## Proxy task (`benchmarks/bench_proxy.py`)", ""]
     out.append(
         "RetinaNet proxy (`studies/configs/proxy_retinanet_paploss.py`): 64 px scenes, frozen "
         "digit-pretrained ResNet-18 (16 channels), one epoch of 6,000 images, SGD lr 0.1 with a "
@@ -492,22 +650,74 @@ def render(results: dict[str, Any]) -> str:
             [[r["name"], f"{r['proxy']:.4f}", f"{r['long']:.4f}"] for r in rank["rows"]],
         )
         out += [f"Spearman rho = **{rank['rho']:.2f}** (target >= 0.7).", ""]
-    out.append(END)
+    if draws := results.get("draws"):
+        good_long, low_proxy = SLOW_START
+        out += _section(
+            "Rank fidelity over the search's own samples",
+            draws,
+            "Draws of the search's first round (initial: sigma 0.2 around linear) and around a "
+            f"searched mean (searched: sigma {SEARCHED_SIGMA} around {SEARCHED_MU}); proxy reward "
+            f"(1 epoch, D_eval) against the val AP of a {draws['long_epochs']}-epoch training, "
+            "seed 0 both.",
+            ["draw", "group", "proxy AP", "long AP"],
+            [
+                [r["name"], r["group"], f"{r['proxy']:.4f}", f"{r['long']:.4f}"]
+                for r in draws["rows"]
+            ],
+        )
+        slow = ", ".join(draws["slow_starters"]) or "none"
+        out += [
+            f"Spearman rho: initial draws **{draws['rho_initial']:.2f}**, searched draws "
+            f"**{draws['rho_searched']:.2f}**, all **{draws['rho_all']:.2f}** (target >= 0.7 "
+            f"over all). Draws with long AP >= {good_long} but proxy AP < {low_proxy} "
+            f"(slow starters, target none): {slow}.",
+            "",
+        ]
+    if early := results.get("early_stop"):
+        rule = early["rule"]
+        out += _section(
+            "Early stop of collapsed trials",
+            early,
+            f"The proxy config's rule `collapse_rule = {rule}` (paploss.study.early_stop) on the "
+            "1-epoch trainings of the draws above, trained to the end: AP on D_eval, the loss's "
+            "motion (mean absolute change per iteration) over iterations "
+            f"{rule['check_at'] - rule['window'] + 1}-{rule['check_at']}, and whether the rule "
+            f"stops the draw (motion < {rule['min_motion']}). Stopped draws trained again as "
+            "search trials with the rule and to the end, one after the other (trial s).",
+            ["draw", "group", "AP", "loss motion", "stopped", "trial s (full / stopped)"],
+            [
+                [
+                    r["name"],
+                    r["group"],
+                    f"{r['AP']:.4f}",
+                    f"{r['motion']:.4f}",
+                    f"at iteration {r['stopped_at']}" if r["stopped"] else "no",
+                    f"{r['full_wall']:.0f} / {r['stopped_wall']:.0f}" if r["stopped"] else "",
+                ]
+                for r in early["rows"]
+            ],
+        )
+        cost = (
+            f"a stopped trial took {early['stopped_wall_mean']:.0f} s against "
+            f"{early['full_wall_mean']:.0f} s for a full one "
+            f"(**{100 * early['stopped_wall_mean'] / early['full_wall_mean']:.0f} %**, target "
+            "<= 25 %)"
+            if early["stopped_wall_mean"] is not None
+            else "no draw was stopped"
+        )
+        false = ", ".join(early["false_stops"]) or "none"
+        out += [
+            f"{len(early['rows'])} draws: {early['collapsed']} collapsed to AP < 0.001, the rule "
+            f"stops **{early['caught']}** of them; false stops (stopped, AP >= 0.01): **{false}**; "
+            f"{cost}.",
+            "",
+        ]
     return "\n".join(out)
 
 
-def write_results(results: dict[str, Any]) -> None:
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(results, indent=1) + "\n")
-    text = RESULTS_MD.read_text() if RESULTS_MD.is_file() else "# Benchmark results\n"
-    section = render(results)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS_MD.write_text(text)
+def write_results(results: dict[str, Any], results_json: Path, results_md: Path) -> None:
+    write_json(results_json, results)
+    replace_section(results_md, SECTION, render(results))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -515,8 +725,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--part",
         action="append",
-        choices=("presets", "rank", "timing", "iteration", "detectors"),
+        choices=("presets", "rank", "draws", "early-stop", "timing", "iteration", "detectors"),
     )
+    parser.add_argument("--initial-draws", type=int, default=20)
+    parser.add_argument("--searched-draws", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--long-epochs", type=int, default=5)
@@ -525,37 +737,92 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache", type=Path, default=Path("~/.cache/paploss/bench_proxy").expanduser()
     )
+    parser.add_argument("--results-md", type=Path, default=None, help="default: RESULTS.md")
+    parser.add_argument("--results-json", type=Path, default=None, help="default: proxy.json")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a check that the script runs: the draws and early-stop parts on a tiny proxy (8 "
+        "images at 64 px, 2 + 1 draws, 2 long epochs), results in a temporary folder unless "
+        "--results-md/--results-json are given",
+    )
     args = parser.parse_args(argv)
-    for name in ("seeds", "draws", "long_epochs", "workers", "timing_trials"):
+    for name in (
+        "seeds",
+        "draws",
+        "initial_draws",
+        "searched_draws",
+        "long_epochs",
+        "workers",
+        "timing_trials",
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    parts = args.part or ["presets", "rank", "timing", "iteration", "detectors"]
-    results: dict[str, Any] = {}
-    if RESULTS_JSON.is_file():
-        results = json.loads(RESULTS_JSON.read_text())
-    global CONFIG_DIGEST
-    from paploss.study.mmcfg import config_digest, load_config
+    if args.smoke:
+        with tempfile.TemporaryDirectory(prefix="bench_proxy_smoke_") as tmp:
+            return _smoke(args, Path(tmp))
+    return run_parts(
+        args,
+        args.part or ["presets", "rank", "timing", "iteration", "detectors"],
+        results_json=args.results_json or RESULTS_JSON,
+        results_md=args.results_md or RESULTS_MD,
+    )
 
-    CONFIG_DIGEST = config_digest(load_config(CONFIG))
-    if {"presets", "rank", "iteration", "detectors"} & set(parts):
-        trainer = Trainer(args.cache, args.workers)
+
+def _smoke(args: argparse.Namespace, tmp: Path) -> int:
+    from paploss.proxy import generate_proxy_dataset
+
+    data = tmp / "tiny"
+    generate_proxy_dataset(data, seed=0, num_train=8, num_eval=4, num_val=4, image_size=64)
+    args.cache, args.data, args.cfg_options = tmp / "cache", [str(data)], SMOKE_OPTIONS
+    args.initial_draws, args.searched_draws, args.long_epochs, args.workers = 2, 1, 2, 1
+    return run_parts(
+        args,
+        args.part or ["draws", "early-stop"],
+        results_json=args.results_json or tmp / "proxy.json",
+        results_md=args.results_md or tmp / "RESULTS.md",
+    )
+
+
+def run_parts(
+    args: argparse.Namespace, parts: list[str], *, results_json: Path, results_md: Path
+) -> int:
+    """Run ``parts``, writing every finished part into ``results_json`` and ``results_md``."""
+    from paploss.study.mmcfg import legacy_config_digest, load_config
+
+    global CONFIG_DIGEST, COLLAPSE_RULE
+    results: dict[str, Any] = {}
+    if results_json.is_file():
+        results = json.loads(results_json.read_text())
+    cfg_options = getattr(args, "cfg_options", None) or {}
+    cfg = load_config(CONFIG, cfg_options)
+    # The 0.1 form of the digest: cache keys stay valid across the 0.2 config spelling.
+    CONFIG_DIGEST = legacy_config_digest(cfg)
+    COLLAPSE_RULE = dict(cfg.get("collapse_rule") or {})
+
+    def finish(name: str, part: dict[str, Any]) -> None:
+        results[name] = part | {"machine": machine_summary()}
+        write_results(results, results_json, results_md)
+
+    if {"presets", "rank", "draws", "early-stop", "iteration", "detectors"} & set(parts):
+        trainer = Trainer(
+            args.cache, args.workers, data=getattr(args, "data", None), cfg_options=cfg_options
+        )
         if "presets" in parts:
-            results["presets"] = part_presets(trainer, args.seeds) | {"machine": machine()}
-            write_results(results)
+            finish("presets", part_presets(trainer, args.seeds))
         if "rank" in parts:
-            results["rank"] = part_rank(trainer, args.draws, args.long_epochs) | {
-                "machine": machine()
-            }
-            write_results(results)
-    if "iteration" in parts:
-        results["iteration"] = part_iteration(trainer) | {"machine": machine()}
-        write_results(results)
-    if "detectors" in parts:
-        results["detectors"] = part_detectors(trainer) | {"machine": machine()}
-        write_results(results)
+            finish("rank", part_rank(trainer, args.draws, args.long_epochs))
+        if "draws" in parts:
+            draws = part_draws(trainer, args.initial_draws, args.searched_draws, args.long_epochs)
+            finish("draws", draws)
+        if "early-stop" in parts:
+            finish("early_stop", part_early_stop(trainer, args.initial_draws, args.searched_draws))
+        if "iteration" in parts:
+            finish("iteration", part_iteration(trainer))
+        if "detectors" in parts:
+            finish("detectors", part_detectors(trainer))
     if "timing" in parts:
-        results["timing"] = part_timing(args.timing_trials) | {"machine": machine()}
-        write_results(results)
+        finish("timing", part_timing(args.timing_trials))
     print(render(results))
     return 0
 

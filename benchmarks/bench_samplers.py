@@ -24,11 +24,14 @@ spent inside the sampler's methods, and the wall time per trial including storag
 Outputs (``--out``, default ``benchmarks/results``): ``samplers_runs.csv`` (every run and round),
 ``samplers_summary.csv`` (mean and std over seeds), ``samplers_overhead.csv``,
 ``samplers_best_so_far.png``; and a Markdown section (``--markdown``, default
-``benchmarks/results/samplers.md``, copied by hand into ``benchmarks/RESULTS.md``).
+``<out>/samplers.md``). ``--results-md FILE`` also puts that section between the
+``bench_samplers`` markers of FILE (e.g. ``benchmarks/RESULTS.md``), ``--results-json FILE``
+writes the summary, the overhead and the environment as JSON.
 
 Usage: ``python benchmarks/bench_samplers.py`` (defaults: T=40, S=8, 5 seeds, D=41, all four
 samplers and objectives, overhead at 320 trials). ``--rounds/--samples-per-round/--seeds/--dims``
-shrink it.
+shrink it; ``--smoke`` runs everything at T=2, S=2, 2 seeds, D=4 (seconds; the test of the
+script), writing into a temporary folder unless ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -48,6 +51,15 @@ from typing import Any
 
 import numpy as np
 import optuna
+from _common import (
+    RESULTS_DIR,
+    command_line,
+    cpu_name,
+    markdown_table,
+    package_versions,
+    replace_section,
+    write_json,
+)
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
@@ -60,6 +72,10 @@ _NARROW_WIDTH = 0.08
 _NARROW_NOISE = 0.02
 _PLATEAU_RADIUS_SQ = 0.03
 _TABLE_ROUNDS = (1, 5, 10, 20, 30, 40)
+SECTION = "bench_samplers"
+"""The name of the section (``<!-- bench_samplers:begin -->``) ``--results-md`` writes."""
+SMOKE = dict(rounds=2, samples_per_round=2, seeds=2, dims=4)
+"""``--smoke``: every sampler and objective and the overhead part, at a tiny size."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,32 +318,20 @@ def plot(
 
 def environment() -> dict[str, str]:
     """Machine and library versions for the report."""
-    import scipy
-    import torch
-
-    try:
-        import cmaes
-
-        cmaes_version = cmaes.__version__
-    except ImportError:
-        cmaes_version = "not installed"
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "machine": f"{os.cpu_count()}-core {cpu}, no GPU used (CPU only)",
+        "machine": f"{os.cpu_count()}-core {cpu_name()}, no GPU used (CPU only)",
         "python": platform.python_version(),
-        "optuna": optuna.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "cmaes": cmaes_version,
+        **package_versions(["optuna", "torch", "numpy", "scipy", "cmaes"]),
     }
+
+
+def _overhead_place(folder: Path | None) -> str:
+    """Where the overhead study's file was, in words (no path of this machine)."""
+    if folder is None:
+        return "a temp dir"
+    if folder == Path("/dev/shm"):
+        return "/dev/shm, a tmpfs"
+    return "the --overhead-dir folder"
 
 
 def _fmt(mean: float, std: float) -> str:
@@ -352,9 +356,7 @@ def markdown(
         "Outer-level search methods on synthetic rewards over "
         f"[0, 1]^{args.dims}, T = {args.rounds} rounds × S = {args.samples_per_round} samples, "
         f"{args.seeds} seeds (0..{args.seeds - 1}), all starting from the linear-loss "
-        "initialization (`python benchmarks/bench_samplers.py"
-        + (f" {' '.join(args.argv)}" if args.argv else "")
-        + "`).",
+        f"initialization (`{args.command}`).",
         "Objectives (maximized): `sphere` = −mean_d (θ_d − c_d)²; `narrow` = "
         f"exp(−mean_d (θ_d − c_d)² / (2·{_NARROW_WIDTH}²)) + N(0, {_NARROW_NOISE}²) noise; "
         f"`plateau` = max(0, 1 − mean_d (θ_d − c_d)² / {_PLATEAU_RADIUS_SQ}) (flat 0 beyond an "
@@ -370,30 +372,32 @@ def markdown(
     for obj in args.objectives:
         lines.append(f"**{obj}**")
         lines.append("")
-        lines.append("| sampler | " + " | ".join(f"t = {r}" for r in rounds) + " |")
-        lines.append("|---|" + "---|" * len(rounds))
+        rows = []
         for name in args.samplers:
             mean, std = summary[(obj, name)]
-            cells = [_fmt(mean[r - 1], std[r - 1]) for r in rounds]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            rows.append([name, *(_fmt(mean[r - 1], std[r - 1]) for r in rounds)])
+        lines += markdown_table(["sampler", *(f"t = {r}" for r in rounds)], rows)
         lines.append("")
     lines.append(f"![best-so-far per round]({os.path.relpath(png, Path(args.markdown).parent)})")
     lines.append("")
     if overhead:
         n = next(iter(overhead.values()))["trials"]
         lines += [
-            f"Sampler overhead on an SQLite study (file in {args.overhead_dir or 'a temp dir'}), "
+            f"Sampler overhead on an SQLite study (file in {_overhead_place(args.overhead_dir)}), "
             f"{int(n)} trials of the "
             f"`sphere` objective in {args.dims} dims, one process: time inside the sampler's "
             "methods (including the storage reads/writes they make) and wall time per trial "
             "(including Optuna's own storage traffic):",
             "",
-            "| sampler | in sampler (ms/trial) | wall (ms/trial) |",
-            "|---|---|---|",
+            *markdown_table(
+                ["sampler", "in sampler (ms/trial)", "wall (ms/trial)"],
+                [
+                    [name, f"{row['sampler_ms']:.1f}", f"{row['wall_ms']:.1f}"]
+                    for name, row in overhead.items()
+                ],
+            ),
+            "",
         ]
-        for name, row in overhead.items():
-            lines.append(f"| {name} | {row['sampler_ms']:.1f} | {row['wall_ms']:.1f} |")
-        lines.append("")
     lines.append(
         "Machine: "
         + env["machine"]
@@ -443,15 +447,52 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="where the SQLite file of the overhead runs goes (default /dev/shm, a tmpfs, so "
         "that the numbers are the samplers' CPU cost rather than the disk's fsync latency)",
     )
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--markdown", type=Path, default=Path("benchmarks/results/samplers.md"))
+    parser.add_argument(
+        "--out", type=Path, default=None, help="CSV and PNG folder (default benchmarks/results)"
+    )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="the Markdown section's file (default <out>/samplers.md)",
+    )
+    parser.add_argument(
+        "--results-md",
+        type=Path,
+        default=None,
+        help=f"also write the section between the {SECTION} markers of this Markdown file",
+    )
+    parser.add_argument(
+        "--results-json",
+        type=Path,
+        default=None,
+        help="also write the summary, overhead and environment to this JSON file",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes (T = 2, S = 2, 2 seeds, D = 4); --out defaults to a new temporary folder",
+    )
     args = parser.parse_args(list(argv))
+    if args.smoke:
+        for name, value in SMOKE.items():
+            setattr(args, name, value)
+        if args.out is None:
+            args.out = Path(tempfile.mkdtemp(prefix="bench_samplers-"))
+    if args.out is None:
+        args.out = RESULTS_DIR
+    if args.markdown is None:
+        args.markdown = args.out / "samplers.md"
     for name in ("rounds", "seeds", "dims"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.samples_per_round < 2:
         parser.error(f"--samples-per-round must be >= 2, got {args.samples_per_round}")
-    args.argv = list(argv)
+    args.command = command_line(
+        "benchmarks/bench_samplers.py",
+        argv,
+        drop=("--out", "--markdown", "--results-md", "--results-json", "--overhead-dir"),
+    )
     return args
 
 
@@ -526,6 +567,21 @@ def main(argv: Sequence[str]) -> None:
     text = markdown(args, summary, overhead, env, png, time.perf_counter() - started)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(text)
+    if args.results_md is not None:
+        replace_section(args.results_md, SECTION, text)
+    if args.results_json is not None:
+        write_json(
+            args.results_json,
+            dict(
+                command=args.command,
+                environment=env,
+                summary=[
+                    dict(objective=obj, sampler=name, mean=mean.tolist(), std=std.tolist())
+                    for (obj, name), (mean, std) in summary.items()
+                ],
+                overhead=overhead,
+            ),
+        )
     print(text)
 
 

@@ -171,7 +171,13 @@ class PiecewiseLinear:
         - ys, slopes: rounded once from float64 (slopes computed in float64).
 
         In float64, lower = xs and residual = 0.
+
+        Raises:
+            ValueError: a segment is so narrow that its slope exceeds the largest value of dtype
+                (e.g. x = [0, 1e-40, 1] in float32: slope 1e40 > 3.4e38 would be inf, and
+                inf * 0 makes f(x_k) NaN); the message names the segment and the width it needs.
         """
+        self._check_slopes_fit(dtype)
         xs = self.xs  # float64, on the CPU: the tables are built there and moved once
         lower = xs.to(dtype)
         rounded_down = lower.to(torch.float64) < xs
@@ -181,6 +187,24 @@ class PiecewiseLinear:
         if device is None:
             return tables
         return tuple(t.to(device) for t in tables)  # type: ignore[return-value]
+
+    def _check_slopes_fit(self, dtype: torch.dtype) -> None:
+        """ValueError unless every slope is finite in ``dtype`` (see ``evaluation_tables``)."""
+        largest = torch.finfo(dtype).max
+        slopes = self.slopes()
+        too_steep = (slopes > largest).nonzero().flatten().tolist()
+        if not too_steep:
+            return
+        k = too_steep[0]
+        x0, x1 = self.xs[k].item(), self.xs[k + 1].item()
+        rise = (self.ys[k + 1] - self.ys[k]).item()
+        name = str(dtype).removeprefix("torch.")
+        raise ValueError(
+            f"segment {k} of the piecewise-linear function is too narrow for {name}: x from {x0:.6g} to {x1:.6g} "
+            f"({x1 - x0:.3g} wide) rising by {rise:.6g} has the slope {slopes[k].item():.3g}, "
+            f"beyond the largest {name} value {largest:.3g}; widen it to at least "
+            f"{rise / largest:.3g} (or evaluate in float64)"
+        )
 
     def __call__(self, x: Tensor) -> Tensor:
         """Evaluate f on a tensor of any shape (clamped to [0, 1]); differentiable w.r.t. x.

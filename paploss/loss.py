@@ -85,6 +85,11 @@ def _validate(
             f"paploss.localization); got {loc_scores.detach().flatten()[where].tolist()} at flat "
             f"indices {where.tolist()}"
         )
+    _check_topk(topk)
+
+
+def _check_topk(topk: Any) -> None:
+    """ValueError unless ``topk`` is None or an int >= 1."""
     if topk is not None and (isinstance(topk, bool) or not isinstance(topk, int) or topk < 1):
         raise ValueError(f"topk must be None or a positive int, got {topk!r}")
 
@@ -330,6 +335,7 @@ class ParameterizedAPLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.params = LossParams.from_config(params)
+        _check_topk(topk)  # fail at construction, not at the first step
         if substitution is not None:
             _closed_form(substitution, backend)  # fail at construction, not at the first step
         self.substitution = substitution

@@ -10,13 +10,16 @@ Outside the search (configs, JSON files) lambda may take any value in (0, GRADIE
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from paploss.errors import InputError
 from paploss.functions import PiecewiseLinear
 
 NUM_FUNCTIONS = 5
@@ -49,6 +52,70 @@ _PUBLISHED = {
     "paper-faster-rcnn-roi": "faster_rcnn_r50_fpn_roi",
 }
 PRESETS = ("linear", *_PUBLISHED, "sigmoid", "sqrt", "square")
+DICT_KEYS = ("format", "functions", "gradient_scale")
+"""The keys of a ``to_dict()`` dict (a params JSON file); ``format`` is optional."""
+FUNCTION_KEYS = ("x", "y")
+
+
+class ParamsError(InputError):
+    """Loss parameters (a JSON file, a config's ``params``) that cannot be read: an unknown key,
+    a value of the wrong type, a number too large for a float. The message is one line."""
+
+
+# ------------------------------------------------------------------------------ strict reading
+def _number(value: Any, where: str) -> float:
+    """``value`` as a float: an int or a float (no bool, no string); ParamsError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParamsError(f"{where} must be a number, got {_short(value)}")
+    try:
+        return float(value)
+    except OverflowError:  # an int written out with hundreds of digits
+        raise ParamsError(
+            f"{where} is an integer too large for a float (about "
+            f"{int(value.bit_length() * math.log10(2)) + 1} digits)"
+        ) from None
+
+
+def _numbers(values: Any, where: str) -> list[float]:
+    """A list (or tuple) of numbers as floats; ParamsError naming the first bad entry."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ParamsError(f"{where} must be a list of numbers, got {_short(values)}")
+    return [_number(v, f"{where}[{i}]") for i, v in enumerate(values)]
+
+
+def _count(value: Any, where: str) -> int:
+    """A positive int (no bool, no float such as 1.9); ParamsError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ParamsError(f"{where} must be an int >= 1, got {_short(value)}")
+    return value
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (an int too long to print: its size)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's digit limit for str()
+        return "an integer with more than 4300 digits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_keys(
+    given: Any, allowed: Sequence[str], where: str, described: str | None = None
+) -> None:
+    """ParamsError naming the keys of ``given`` outside ``allowed``, with the closest allowed
+    key of each, and what the keys are (``described``, else ``allowed`` listed)."""
+    unknown = sorted(str(k) for k in given if k not in allowed)
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, allowed, n=1)
+        if close:
+            hints.append(f"{close[0]!r} for {key!r}")
+    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    raise ParamsError(
+        f"unknown {where} keys {unknown}{hint}; the keys are {described or sorted(allowed)}"
+    )
 
 
 def theta_lambda_to_scale(theta_lambda: float) -> float:
@@ -128,7 +195,7 @@ class LossParams:
         return cls([function] * NUM_FUNCTIONS, gradient_scale)
 
     @classmethod
-    def preset(cls, name: str, num_segments: int = 5) -> LossParams:
+    def preset(cls, name: str, num_segments: int | None = None) -> LossParams:
         """Named parameter sets; see PRESETS.
 
         - "linear": f(x) = x for all five (the search's initialization), lambda = 1.
@@ -137,9 +204,19 @@ class LossParams:
           repository fundamentalvision/Parameterized-AP-Loss), shipped as package data.
         - "sigmoid", "sqrt", "square": the hand-crafted substitutions of Tab. 2, one function for
           all five roles, as 64-segment approximations (errors in HANDCRAFTED_EXACT), lambda = 1.
+
+        ``num_segments`` (default 5) applies to "linear" only; the other presets have their own.
         """
+        if not isinstance(name, str):
+            raise ParamsError(f"a preset is named by a string, got {_short(name)}")
         if name == "linear":
-            return cls.shared(PiecewiseLinear.identity(num_segments))
+            m = 5 if num_segments is None else _count(num_segments, "'num_segments'")
+            return cls.shared(PiecewiseLinear.identity(m))
+        if num_segments is not None and name in PRESETS:
+            raise ParamsError(
+                f"'num_segments' applies to the preset 'linear' only; the preset {name!r} has "
+                "its own segments: remove 'num_segments'"
+            )
         if name in _PUBLISHED:
             entry = published_params()[_PUBLISHED[name]]
             return cls(
@@ -148,7 +225,7 @@ class LossParams:
             )
         if name in HANDCRAFTED_EXACT:
             return cls.shared(_handcrafted(name))
-        raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+        raise ParamsError(f"unknown preset {name!r}; choose one of {PRESETS}")
 
     @classmethod
     def from_search_params(cls, values: Mapping[str, float], num_segments: int = 5) -> LossParams:
@@ -156,8 +233,8 @@ class LossParams:
         names = search_space_names(num_segments)
         missing = [n for n in names if n not in values]
         if missing:
-            raise ValueError(f"search parameters are missing {missing}")
-        return cls.from_vector([float(values[n]) for n in names], num_segments)
+            raise ParamsError(f"search parameters are missing {missing}")
+        return cls.from_vector([_number(values[n], repr(n)) for n in names], num_segments)
 
     @classmethod
     def from_trial(cls, trial: Any, num_segments: int = 5) -> LossParams:
@@ -188,46 +265,65 @@ class LossParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LossParams:
-        """Inverse of to_dict (control points + gradient scale); a one-line ValueError naming the
-        problem for anything else (e.g. a JSON file holding null, numbers or missing points)."""
+        """Inverse of to_dict (control points + gradient scale), read strictly: keys other than
+        DICT_KEYS (or 'x', 'y' in a function), values that are not numbers (strings, bools,
+        integers too large for a float) and an unknown 'format' are a one-line
+        :class:`ParamsError` naming the problem (as is a JSON file holding null or numbers)."""
         shape = "{'functions': [{'x': [...], 'y': [...]}, ...], 'gradient_scale': number}"
         if not isinstance(data, Mapping):
-            raise ValueError(f"loss params must be an object {shape}, got {data!r:.80}")
+            raise ParamsError(f"loss params must be an object {shape}, got {_short(data)}")
         if "functions" not in data:
-            raise ValueError(f"a LossParams dict needs 'functions', got keys {sorted(data)}")
+            raise ParamsError(f"a LossParams dict needs 'functions', got keys {sorted(data)}")
+        _check_keys(data, DICT_KEYS, "LossParams dict")
+        if "format" in data and data["format"] != DICT_FORMAT:
+            raise ParamsError(
+                f"'format' must be {DICT_FORMAT!r} (or absent), got {_short(data['format'])}"
+            )
         entries = data["functions"]
         if not isinstance(entries, (list, tuple)):
-            raise ValueError(
-                f"'functions' must be a list of {{'x', 'y'}} objects, got {entries!r:.80}"
+            raise ParamsError(
+                f"'functions' must be a list of {{'x', 'y'}} objects, got {_short(entries)}"
             )
         functions = []
         for k, entry in enumerate(entries, start=1):
             if not isinstance(entry, Mapping) or "x" not in entry or "y" not in entry:
-                raise ValueError(
+                raise ParamsError(
                     f"function {k} must be an object with 'x' and 'y' control points, got "
-                    f"{entry!r:.80}"
+                    f"{_short(entry)}"
                 )
+            _check_keys(entry, FUNCTION_KEYS, f"function {k}")
+            xs = _numbers(entry["x"], f"function {k}: 'x'")
+            ys = _numbers(entry["y"], f"function {k}: 'y'")
             try:
-                functions.append(PiecewiseLinear.from_control_points(entry["x"], entry["y"]))
-            except (TypeError, ValueError, RuntimeError) as exc:
-                raise ValueError(f"function {k}: {str(exc).splitlines()[0]}") from exc
-        scale = data.get("gradient_scale", 1.0)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-            raise ValueError(f"'gradient_scale' must be a number, got {scale!r:.80}")
-        return cls(functions, float(scale))
+                functions.append(PiecewiseLinear.from_control_points(xs, ys))
+            except ValueError as exc:
+                raise ParamsError(f"function {k}: {str(exc).splitlines()[0]}") from exc
+        return cls(functions, _number(data.get("gradient_scale", 1.0), "'gradient_scale'"))
 
     @classmethod
     def load(cls, path: str | Path) -> LossParams:
         """Read a JSON file written by ``save`` (or by ``studies/train.py --export``)."""
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"loss params file {str(path)!r} does not exist")
-        return cls.from_dict(json.loads(path.read_text()))
+            raise ParamsError(f"loss params file {str(path)!r} does not exist")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError, digit limit
+            raise ParamsError(
+                f"cannot read loss params file {str(path)!r}: {' '.join(str(exc).split())}"
+            ) from exc
+        return cls.from_dict(data)
 
     @classmethod
     def from_config(cls, cfg: LossParams | Mapping[str, Any] | str | None) -> LossParams:
-        """From a config value: None (linear), a preset name, ``dict(preset=...)``,
-        ``dict(file=...)``, a ``to_dict()`` dict, a flat search-space dict, or a LossParams."""
+        """From a config value: None (linear), a preset name, ``dict(preset=...)`` (with
+        ``num_segments`` for 'linear'), ``dict(file=...)``, a ``to_dict()`` dict, a flat
+        search-space dict (``f1_x1``, ..., ``lambda``, optionally ``num_segments``), or a
+        LossParams; every dict form takes an optional ``gradient_scale``.
+
+        Read as strictly as :meth:`from_dict`: a key the form does not take (e.g. a misspelled
+        ``gradient_scal``) or a value of the wrong type (``gradient_scale: "3"``,
+        ``num_segments: 1.9``) is a one-line :class:`ParamsError`."""
         if cfg is None:
             return cls.preset("linear")
         if isinstance(cfg, LossParams):
@@ -235,30 +331,42 @@ class LossParams:
         if isinstance(cfg, str):
             return cls.preset(cfg)
         if not isinstance(cfg, Mapping):
-            raise ValueError(
-                f"loss_params must be a dict, a preset name or LossParams, got {cfg!r}"
+            raise ParamsError(
+                f"loss_params must be a dict, a preset name or LossParams, got {_short(cfg)}"
             )
         cfg = dict(cfg)
-        scale = cfg.pop("gradient_scale", None)
-        if "preset" in cfg:
-            params = cls.preset(cfg.pop("preset"), cfg.pop("num_segments", 5))
-        elif "file" in cfg:
-            params = cls.load(cfg.pop("file"))
-        elif "functions" in cfg:
-            params = cls.from_dict({"functions": cfg.pop("functions")})
-            cfg.pop("format", None)
-        elif LAMBDA_NAME in cfg:
-            m = int(cfg.pop("num_segments", 5))
-            names = search_space_names(m)
-            params = cls.from_search_params({n: cfg.pop(n) for n in names if n in cfg}, m)
-        else:
-            raise ValueError(
-                "loss_params needs one of 'preset', 'file', 'functions' or the search-space values "
-                f"('f1_x1', ..., 'lambda'); got keys {sorted(cfg)}"
+        forms = [k for k in ("preset", "file", "functions", LAMBDA_NAME) if k in cfg]
+        if len(forms) != 1:
+            given = f"both {forms[0]!r} and {forms[1]!r}" if forms else f"keys {sorted(cfg)}"
+            raise ParamsError(
+                "loss_params needs one of 'preset', 'file', 'functions' or the search-space "
+                f"values ('f1_x1', ..., 'lambda'), not several; got {given}"
             )
-        if cfg:
-            raise ValueError(f"unknown loss_params keys {sorted(cfg)}")
-        return params if scale is None else params.with_gradient_scale(scale)
+        if forms == ["functions"]:
+            return cls.from_dict(cfg)
+        scale = cfg.get("gradient_scale")
+        if forms == ["preset"]:
+            _check_keys(cfg, ("preset", "num_segments", "gradient_scale"), "loss_params")
+            params = cls.preset(cfg["preset"], cfg.get("num_segments"))
+        elif forms == ["file"]:
+            _check_keys(cfg, ("file", "gradient_scale"), "loss_params")
+            if not isinstance(cfg["file"], (str, os.PathLike)):
+                raise ParamsError(f"'file' must be a path, got {_short(cfg['file'])}")
+            params = cls.load(cfg["file"])
+        else:
+            m = _count(cfg.get("num_segments", 5), "'num_segments'")
+            names = search_space_names(m)
+            _check_keys(
+                cfg,
+                (*names, "num_segments", "gradient_scale"),
+                "loss_params",
+                f"the search-space values f1_x1, ..., lambda of M={m} segments, "
+                "'num_segments', 'gradient_scale'",
+            )
+            params = cls.from_search_params(cfg, m)
+        if scale is None:
+            return params
+        return params.with_gradient_scale(_number(scale, "'gradient_scale'"))
 
     # --------------------------------------------------------------------------- views
     @property

@@ -24,7 +24,7 @@ from torch import nn
 
 import paploss.mmdet  # noqa: F401  (registers the heads)
 from paploss.mmdet._common import set_data_root
-from paploss.proxy_data import generate_proxy_dataset
+from paploss.proxy import generate_proxy_dataset
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "studies" / "configs"
 
@@ -127,12 +127,19 @@ def _unique_names(cfg: Config, work_dir: Path) -> None:
         cfg.visualizer.name = name
 
 
-def train_and_evaluate(cfg: Config, data_root: Path, work_dir: Path, iters: int) -> TrainResult:
+def train_and_evaluate(
+    cfg: Config, data_root: Path, work_dir: Path, iters: int, *, evaluate_on: str = "eval"
+) -> TrainResult:
     """Train ``iters`` iterations (batch 2) on the tiny proxy train split with mmengine's Runner,
-    evaluate on its eval split (CocoMetric), then run one more forward/backward pass so that the
-    returned model holds the gradients of one batch."""
+    evaluate on its ``evaluate_on`` split (CocoMetric; "train": the images trained on, where a
+    working head's AP rises within a few iterations), then run one more forward/backward pass so
+    that the returned model holds the gradients of one batch."""
     cfg = copy.deepcopy(cfg)
     set_data_root(cfg, data_root)
+    if evaluate_on != "eval":
+        cfg.val_dataloader.dataset.ann_file = f"{evaluate_on}/annotations.json"
+        cfg.val_dataloader.dataset.data_prefix = dict(img=f"{evaluate_on}/images/")
+        cfg.val_evaluator.ann_file = str(data_root / evaluate_on / "annotations.json")
     _unique_names(cfg, work_dir)
     cfg.train_dataloader.batch_size = 2
     cfg.val_dataloader.batch_size = 4

@@ -20,7 +20,7 @@ from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint  # noq
 import paploss.mmdet  # noqa: E402,F401  (installs the loader)
 from paploss.mmdet import checkpoint  # noqa: E402
 from paploss.mmdet._common import set_data_root  # noqa: E402
-from paploss.proxy_data import generate_proxy_dataset  # noqa: E402
+from paploss.proxy import generate_proxy_dataset  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "studies" / "configs" / "proxy_retinanet_paploss.py"
 TORCH_2_6 = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 6)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -259,9 +261,7 @@ TINY = ["--num-train", "8", "--num-eval", "4", "--num-val", "4", "--image-size",
 
 
 def _proxy(*argv: str, cache: Path) -> subprocess.CompletedProcess:
-    return _run(
-        [sys.executable, "-m", "paploss.proxy_data", *argv], env={"PAPLOSS_DATA": str(cache)}
-    )
+    return _run([sys.executable, "-m", "paploss.proxy", *argv], env={"PAPLOSS_DATA": str(cache)})
 
 
 def _dead_pid() -> int:
@@ -273,7 +273,7 @@ def _dead_pid() -> int:
 def test_damaged_proxy_cache_is_reported_and_rebuilt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from paploss.proxy_data import dataset_problem, generate_proxy_dataset
+    from paploss.proxy import dataset_problem, generate_proxy_dataset
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("PAPLOSS_DATA", str(cache))
@@ -296,7 +296,7 @@ def test_damaged_proxy_cache_is_reported_and_rebuilt(
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(root)
     assert [ln for ln in proc.stderr.splitlines() if "rebuilding" in ln] == [
-        f"[proxy_data] {root}: damaged (1 of 8 train images are missing or truncated, e.g. "
+        f"[paploss.proxy] {root}: damaged (1 of 8 train images are missing or truncated, e.g. "
         "train/images/000003.png); rebuilding it"
     ]
     assert png.read_bytes() == intact and dataset_problem(root) is None
@@ -310,7 +310,7 @@ def test_damaged_proxy_cache_is_reported_and_rebuilt(
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
 def test_damaged_read_only_proxy_cache_names_the_folder_to_delete(tmp_path: Path) -> None:
-    from paploss.proxy_data import generate_proxy_dataset
+    from paploss.proxy import generate_proxy_dataset
 
     cache = tmp_path / "cache"
     paths = generate_proxy_dataset(
@@ -354,7 +354,7 @@ def test_unwritable_outputs_are_one_line_and_create_nothing(
     if command == "split --out-dir":
         argv = [SPLIT, str(good), "--out-dir", str(target)]
     elif command == "proxy --out":
-        argv = ["-m", "paploss.proxy_data", "--out", str(target), *TINY]
+        argv = ["-m", "paploss.proxy", "--out", str(target), *TINY]
     elif command == "train --work-dir":
         argv = [TRAIN, "--preset", "linear", "--device", "cpu", "--work-dir", str(target)]
     else:
@@ -425,3 +425,471 @@ def test_search_input_errors_create_no_study(tmp_path: Path, argv: list[str], me
     lines = _error_lines(proc.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert not db.exists()
+
+
+# ==================================================================================== issue 21
+# ------------------------------------------------------------------------------ 1. study names
+@pytest.mark.parametrize("name", ["../outside", "{abs}", "a/../../outside", "./x", "a//b", ""])
+def test_a_study_name_outside_the_work_dir_is_refused(tmp_path: Path, name: str) -> None:
+    """The run folder is <work dir>/<study name>: a name that leaves the work dir is exit 2, and
+    nothing is written (neither there nor in the storage)."""
+    name = name.replace("{abs}", str(tmp_path / "abs" / "outside"))
+    db, work = tmp_path / "s.db", tmp_path / "wd" / "inner"
+    proc = _run(
+        [sys.executable, SEARCH, "--storage", f"sqlite:///{db}", "--study-name", name,
+         "--work-dir", str(work), "--device", "cpu"],
+        env={"PAPLOSS_DATA": str(tmp_path / "cache")},
+    )  # fmt: skip
+    _assert_one_error_line(proc, "--study-name", "outside --work-dir" if ".." in name else "")
+    assert not db.exists() and not (tmp_path / "wd").exists()
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "abs").exists()
+
+
+def test_study_dir_stays_inside_the_work_dir(tmp_path: Path) -> None:
+    from paploss.study.cli import UsageError, study_dir
+
+    assert study_dir(tmp_path, "search/tab1") == (tmp_path / "search" / "tab1").resolve()
+    (tmp_path / "link").symlink_to(tmp_path.parent)
+    with pytest.raises(UsageError, match="lies outside --work-dir"):
+        study_dir(tmp_path, "link/x")
+    for bad in ("..", "/etc", "a/..", "~/x", "a\\..\\b"):
+        with pytest.raises(UsageError, match="--study-name"):
+            study_dir(tmp_path, bad)
+
+
+# ------------------------------------------------------------------------------ 2. passwords
+SECRET = "s3cr3t-Pa55"
+
+
+def test_redact_hides_passwords_in_urls_and_command_lines() -> None:
+    from paploss.study.storage import dashboard_url, redact, render_url
+
+    url = f"postgresql+psycopg2://alice:{SECRET}@db.example:5432/studies"
+    for text in (
+        url,
+        f"paploss-search --storage {url} --study-name x",
+        f"--storage={url}",
+        f"mysql+pymysql://bob@h/db?password={SECRET}&charset=utf8",
+        render_url(url),
+        dashboard_url(url),
+    ):
+        shown = redact(text)
+        assert SECRET not in shown and "***" in shown, shown
+    assert redact(url) == "postgresql+psycopg2://alice:***@db.example:5432/studies"
+    for plain in ("sqlite:///a.db", "postgresql://alice@h/db", "journal:s.log", "lr=0.02"):
+        assert redact(plain) == plain
+
+
+def test_the_recorded_search_command_hides_the_password() -> None:
+    from paploss.study.search_setup import recorded_command
+
+    argv = ["--storage", f"postgresql://alice:{SECRET}@h/db", "--study-name", "x"]
+    command = recorded_command(argv)
+    assert SECRET not in command
+    assert command == "paploss-search --storage 'postgresql://alice:***@h/db' --study-name x"
+
+
+def test_the_reproduction_hides_the_password_in_lines_commands_and_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import optuna
+
+    from paploss.study import keys
+    from paploss.study.report import write_report
+    from paploss.study.reproduce import parser
+    from paploss.study.reproduce_runner import Reproduction, display_command
+
+    url = f"postgresql://alice:{SECRET}@127.0.0.1:1/db"
+    cmd = [sys.executable, "-m", "paploss.study.train", "--storage", url, "--seed", "0"]
+    assert SECRET not in display_command(cmd)
+    repro = Reproduction(parser().parse_args(["tab2", "--budget", "quick", "--storage", url]))
+    repro.jobs = []  # only the first line: no storage is opened
+    repro.run()
+    printed = capsys.readouterr().out
+    assert "alice:***@" in printed and SECRET not in printed
+    # The report of a storage whose studies recorded the password (made by other means).
+    repro.storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'r.db'}")
+    search = optuna.create_study(study_name="search/main", storage=repro.storage)
+    search.set_user_attr(keys.COMMAND, f"paploss-search --storage {url}")
+    row = optuna.create_study(study_name="row/main-3seg", storage=repro.storage)
+    trial = row.ask()
+    trial.set_user_attr(keys.COMMAND, display_command(cmd).replace("***", SECRET))
+    row.tell(trial, 0.5)
+    report = write_report(repro, tmp_path / "report.md").read_text()
+    assert SECRET not in report and "alice:***@" in report
+
+
+# ------------------------------------------------------------------------------ 3. two reproductions
+def test_a_second_reproduction_on_one_storage_is_refused(tmp_path: Path) -> None:
+    from paploss.study.cli import UsageError
+    from paploss.study.reproduce_lock import LOCK_STUDY, ReproductionLock
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    first = ReproductionLock(url)
+    first.acquire()
+    try:
+        with pytest.raises(UsageError, match="in use by another reproduction") as info:
+            ReproductionLock(url).acquire()
+        assert f"pid {os.getpid()}" in str(info.value) and "\n" not in str(info.value)
+        # The command itself: one line, exit 2, no job run (no row or search study).
+        work = tmp_path / "wd"
+        proc = _run(
+            [sys.executable, "-m", "paploss.study.reproduce", "tab2", "--budget", "quick",
+             "--storage", url, "--work-dir", str(work), "--report", str(tmp_path / "r.md"),
+             "--device", "cpu"],
+        )  # fmt: skip
+        _assert_one_error_line(proc, "in use by another reproduction")
+        import optuna
+
+        names = {s.study_name for s in optuna.get_all_study_summaries(url)}
+        assert names == {LOCK_STUDY} and not (tmp_path / "r.md").exists()
+    finally:
+        first.release()
+    with ReproductionLock(url):  # released: the next one runs
+        pass
+
+
+def test_the_lock_of_a_killed_reproduction_expires(tmp_path: Path) -> None:
+    """kill -9 leaves the lock trial RUNNING; once its heartbeat is older than the grace period
+    the next reproduction takes the lock over (the killed one's trial is FAILED)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from paploss.study.cli import UsageError
+    from paploss.study.reproduce_lock import LOCK_STUDY, ReproductionLock
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from paploss.study.reproduce_lock import ReproductionLock\n"
+         f"ReproductionLock({url!r}, heartbeat_interval=1, grace_period=3).acquire()\n"
+         "print('locked', flush=True)\n"
+         "time.sleep(600)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UsageError, match="in use by another reproduction"):
+            ReproductionLock(url, heartbeat_interval=1, grace_period=3).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(4.5)
+    with ReproductionLock(url, heartbeat_interval=1, grace_period=3):
+        trials = optuna.load_study(study_name=LOCK_STUDY, storage=url).get_trials()
+        assert [t.state for t in trials].count(TrialState.RUNNING) == 1
+        assert trials[0].state == TrialState.FAIL  # the killed run's lock
+
+
+# ------------------------------------------------------------------------------ 4. devices
+@pytest.mark.parametrize(("script", "device"), [("search", "cuda"), ("train", "cuda:7")])
+def test_a_missing_gpu_is_exit_2_before_anything_is_created(
+    tmp_path: Path, script: str, device: str
+) -> None:
+    import torch
+
+    if torch.cuda.is_available() and device == "cuda":
+        pytest.skip("this machine has a GPU")
+    db, work = tmp_path / "s.db", tmp_path / "wd"
+    argv = [SEARCH, "--storage", f"sqlite:///{db}"] if script == "search" else [TRAIN]
+    proc = _run(
+        [sys.executable, *argv, "--device", device, "--work-dir", str(work)],
+        env={"PAPLOSS_DATA": str(tmp_path / "cache")},
+    )
+    _assert_one_error_line(proc, f"--device {device}: ", "use --device cpu")
+    assert not db.exists() and not work.exists() and not (tmp_path / "cache").exists()
+
+
+# ------------------------------------------------------------------------------ 5. --cfg-options
+def test_a_misspelled_cfg_options_key_is_exit_2(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    proc = _run(
+        [sys.executable, SEARCH, "--storage", f"sqlite:///{db}", "--device", "cpu",
+         "--work-dir", str(tmp_path / "wd"), "--cfg-options", "optim_wrapper.optimizer.lrr=0.02"],
+    )  # fmt: skip
+    _assert_one_error_line(
+        proc, "optim_wrapper.optimizer has no key 'lrr'", "did you mean 'lr'?",
+        "+optim_wrapper.optimizer.lrr=VALUE",
+    )  # fmt: skip
+    assert not db.exists() and not (tmp_path / "wd").exists()
+
+
+def test_cfg_options_keys_must_exist_unless_marked_new() -> None:
+    from paploss.errors import ConfigError
+    from paploss.study.cli import DEFAULT_CONFIG
+    from paploss.study.mmcfg import load_config
+
+    cfg = load_config(
+        DEFAULT_CONFIG,
+        {
+            "optim_wrapper.optimizer.lr": 0.5,
+            "+optim_wrapper.optimizer.nesterov": True,
+            "+custom_section.a.b": 3,
+            "train_dataloader.dataset.pipeline.2.scale": (64, 64),
+        },
+    )
+    assert cfg.optim_wrapper.optimizer.lr == 0.5 and cfg.optim_wrapper.optimizer.nesterov is True
+    assert cfg.custom_section.a.b == 3
+    assert tuple(cfg.train_dataloader.dataset.pipeline[2].scale) == (64, 64)
+    bad = {
+        "optim_wrapper.optimizer.lrr": "has no key 'lrr'",
+        "optim_wrapper.optimiser.lr": "optim_wrapper has no key 'optimiser'",
+        "+optim_wrapper.optimizer.lr": "has optim_wrapper.optimizer.lr already; drop the '+'",
+        "train_dataloader.dataset.pipeline.99.scale": "is a list of",
+        "train_cfg.max_epochs.x": "not a section with keys",
+    }
+    for key, message in bad.items():
+        with pytest.raises(ConfigError, match=re.escape(message)) as info:
+            load_config(DEFAULT_CONFIG, {key: 1})
+        assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------ 6. COCO data
+def _images(folder: Path, coco: dict[str, Any], *, broken: int | None = None) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(coco["images"]):
+        path = folder / image["file_name"]
+        if i == broken:
+            path.write_text("not an image")
+        else:
+            Image.new("RGB", (64, 64)).save(path)
+
+
+def test_a_coco_json_without_annotations_is_exit_2_and_creates_nothing(tmp_path: Path) -> None:
+    coco = _coco(6)
+    coco["annotations"] = []
+    ann, img = tmp_path / "empty.json", tmp_path / "img"
+    ann.write_text(json.dumps(coco))
+    _images(img, coco)
+    db, work = tmp_path / "s.db", tmp_path / "wd"
+    proc = _run(
+        [sys.executable, SEARCH, "--storage", f"sqlite:///{db}", "--data", str(ann), str(img),
+         "--work-dir", str(work), "--device", "cpu"],
+    )  # fmt: skip
+    _assert_one_error_line(proc, str(ann), "none of its 6 images has an annotation")
+    assert not db.exists() and not work.exists()
+
+
+def test_a_split_without_annotations_in_one_part_is_refused() -> None:
+    from paploss.errors import DataError
+    from paploss.study.coco import split_coco
+
+    coco = _coco(10)
+    coco["annotations"] = coco["annotations"][:1]  # one annotated image of 10
+    outcomes = set()
+    for seed in range(6):
+        try:
+            train, evaluation = split_coco(coco, eval_images=2, seed=seed)
+            assert train["annotations"] and evaluation["annotations"]
+            outcomes.add("ok")
+        except DataError as exc:
+            assert "leaves D_" in str(exc) and "only 1 of the 10 images" in str(exc)
+            outcomes.add("refused")
+    assert outcomes == {"refused"}  # one annotated image cannot be in both parts
+
+
+@pytest.mark.parametrize("defect", ["not an image", "missing"])
+def test_image_files_that_are_not_images_are_exit_2_before_the_study(
+    tmp_path: Path, defect: str
+) -> None:
+    coco = _coco(20)
+    ann, img = tmp_path / "a.json", tmp_path / "img"
+    ann.write_text(json.dumps(coco))
+    _images(img, coco, broken=19 if defect == "not an image" else None)
+    if defect == "missing":
+        (img / coco["images"][0]["file_name"]).unlink()
+    db, work = tmp_path / "s.db", tmp_path / "wd"
+    proc = _run(
+        [sys.executable, SEARCH, "--storage", f"sqlite:///{db}", "--data", str(ann), str(img),
+         "--work-dir", str(work), "--device", "cpu"],
+    )  # fmt: skip
+    if defect == "missing":
+        _assert_one_error_line(proc, "000.png (images[0], id 1) does not exist")
+    else:
+        _assert_one_error_line(proc, "019.png (images[19], id 20) is not a readable image")
+    assert not db.exists() and not work.exists()
+
+
+def test_train_opens_a_sample_of_the_val_images(tmp_path: Path) -> None:
+    from paploss.errors import DataError
+    from paploss.study.data import check_training_data
+
+    coco = _coco(5)
+    ann, img = tmp_path / "a.json", tmp_path / "img"
+    ann.write_text(json.dumps(coco))
+    _images(img, coco)
+    check_training_data([str(ann), str(img)], [str(ann), str(img)])
+    (img / "002.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 10)  # a truncated PNG
+    bad = tmp_path / "b.json"  # another file: not accepted earlier in this process
+    bad.write_text(json.dumps(coco))
+    with pytest.raises(DataError, match=r"--val-data image folder .*002\.png \(images\[2\]"):
+        check_training_data([str(ann), str(img)], [str(bad), str(img)])
+
+
+# ------------------------------------------------------------------------------ 7. params JSON
+HUGE = "1" + "0" * 400
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"functions": [{"x": [0, HUGE, 1], "y": [0, 0.5, 1]}]}', "function 1: 'x'[1] is an integer too large"),
+        ('{"functions": FIVE, "gradient_scale": HUGE}', "'gradient_scale' is an integer too large"),
+        ('{"functions": FIVE, "gradient_scal": 7}', "unknown LossParams dict keys ['gradient_scal'] (did you mean 'gradient_scale'"),
+        ('{"functions": [{"x": [0, 1], "y": [0, 1], "z": [1]}]}', "unknown function 1 keys ['z']"),
+        ('{"functions": FIVE, "gradient_scale": "3"}', "'gradient_scale' must be a number, got '3'"),
+        ('{"functions": [{"x": [0, "0.5", 1], "y": [0, 0.5, 1]}]}', "function 1: 'x'[1] must be a number"),
+        ('{"functions": FIVE, "format": "other/2"}', "'format' must be 'paploss.LossParams/1'"),
+    ],
+)  # fmt: skip
+def test_params_json_is_read_strictly_in_one_line(tmp_path: Path, text: str, message: str) -> None:
+    from paploss import LossParams
+    from paploss.params import ParamsError
+
+    five = json.dumps([{"x": [0, 1], "y": [0, 1]}] * 5)
+    path = tmp_path / "p.json"
+    path.write_text(text.replace("HUGE", HUGE).replace("FIVE", five))
+    with pytest.raises(ParamsError) as info:
+        LossParams.load(path)
+    assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        LossParams.from_config({"file": str(path)})
+    proc = _train("--params", str(path), "--export-only", "--export", str(tmp_path / "e.json"))
+    assert proc.returncode == 2, proc.stderr
+    lines = _error_lines(proc.stderr)
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ({"preset": "linear", "gradient_scal": 7}, "unknown loss_params keys ['gradient_scal'] (did you mean 'gradient_scale'"),
+        ({"preset": "paper-retinanet", "num_segments": 7}, "'num_segments' applies to the preset 'linear' only"),
+        ({"preset": "linear", "num_segments": 1.9}, "'num_segments' must be an int >= 1, got 1.9"),
+        ({"preset": "linear", "gradient_scale": "3"}, "'gradient_scale' must be a number, got '3'"),
+        ({"preset": "linear", "file": "x.json"}, "not several; got both 'preset' and 'file'"),
+        ({"lambda": "0.5", "num_segments": 1}, "'lambda' must be a number, got '0.5'"),
+        ({"lambda": 0.5, "num_segments": 2, "f1_x1": 0.5, "f1_y1": 0.5, "f9_x1": 0.1}, "unknown loss_params keys ['f9_x1']"),
+    ],
+)  # fmt: skip
+def test_params_config_is_read_as_strictly_as_json(cfg: dict[str, Any], message: str) -> None:
+    from paploss import LossParams
+    from paploss.params import ParamsError
+
+    with pytest.raises(ParamsError) as info:
+        LossParams.from_config(cfg)
+    assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_params_config_still_takes_every_documented_form() -> None:
+    from paploss import LossParams
+
+    linear7 = LossParams.from_config({"preset": "linear", "num_segments": 7, "gradient_scale": 3})
+    assert linear7.num_segments == 7 and linear7.gradient_scale == 3.0
+    flat = LossParams.preset("linear", 3).to_search_params()
+    assert LossParams.from_config({**flat, "num_segments": 3}).num_segments == 3
+    data = LossParams.preset("paper-retinanet").to_dict()
+    assert LossParams.from_config(data) == LossParams.from_dict(data)
+
+
+# ------------------------------------------------------------------------------ 8. float32 segments
+def test_a_segment_too_narrow_for_float32_is_named_and_float64_is_exact() -> None:
+    import numpy as np
+    import torch
+
+    from paploss import LossParams, ParameterizedAPLoss, PiecewiseLinear
+
+    f = PiecewiseLinear.from_control_points([0.0, 1e-40, 1.0], [0.0, 0.5, 1.0])
+    x64 = torch.tensor([0.0, 5e-41, 1e-40, 0.3, 1.0], dtype=torch.float64)
+    expected = np.interp(x64.numpy(), f.xs.numpy(), f.ys.numpy())
+    y64 = f(x64)
+    assert torch.isfinite(y64).all()
+    np.testing.assert_allclose(y64.numpy(), expected, rtol=1e-12, atol=1e-15)
+    with pytest.raises(
+        ValueError, match=r"segment 0 .* too narrow for float32: .*slope 5e\+39"
+    ) as info:
+        f(torch.tensor([0.0, 0.3]))
+    assert "\n" not in str(info.value) and "widen it to at least" in str(info.value)
+    # In the loss (f3 on the localization scores): the same reason, not NaN blamed on the inputs.
+    params = LossParams([PiecewiseLinear.identity(2)] * 2 + [f] + [PiecewiseLinear.identity(2)] * 2)
+    loss = ParameterizedAPLoss(params, backend="reference")
+    logits, labels = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1, 0, 1])
+    with pytest.raises(ValueError, match="too narrow for float32"):
+        loss(logits, labels, torch.tensor([0.0, 0.5, 0.9]))
+    value = loss(logits.double(), labels, torch.tensor([0.0, 0.5, 0.9], dtype=torch.float64))
+    assert torch.isfinite(value)
+    # A segment wider than the bound the message gives evaluates in float32.
+    ok = PiecewiseLinear.from_control_points([0.0, 1e-38, 1.0], [0.0, 0.5, 1.0])
+    assert torch.isfinite(ok(torch.tensor([0.0, 1e-38, 0.5]))).all()
+
+
+# ------------------------------------------------------------------------------ 9. smaller ones
+@pytest.mark.parametrize("topk", [0, -3, 1.5, True])
+def test_loss_rejects_a_bad_topk_at_construction(topk: Any) -> None:
+    from paploss import ParameterizedAPLoss
+
+    with pytest.raises(ValueError, match="topk must be None or a positive int"):
+        ParameterizedAPLoss(topk=topk)
+
+
+def test_search_help_says_configs_without_an_ap_loss_head_are_refused() -> None:
+    from paploss.study.parsers import search_parser, train_parser
+
+    search_help = " ".join(search_parser().format_help().split())
+    train_help = " ".join(train_parser().format_help().split())
+    assert "trains with its own losses" not in search_help
+    assert "nothing to search and is refused (exit 2)" in search_help
+    assert "trains with its own losses" in train_help
+    assert "+KEY=VALUE" in search_help and "+KEY=VALUE" in train_help
+
+
+def test_split_coco_imports_neither_torch_nor_mmdet(tmp_path: Path) -> None:
+    ann = tmp_path / "a.json"
+    ann.write_text(json.dumps(_coco(4)))
+    code = (
+        "import sys\n"
+        "from paploss.study.split import main\n"
+        f"rc = main([{str(ann)!r}, '--out-dir', {str(tmp_path / 'out')!r}, '--eval-images', '1'])\n"
+        "print(rc, sorted(m for m in ('torch', 'mmdet', 'mmengine', 'mmcv') if m in sys.modules))\n"
+    )
+    proc = _run([sys.executable, "-c", code])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "0 []", proc.stdout
+    assert (tmp_path / "out" / "train.json").is_file()
+
+
+@pytest.mark.slow
+def test_sigterm_fails_and_requeues_the_running_trial_like_sigint(tmp_path: Path) -> None:
+    """A worker stopped by SIGTERM (kill, a job scheduler) fails its trial at once and queues its
+    sample again, as Ctrl-C does (tests/test_studies_e2e.py), instead of leaving it RUNNING until
+    the grace period."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from paploss.proxy import generate_proxy_dataset
+
+    data = tmp_path / "tiny"
+    generate_proxy_dataset(data, seed=0, num_train=8, num_eval=4, num_val=4, image_size=64)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    cmd = [sys.executable, SEARCH, "--storage", url, "--study-name", "stop", "--rounds", "1",
+           "--samples-per-round", "2", "--data", str(data), "--work-dir", str(tmp_path / "wd"),
+           "--device", "cpu", "--cfg-options", "train_dataloader.batch_size=2"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    pid_file = tmp_path / "wd" / "stop" / "trial_00000" / "child.pid"
+    deadline = time.monotonic() + 300
+    while not pid_file.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "trial 0 was interrupted" in err
+    first, retry = optuna.load_study(study_name="stop", storage=url).trials[:2]
+    assert first.state == TrialState.FAIL
+    assert retry.state == TrialState.WAITING and retry.params == first.params

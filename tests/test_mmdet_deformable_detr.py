@@ -24,7 +24,6 @@ from mmengine.structures import InstanceData  # noqa: E402
 
 from paploss import ParameterizedAPLoss  # noqa: E402
 from paploss.mmdet.deformable_detr import PAPLossDeformableDETRHead  # noqa: E402
-from paploss.mmdet.loss import ParameterizedAPLoss as MMDetAPLoss  # noqa: E402
 from tests.mmdet_helpers import (  # noqa: E402
     CONFIG_DIR,
     build_model,
@@ -49,18 +48,12 @@ EMBED = 16
 
 
 def _head(
-    gradient_scale: float | None = None, loc_score: str = "giou", deprecated: bool = False
+    gradient_scale: float | None = None, loc_score: str = "giou"
 ) -> PAPLossDeformableDETRHead:
-    """``deprecated``: the loss in the deprecated ``loss_params`` / ``loss_options`` spelling."""
     loss_params = dict(preset=PRESET)
     if gradient_scale is not None:
         loss_params["gradient_scale"] = gradient_scale
-    if deprecated:
-        loss = dict(loss_params=loss_params, loss_options=dict(loc_score=loc_score))
-    else:
-        loss = dict(
-            loss_cls=dict(type="ParameterizedAPLoss", params=loss_params, loc_score=loc_score)
-        )
+    loss = dict(loss_cls=dict(type="ParameterizedAPLoss", params=loss_params, loc_score=loc_score))
     torch.manual_seed(0)
     head = PAPLossDeformableDETRHead(
         num_classes=NUM_CLASSES,
@@ -207,23 +200,6 @@ def test_lambda_scales_only_the_box_branch() -> None:
         torch.testing.assert_close(grads[4.0][name], 4.0 * grads[1.0][name])
 
 
-def test_deprecated_spelling_warns_and_gives_the_same_head_and_loss() -> None:
-    torch.manual_seed(1)
-    logits = 0.5 * torch.randn(2, NUM_QUERIES, NUM_CLASSES)
-    gts, metas = _batch()
-    new = _head(gradient_scale=2.0, loc_score="iou")
-    with pytest.warns(DeprecationWarning, match="loss_cls=dict\\(type='ParameterizedAPLoss'"):
-        old = _head(gradient_scale=2.0, loc_score="iou", deprecated=True)
-    assert isinstance(old.loss_cls, MMDetAPLoss) and old.loss_cls.use_sigmoid
-    assert old.cls_out_channels == NUM_CLASSES and old.loss_cls.loc_score == "iou"
-    for (name, p_old), p_new in zip(old.named_parameters(), new.parameters()):
-        assert torch.equal(p_old, p_new), name
-    assert torch.equal(
-        old.loss_by_feat_single(logits, BOXES, gts, metas)[0],
-        new.loss_by_feat_single(logits, BOXES, gts, metas)[0],
-    )
-
-
 def test_head_rejects_separate_losses_and_ignored_gts() -> None:
     with pytest.raises(ValueError, match="loss_iou"):
         PAPLossDeformableDETRHead(num_classes=3, embed_dims=EMBED, loss_iou=dict(type="GIoULoss"))
@@ -231,7 +207,7 @@ def test_head_rejects_separate_losses_and_ignored_gts() -> None:
         PAPLossDeformableDETRHead(
             num_classes=3, embed_dims=EMBED, loss_cls=dict(type="FocalLoss", use_sigmoid=True)
         )
-    with pytest.raises(ValueError, match="both loss_cls"):
+    with pytest.raises(ValueError, match="PAPLossDeformableDETRHead: loss_options= were removed"):
         PAPLossDeformableDETRHead(
             num_classes=3,
             embed_dims=EMBED,
@@ -312,7 +288,10 @@ def test_proxy_deformable_detr_paploss_trains_and_evaluates(
     result = train_and_evaluate(cfg, proxy_root, tmp_path, iters=2)
     assert len(result.losses) == 2
     assert all(math.isfinite(v) for v in result.losses)
-    assert "coco/bbox_mAP" in result.metrics and result.metrics["coco/bbox_mAP"] >= 0.0
+    # CocoMetric ran on D_eval (its keys); an AP floor needs more training than a fast test
+    # has: 80 iterations on the 8 images reach AP 0.006 (tests/test_mmdet_faster_rcnn.py and
+    # tests/test_mmdet_retinanet.py hold the floors of the other heads)
+    assert set(result.metrics) >= {"coco/bbox_mAP", "coco/bbox_mAP_50"}
     model = result.model
     # with_box_refine=False: the prediction layers are shared across decoder layers.
     for name in (

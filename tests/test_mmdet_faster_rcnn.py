@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import copy
 import math
-import warnings
 from pathlib import Path
 
 import pytest
@@ -53,20 +51,12 @@ ROI_PRESET = "paper-faster-rcnn-roi"
 
 
 # ----------------------------------------------------------------------------------- RPN head
-def _rpn_head(
-    gradient_scale: float | None = None, loc_score: str = "giou", deprecated: bool = False
-) -> PAPLossRPNHead:
-    """One level of stride 16, one 16 x 16 anchor per location (centred on the grid points);
-    ``deprecated``: the loss in the deprecated ``loss_params`` / ``loss_options`` spelling."""
+def _rpn_head(gradient_scale: float | None = None, loc_score: str = "giou") -> PAPLossRPNHead:
+    """One level of stride 16, one 16 x 16 anchor per location (centred on the grid points)."""
     loss_params = dict(preset=RPN_PRESET)
     if gradient_scale is not None:
         loss_params["gradient_scale"] = gradient_scale
-    if deprecated:
-        loss = dict(loss_params=loss_params, loss_options=dict(loc_score=loc_score))
-    else:
-        loss = dict(
-            loss_cls=dict(type="ParameterizedAPLoss", params=loss_params, loc_score=loc_score)
-        )
+    loss = dict(loss_cls=dict(type="ParameterizedAPLoss", params=loss_params, loc_score=loc_score))
     torch.manual_seed(0)
     head = PAPLossRPNHead(
         in_channels=4,
@@ -191,27 +181,12 @@ def test_rpn_head_rejects_separate_losses() -> None:
         PAPLossRPNHead(in_channels=4, loss_cls=dict(type="ParameterizedAPLoss", loc_score="dice"))
     with pytest.raises(ValueError, match="loss_cls"):
         PAPLossRPNHead(in_channels=4, loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=True))
-    with pytest.raises(ValueError, match="both loss_cls"):
+    with pytest.raises(ValueError, match="PAPLossRPNHead: loss_params= were removed in paploss"):
         PAPLossRPNHead(
             in_channels=4,
             loss_cls=dict(type="ParameterizedAPLoss"),
             loss_params=dict(preset=RPN_PRESET),
         )
-
-
-def test_rpn_deprecated_spelling_warns_and_gives_the_same_loss() -> None:
-    torch.manual_seed(1)
-    cls_map = torch.randn(2, 1, 2, 2)
-    delta_map = 0.2 * torch.randn(2, 4, 2, 2)
-    gts, metas = _rpn_batch()
-    new = _rpn_head(gradient_scale=2.0, loc_score="iou")
-    with pytest.warns(DeprecationWarning, match="loss_cls=dict\\(type='ParameterizedAPLoss'"):
-        old = _rpn_head(gradient_scale=2.0, loc_score="iou", deprecated=True)
-    assert isinstance(old.loss_cls, MMDetAPLoss) and old.cls_out_channels == 1
-    assert old.loss_cls.loc_score == "iou" and old.loss_cls.params == new.loss_cls.params
-    loss_new = new.loss_by_feat([cls_map], [delta_map], gts, metas)["loss_rpn_paploss"]
-    loss_old = old.loss_by_feat([cls_map], [delta_map], gts, metas)["loss_rpn_paploss"]
-    assert torch.equal(loss_old, loss_new)
 
 
 # ----------------------------------------------------------------------------------- RoI head
@@ -232,15 +207,12 @@ ROI_PROPOSALS = [
 
 
 def _roi_head(
-    gradient_scale: float | None = None, reg_class_agnostic: bool = False, deprecated: bool = False
+    gradient_scale: float | None = None, reg_class_agnostic: bool = False
 ) -> PAPLossBBoxHead:
     loss_params = dict(preset=ROI_PRESET)
     if gradient_scale is not None:
         loss_params["gradient_scale"] = gradient_scale
-    if deprecated:
-        loss = dict(loss_params=loss_params)
-    else:
-        loss = dict(loss_cls=dict(type="ParameterizedAPLoss", params=loss_params))
+    loss = dict(loss_cls=dict(type="ParameterizedAPLoss", params=loss_params))
     torch.manual_seed(0)
     head = PAPLossBBoxHead(
         in_channels=2,
@@ -359,26 +331,6 @@ def test_roi_lambda_scales_only_the_box_branch() -> None:
     assert not torch.allclose(grads[0.25][shared], grads[1.0][shared])
 
 
-def test_roi_deprecated_spelling_warns_and_gives_the_same_head_and_loss() -> None:
-    sampling_results = _roi_sampling_results()
-    rois = bbox2roi([res.priors for res in sampling_results])
-    torch.manual_seed(4)
-    feats = torch.randn(rois.size(0), 2, 2, 2)
-    new = _roi_head(gradient_scale=0.5)
-    with pytest.warns(DeprecationWarning, match="loss_cls=dict\\(type='ParameterizedAPLoss'"):
-        old = _roi_head(gradient_scale=0.5, deprecated=True)
-    # the same seed gives the same initial weights (fc_cls built as before, C outputs)
-    for (name, p_old), p_new in zip(old.named_parameters(), new.parameters()):
-        assert torch.equal(p_old, p_new), name
-    losses = [
-        head.loss_and_target(*head(feats), rois, sampling_results, ConfigDict(pos_weight=-1))
-        for head in (old, new)
-    ]
-    assert torch.equal(
-        losses[0]["loss_bbox"]["loss_paploss"], losses[1]["loss_bbox"]["loss_paploss"]
-    )
-
-
 def test_roi_head_has_no_background_column_and_predicts_sigmoid_scores() -> None:
     head = _roi_head()
     assert head.fc_cls.out_features == NUM_CLASSES
@@ -446,35 +398,37 @@ def test_proxy_configs_build_and_compute_losses(name: str, proxy_root: Path) -> 
         assert model.train_cfg.rpn.sampler.type == "PseudoSampler"
 
 
-def test_proxy_config_in_the_deprecated_spelling_builds_the_same_model(proxy_root: Path) -> None:
-    """Both heads with loss_params / loss_options instead of loss_cls: one DeprecationWarning per
-    head, the same initial weights and the same losses."""
+def test_proxy_config_in_the_removed_spelling_is_refused() -> None:
+    """Both heads with the 0.1 arguments loss_params / loss_options instead of loss_cls: the
+    search refuses the config and the model does not build, both naming the replacement."""
+    from paploss.errors import ConfigError
+    from paploss.study.loss_slots import find_loss_slots
+
     cfg = Config.fromfile(str(CONFIG_DIR / "proxy_faster_rcnn_paploss.py"))
-    old_cfg = copy.deepcopy(cfg)
-    for head in (old_cfg.model.rpn_head, old_cfg.model.roi_head.bbox_head):
+    for head in (cfg.model.rpn_head, cfg.model.roi_head.bbox_head):
         loss = head.pop("loss_cls").to_dict()
         assert loss.pop("type") == "ParameterizedAPLoss"
         head.loss_params = loss.pop("params")
         head.loss_options = loss
-    losses = {}
-    for name, config in (("new", cfg), ("old", old_cfg)):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = build_model(config)
-        deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
-        assert len(deprecations) == (2 if name == "old" else 0), [str(w.message) for w in caught]
-        losses[name] = one_loss_step(model, config, proxy_root)
-    assert set(losses["old"]) == {"loss_rpn_paploss", "loss_paploss"}
-    for key, value in losses["new"].items():
-        assert torch.equal(losses["old"][key], value), key
+    removed = "loss_params= / loss_options= were removed in paploss 0.2.0; write loss_cls="
+    with pytest.raises(ConfigError, match="model.rpn_head: " + removed):
+        find_loss_slots(cfg)
+    with pytest.raises(ValueError, match="PAPLossRPNHead: " + removed):
+        build_model(cfg)
+
+
+OVERFIT_ITERS = 20
+OVERFIT_MIN_AP = 0.04
+"""AP on the 8 tiny proxy images trained on after OVERFIT_ITERS iterations: measured 0.064
+(0.015 after 1 iteration, the level of a head whose loss does not train it)."""
 
 
 def test_proxy_faster_rcnn_paploss_trains_and_evaluates(proxy_root: Path, tmp_path: Path) -> None:
     cfg = Config.fromfile(str(CONFIG_DIR / "proxy_faster_rcnn_paploss.py"))
-    result = train_and_evaluate(cfg, proxy_root, tmp_path, iters=2)
-    assert len(result.losses) == 2
+    result = train_and_evaluate(cfg, proxy_root, tmp_path, iters=OVERFIT_ITERS, evaluate_on="train")
+    assert len(result.losses) == OVERFIT_ITERS
     assert all(math.isfinite(v) for v in result.losses)
-    assert "coco/bbox_mAP" in result.metrics and result.metrics["coco/bbox_mAP"] >= 0.0
+    assert result.metrics["coco/bbox_mAP"] >= OVERFIT_MIN_AP, result.metrics
     model = result.model
     for name in (
         "rpn_head.rpn_cls.weight",

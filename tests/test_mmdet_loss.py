@@ -1,12 +1,15 @@
 """The registered mmdet loss ``'ParameterizedAPLoss'`` (paploss.mmdet.loss) and the studies'
-config handling of both loss spellings (paploss.study.mmcfg): ``loss_cls=dict(type=
-'ParameterizedAPLoss', params=..., ...)`` and the deprecated ``loss_params`` / ``loss_options``.
+config handling of the loss heads (paploss.study.loss_slots, paploss.study.mmcfg): ``loss_cls=dict(
+type='ParameterizedAPLoss', params=..., ...)``; the 0.1 head arguments ``loss_params`` /
+``loss_options`` are refused, and the config digests studies of 0.1 recorded still match.
 
 - The loss builds from a config dict, is ``paploss.ParameterizedAPLoss`` times ``loss_weight``
   (value and gradient), takes exactly the torch loss's keyword arguments plus ``params``,
   ``loc_score``, ``loss_weight`` and ``use_sigmoid``, and names them for an unknown key.
-- mmcfg finds the same slots (the heads' keys) in both spellings, writes params and options where
-  each spelling keeps them, hashes both spellings alike and refuses configs that mix them.
+- loss_slots finds the slots (the heads' keys) by ``loss_cls`` or by the head class's
+  ``ap_loss_head`` mark, writes params and options into ``loss_cls`` and refuses the removed
+  spelling with the migration; mmcfg's digest hashes the config as written and
+  ``study_digest`` accepts the digest recorded by 0.1 (a fixed value).
 """
 
 from __future__ import annotations
@@ -34,7 +37,24 @@ from paploss.study.loss_slots import (  # noqa: E402
     set_loss_options,
     set_loss_params,
 )
-from paploss.study.mmcfg import config_digest, prepare_config  # noqa: E402
+from paploss.study.mmcfg import (  # noqa: E402
+    config_digest,
+    legacy_config_digest,
+    load_config,
+    prepare_config,
+    study_digest,
+)
+
+STUDIES_CONFIGS = Path(__file__).resolve().parents[1] / "studies" / "configs"
+RECORDED_BY_0_1 = {
+    "faster_rcnn_cfg": "677f9d40232f69865de1f697b98bd5751a3d5a9cc594fdd819b1a7367889c864",
+    "proxy_retinanet_paploss.py": (
+        "fc84b5a298960660209d1b91438506e2384f1bf9af27a90b83178dbf45d223bc"
+    ),
+}
+"""``config_sha256`` that paploss 0.1 (commit b9dd0e3) recorded in a study's settings for
+``_faster_rcnn_cfg("new")`` and for the bundled proxy RetinaNet config: what studies of the
+previous layout hold."""
 
 
 def _inputs(seed: int = 0, n: int = 60) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -137,16 +157,17 @@ def test_config_errors() -> None:
         MODELS.build(dict(type="ParameterizedAPLoss", substitution="sqrt", backend="sorted"))
 
 
-# ------------------------------------------------------------------------- mmcfg: both spellings
+# ------------------------------------------------------------------------- loss slots and digests
 def _head(kind: str, params: str, loc_score: str = "giou") -> dict:
-    """A PAPLoss head config in the ``kind`` spelling: "new", "deprecated" or "type" (none)."""
+    """A PAPLoss head config: "new" (``loss_cls``), "removed" (the 0.1 ``loss_params`` /
+    ``loss_options``) or "type" (none: the head type alone)."""
     if kind == "new":
         return dict(
             loss_cls=dict(
                 type="ParameterizedAPLoss", params=dict(preset=params), loc_score=loc_score
             )
         )
-    if kind == "deprecated":
+    if kind == "removed":
         return dict(loss_params=dict(preset=params), loss_options=dict(loc_score=loc_score))
     return {}
 
@@ -170,8 +191,8 @@ def _faster_rcnn_cfg(kind: str) -> Config:
     )
 
 
-@pytest.mark.parametrize("kind", ["new", "deprecated", "type"])
-def test_slots_are_the_heads_in_every_spelling(kind: str) -> None:
+@pytest.mark.parametrize("kind", ["new", "type"])
+def test_slots_are_the_heads_by_loss_cls_or_by_their_mark(kind: str) -> None:
     cfg = _faster_rcnn_cfg(kind)
     assert find_loss_slots(cfg) == ["model.rpn_head", "model.roi_head.bbox_head"]
     space = search_space_of(cfg, Path("x.py"))
@@ -179,22 +200,38 @@ def test_slots_are_the_heads_in_every_spelling(kind: str) -> None:
         ("rpn", "model.rpn_head"),
         ("roi", "model.roi_head.bbox_head"),
     ]
-    # a head of another type with an AP loss_cls is a slot too; a baseline loss_cls is not
+    # a head of another type with an AP loss_cls is a slot too; a baseline loss_cls is not, nor
+    # a registered head without the ap_loss_head mark
     other = Config(
         dict(
             model=dict(
                 bbox_head=dict(type="MyHead", loss_cls=dict(type="mmdet.ParameterizedAPLoss")),
                 neck=dict(type="FPN", loss_cls=dict(type="FocalLoss")),
+                rpn_head=dict(type="RPNHead", in_channels=4),
             )
         )
     )
     assert find_loss_slots(other) == ["model.bbox_head"]
 
 
-def test_set_params_and_options_where_each_spelling_keeps_them() -> None:
+def test_every_registered_paploss_head_is_marked() -> None:
+    marked = sorted(
+        name
+        for name, cls in MODELS.module_dict.items()
+        if getattr(cls, "ap_loss_head", False) is True
+    )
+    assert marked == [
+        "PAPLossBBoxHead",
+        "PAPLossDeformableDETRHead",
+        "PAPLossRPNHead",
+        "PAPLossRetinaHead",
+    ]
+
+
+def test_set_params_and_options_write_loss_cls() -> None:
     params = LossParams.preset("paper-retinanet")
-    new, old, bare = (_faster_rcnn_cfg(k) for k in ("new", "deprecated", "type"))
-    for cfg in (new, old, bare):
+    new, bare = (_faster_rcnn_cfg(k) for k in ("new", "type"))
+    for cfg in (new, bare):
         set_loss_params(cfg, "model.rpn_head", params)
         set_loss_options(
             cfg, "model.rpn_head", {"loc_score": "iou", "block_denominator_grad": False}
@@ -204,62 +241,95 @@ def test_set_params_and_options_where_each_spelling_keeps_them() -> None:
     assert LossParams.from_config(head.loss_cls.params) == params
     assert head.loss_cls.type == "ParameterizedAPLoss"
     assert head.loss_cls.loc_score == "iou" and head.loss_cls.block_denominator_grad is False
-    assert "loss_params" not in head and "loss_options" not in head
-    head = old.model.rpn_head
-    assert LossParams.from_config(head.loss_params) == params and "loss_cls" not in head
-    assert head.loss_options == {"loc_score": "iou", "block_denominator_grad": False}
-    head = bare.model.rpn_head  # no loss fields: the new spelling is written
+    head = bare.model.rpn_head  # no loss fields: loss_cls is created
     assert head.loss_cls.type == "ParameterizedAPLoss"
     assert LossParams.from_config(head.loss_cls.params) == params
     assert head.loss_cls.loc_score == "iou"
     # the other head is untouched
     assert new.model.roi_head.bbox_head.loss_cls.params == dict(preset="square")
-    assert old.model.roi_head.bbox_head.loss_params == dict(preset="square")
+    assert "loss_cls" not in bare.model.roi_head.bbox_head
 
 
-def test_prepare_config_in_both_spellings(tmp_path: Path) -> None:
+def test_prepare_config_writes_every_slot(tmp_path: Path) -> None:
     params = {"rpn": LossParams.preset("sqrt"), "roi": LossParams.preset("paper-retinanet")}
     split = DataSplit(tmp_path / "a.json", tmp_path / "img")
-    runs = {}
-    for kind in ("new", "deprecated"):
-        cfg = _faster_rcnn_cfg(kind)
-        runs[kind] = prepare_config(
-            cfg,
-            space=search_space_of(cfg, Path("x.py")),
-            loss_params=params,
-            train=split,
-            evaluate=split,
-            work_dir=tmp_path,
-            epochs=1,
-            seed=0,
-            search=True,
-            loss_options={"loc_score": "l1"},
-        )
-    new, old = runs["new"].model, runs["deprecated"].model
-    for key, slot in (("rpn_head", "rpn"), ("roi_head", "roi")):
-        new_head = new[key] if key == "rpn_head" else new[key].bbox_head
-        old_head = old[key] if key == "rpn_head" else old[key].bbox_head
-        assert LossParams.from_config(new_head.loss_cls.params) == params[slot]
-        assert LossParams.from_config(old_head.loss_params) == params[slot]
-        assert new_head.loss_cls.loc_score == old_head.loss_options.loc_score == "l1"
-    assert config_digest(runs["new"]) == config_digest(runs["deprecated"])
+    cfg = _faster_rcnn_cfg("new")
+    run = prepare_config(
+        cfg,
+        space=search_space_of(cfg, Path("x.py")),
+        loss_params=params,
+        train=split,
+        evaluate=split,
+        work_dir=tmp_path,
+        epochs=1,
+        seed=0,
+        search=True,
+        loss_options={"loc_score": "l1"},
+    )
+    for head, slot in ((run.model.rpn_head, "rpn"), (run.model.roi_head.bbox_head, "roi")):
+        assert LossParams.from_config(head.loss_cls.params) == params[slot]
+        assert head.loss_cls.loc_score == "l1"
 
 
-def test_digest_is_the_same_in_both_spellings() -> None:
-    assert config_digest(_faster_rcnn_cfg("new")) == config_digest(_faster_rcnn_cfg("deprecated"))
-    changed = _faster_rcnn_cfg("new")
-    changed.model.rpn_head.loss_cls.loc_score = "iou"
-    assert config_digest(changed) != config_digest(_faster_rcnn_cfg("deprecated"))
-    weighted = _faster_rcnn_cfg("new")
-    weighted.model.rpn_head.loss_cls.loss_weight = 2.0
-    assert config_digest(weighted) != config_digest(_faster_rcnn_cfg("new"))
-
-
-def test_mixed_or_foreign_loss_configs_are_config_errors() -> None:
+def test_the_removed_spelling_is_refused_with_the_migration() -> None:
+    removed = _faster_rcnn_cfg("removed")
+    migration = r"loss_params= / loss_options= were removed in paploss 0.2.0; write loss_cls="
+    with pytest.raises(ConfigError, match="model.rpn_head: " + migration):
+        find_loss_slots(removed)
+    with pytest.raises(ConfigError, match=migration):
+        search_space_of(removed, Path("old.py"))
     both = _faster_rcnn_cfg("new")
     both.model.rpn_head.loss_params = dict(preset="linear")
-    with pytest.raises(ConfigError, match="both loss_cls and the deprecated loss_params"):
+    with pytest.raises(ConfigError, match=r"model.rpn_head: loss_params= were removed"):
         set_loss_params(both, "model.rpn_head", LossParams.preset("linear"))
+    with pytest.raises(ValueError, match=r"PAPLossRPNHead: loss_params= / loss_options= were"):
+        MODELS.build(removed.model.rpn_head)
+
+
+def _sha256_of_json(data: object) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def test_digest_hashes_the_config_as_written() -> None:
+    cfg = _faster_rcnn_cfg("new")
+    written = cfg.to_dict()
+    for loader in ("train_dataloader", "val_dataloader"):  # LOCATION_KEYS are left out
+        del written[loader]["dataset"]["ann_file"], written[loader]["dataset"]["data_prefix"]
+    del written["val_evaluator"]["ann_file"]
+    assert config_digest(cfg) == _sha256_of_json(written)
+    changed = _faster_rcnn_cfg("new")
+    changed.model.rpn_head.loss_cls.loc_score = "iou"
+    assert config_digest(changed) != config_digest(cfg)
+    weighted = _faster_rcnn_cfg("new")
+    weighted.model.rpn_head.loss_cls.loss_weight = 2.0
+    assert config_digest(weighted) != config_digest(cfg)
+
+
+def test_studies_recorded_by_0_1_still_match() -> None:
+    cfg = _faster_rcnn_cfg("new")
+    recorded = RECORDED_BY_0_1["faster_rcnn_cfg"]
+    assert legacy_config_digest(cfg) == recorded != config_digest(cfg)
+    # a study of 0.1 keeps its recorded digest; a new study records config_digest
+    assert study_digest(recorded, cfg) == recorded
+    assert study_digest(None, cfg) == config_digest(cfg)
+    assert study_digest(config_digest(cfg), cfg) == config_digest(cfg)
+    # another config does not match the recording: the study's settings conflict
+    changed = _faster_rcnn_cfg("new")
+    changed.model.rpn_head.loss_cls.loc_score = "iou"
+    assert study_digest(recorded, changed) not in (recorded, config_digest(cfg))
+    # a config without AP-loss heads hashes alike in both layouts
+    bare = Config(dict(model=dict(type="RetinaNet", bbox_head=dict(type="RetinaHead"))))
+    assert legacy_config_digest(bare) == config_digest(bare)
+    # the bundled proxy RetinaNet config of the 0.1 studies (its loss keys unchanged since)
+    bundled = load_config(STUDIES_CONFIGS / "proxy_retinanet_paploss.py")
+    recorded = RECORDED_BY_0_1["proxy_retinanet_paploss.py"]
+    assert study_digest(recorded, bundled) == recorded
+
+
+def test_foreign_loss_configs_are_config_errors() -> None:
     foreign = _faster_rcnn_cfg("type")
     foreign.model.rpn_head.loss_cls = dict(type="CrossEntropyLoss", use_sigmoid=True)
     with pytest.raises(ConfigError, match="model.rpn_head.loss_cls is 'CrossEntropyLoss'"):

@@ -153,7 +153,7 @@ def _fresh_venv(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.mark.slow
 def test_wheel_installs_and_runs_a_search_outside_the_checkout(tmp_path: Path) -> None:
-    from paploss.proxy_data import generate_proxy_dataset
+    from paploss.proxy import generate_proxy_dataset
 
     wheel = _build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as zf:

@@ -1,4 +1,4 @@
-"""The proxy's cached digit-pretrained backbone (paploss.proxy_backbone, ProxyResNet)."""
+"""The proxy's cached digit-pretrained backbone (paploss.proxy.backbone, ProxyResNet)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from paploss import proxy_backbone as pb
+from paploss.proxy import backbone as pb
 
 TINY = dict(base_channels=4, steps=3, batch=4, crop=24, min_size=8.0, max_size=20.0)
 
@@ -20,10 +20,10 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_crops_hold_one_digit_of_the_requested_size() -> None:
-    from paploss.proxy_data import _ink_box, _load_digits, partition_sources
+    from paploss.proxy.scenes import ink_box, load_digits, partition_sources
 
     settings = pb.PretrainSettings(**TINY)
-    images, labels = _load_digits()
+    images, labels = load_digits()
     pool = partition_sources(labels, 0, settings.split_fractions)["train"]
     crops, classes = pb.render_crops(np.random.default_rng(0), settings, images, labels, pool, 20)
     assert crops.shape == (20, 24, 24) and crops.dtype == np.uint8
@@ -31,25 +31,35 @@ def test_crops_hold_one_digit_of_the_requested_size() -> None:
     # the same generator state gives the same crops (the pretraining is deterministic)
     again, _ = pb.render_crops(np.random.default_rng(0), settings, images, labels, pool, 20)
     assert np.array_equal(crops, again)
-    assert _ink_box(images[pool[0]])  # the ink box helper the crops size digits with
+    # the ink box the crops size their digits by: the rows and columns with ink above 2 (of 16)
+    for src in pool[:50]:
+        rows, cols = np.nonzero(images[src] > 2.0)
+        expected = (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+        assert ink_box(images[src]) == tuple(int(v) for v in expected)
 
 
 def test_built_once_reused_and_rebuilt_when_settings_change(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[pb.PretrainSettings] = []
+    returned: list[tuple[dict, float]] = []
     real = pb.pretrain
 
     def counting(settings: pb.PretrainSettings, **kw: object) -> tuple[dict, float]:
         calls.append(settings)
-        return real(settings, **kw)
+        returned.append(real(settings, **kw))
+        return returned[-1]
 
     monkeypatch.setattr(pb, "pretrain", counting)
     settings = pb.PretrainSettings(**TINY)
     path = pb.ensure_pretrained(settings)
     assert path.parent == cache and path.is_file() and len(calls) == 1
     record = pb.load_record(path)
-    assert record["settings"] == settings.to_dict() and 0.0 <= record["accuracy"] <= 1.0
+    # the file holds what the pretraining returned: its weights and held-out accuracy
+    state, accuracy = returned[0]
+    assert record["settings"] == settings.to_dict() and record["accuracy"] == accuracy
+    assert record["state_dict"].keys() == state.keys()
+    assert all(torch.equal(record["state_dict"][k], v) for k, v in state.items())
     mtime = path.stat().st_mtime_ns
     assert pb.ensure_pretrained(settings) == path and len(calls) == 1  # reused
     assert path.stat().st_mtime_ns == mtime

@@ -1,4 +1,4 @@
-"""The bundled proxy dataset (paploss.proxy_data): determinism, COCO format, disjoint splits."""
+"""The bundled proxy dataset (paploss.proxy): determinism, COCO format, disjoint splits."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("PIL")
 
-from paploss import proxy_data  # noqa: E402
-from paploss.proxy_data import (  # noqa: E402
+from paploss import proxy  # noqa: E402
+from paploss.proxy import cli, generate_proxy_dataset  # noqa: E402
+from paploss.proxy.scenes import partition_sources  # noqa: E402
+from paploss.proxy.settings import (  # noqa: E402
     ANN_FILE,
     CLASSES,
     IMG_DIR,
     SPLITS,
     ProxySettings,
-    generate_proxy_dataset,
-    partition_sources,
 )
 
 SMALL = dict(num_train=6, num_eval=4, num_val=4)
@@ -97,7 +97,7 @@ def test_generation_is_idempotent_and_refuses_other_settings(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="not an \\(empty\\) proxy dataset"):
         generate_proxy_dataset(foreign, **SMALL)
     assert not list(tmp_path.glob(".*tmp-*"))  # no temporary folder left behind
-    assert proxy_data.load_settings(root) == ProxySettings(**SMALL)
+    assert proxy.load_settings(root) == ProxySettings(**SMALL)
 
 
 def test_default_root_is_a_settings_hash_under_paploss_data(
@@ -110,7 +110,7 @@ def test_default_root_is_a_settings_hash_under_paploss_data(
     assert (expected / "settings.json").is_file()
     assert ProxySettings(**SMALL).digest() != ProxySettings(**{**SMALL, "seed": 1}).digest()
     monkeypatch.delenv("PAPLOSS_DATA")
-    assert proxy_data.default_cache_dir() == Path("~/.cache/paploss/proxy").expanduser()
+    assert proxy.default_cache_dir() == Path("~/.cache/paploss/proxy").expanduser()
 
 
 def test_coco_json_loads_in_pycocotools_and_is_consistent(medium_dataset: dict[str, Path]) -> None:
@@ -232,12 +232,31 @@ def test_bad_settings_raise_value_error(tmp_path: Path) -> None:
 def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
     assert (
-        proxy_data.main(
-            ["--out", str(out), "--num-train", "2", "--num-eval", "2", "--num-val", "2"]
-        )
-        == 0
+        cli.main(["--out", str(out), "--num-train", "2", "--num-eval", "2", "--num-val", "2"]) == 0
     )
     captured = capsys.readouterr()
     assert captured.out.strip() == str(out)
     assert "train: 2 images" in captured.err
     assert len(_load(out / "val")["images"]) == 2
+
+
+def test_the_proxy_package_sits_below_the_study_layer() -> None:
+    """``paploss.proxy`` (and its backbone module) import neither the study layer nor torch or
+    mmdet; ``paploss._files`` imports nothing of paploss."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import paploss._files\n"
+        "print(sorted(m for m in sys.modules if m.startswith('paploss.')))\n"
+        "import paploss.proxy, paploss.proxy.backbone, paploss.proxy.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'mmdet', 'mmengine')"
+        " or m.startswith('paploss.study')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    files_imports, upward = out.stdout.strip().splitlines()
+    assert files_imports == "['paploss._files']"
+    assert upward == "[]"

@@ -33,9 +33,11 @@ def test_every_experiment_is_planned_once_with_ordered_jobs() -> None:
         if isinstance(job, Training) and job.search is not None:
             assert ("Search", job.search.key) in keys[:index]
     searches = [j for j in jobs if isinstance(j, Search)]
-    assert sum(s.sampler == "random" for s in searches) == 4  # Fig. 3: 4 repeats each
+    assert sum(s.sampler == "random" for s in searches) == 6  # Fig. 3: 6 repeats each
     assert sum(s.sampler == "ppo2" and s.options.is_default and s.variant.loss_options() == {}
-               for s in searches) == 4  # fmt: skip
+               and not s.dataset for s in searches) == 6  # fmt: skip
+    # The same sampler seeds 0..5 for both samplers (paired by seed).
+    assert sorted(s.seed for s in searches if s.sampler == "random") == list(range(6))
     slow = [i for i, j in enumerate(jobs) if "retinanet" not in j.config]
     assert slow == list(range(len(jobs) - len(slow), len(jobs)))  # Faster R-CNN / DETR last
 
@@ -45,6 +47,76 @@ def test_claims_name_rows_of_their_tables() -> None:
         labels = {r.label for r in TABLES[key].rows}
         for left, op, right in claims:
             assert left in labels and right in labels and op in (">", ">=", "<<")
+
+
+def test_tab9_is_the_2x2_beside_the_substitutions_trained_once() -> None:
+    from paploss.study.paper_tables import SHARED_FIXED_LAMBDA
+
+    rows = TABLES["tab9"].rows
+    assert [r.paper[0] for r in rows] == [3.2, 2.3, 22.9, 36.4, 37.1, 39.4, 37.8, 40.5]
+    others = {r.training.key: r.training for k, t in TABLES.items() if k != "tab9" for r in t.rows}
+    # Every row but one is a row of Tab. 2-4 (the same training); the new one searches the
+    # shared function with lambda fixed to 1.
+    assert [r.training.key for r in rows if r.training.key not in others] == [
+        "searched-shared-fixed-lambda"
+    ]
+    assert all(others[r.training.key] == r.training for r in rows if r.training.key in others)
+    flags = SHARED_FIXED_LAMBDA.search.flags()
+    assert "--shared-params" in flags and flags[flags.index("--fixed-lambda") + 1] == "1"
+    jobs = plan(["tab9"], BUDGETS["full"])
+    assert [j.key for j in jobs if isinstance(j, Search)] == [
+        "shared-fixed-lambda", "fixed-lambda", "shared", "main"
+    ]  # fmt: skip
+    substitution_rows = [j for j in jobs if isinstance(j, Training) and j.substitution]
+    assert jobs[-1] in substitution_rows  # the slow closed form last
+
+
+def test_tab8_trains_and_searches_on_the_generated_second_dataset(tmp_path: Path) -> None:
+    import argparse
+
+    from paploss.proxy import ProxySettings, default_root
+    from paploss.study.reproduce_runner import Reproduction
+
+    args = argparse.Namespace(budget="full", work_dir=tmp_path, storage=f"sqlite:///{tmp_path}/r.db",
+                              experiments=["tab8"], data=["proxy"], device="cpu", workers=1)  # fmt: skip
+    repro = Reproduction(args)
+    folder = str(default_root(ProxySettings.clutter()))
+    searches = [j for j in repro.jobs if isinstance(j, Search)]
+    assert [(s.key, s.dataset) for s in searches] == [("main", ""), ("main-clutter", "clutter")]
+    for search in searches:
+        cmd = repro.search_command(search)
+        assert cmd[cmd.index("--data") + 1] == (folder if search.dataset else "proxy")
+    trainings = [j for j in repro.jobs if isinstance(j, Training)]
+    assert len(trainings) == 3 and all(t.dataset == "clutter" for t in trainings)
+    for training in trainings:
+        cmd = repro.training_command(training, 0, tmp_path / "seed0")
+        assert cmd[cmd.index("--data") + 1] == folder
+    # The row of the first proxy's loss takes the main search's params (searched on "proxy").
+    row = next(t for t in trainings if t.key == "clutter-searched")
+    cmd = repro.training_command(row, 0, tmp_path / "seed0")
+    assert cmd[cmd.index("--study-name") + 1] == "search/main"
+
+
+def test_the_second_dataset_is_generated_into_the_proxy_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from paploss.proxy import ProxySettings, dataset_problem, load_settings
+    from paploss.study import experiments
+    from paploss.study.reproduce_runner import Reproduction
+
+    monkeypatch.setenv("PAPLOSS_DATA", str(tmp_path / "cache"))
+    small = dict(num_train=4, num_eval=2, num_val=2)  # the clutter settings, fewer images
+    monkeypatch.setitem(experiments.DATASETS, "clutter", lambda: ProxySettings.clutter(**small))
+    args = argparse.Namespace(budget="quick", work_dir=tmp_path, storage=f"sqlite:///{tmp_path}/r.db",
+                              experiments=["tab8"], data=["proxy"], device="cpu", workers=1)  # fmt: skip
+    repro = Reproduction(args)
+    repro.generate_dataset("clutter")
+    job = next(j for j in repro.jobs if isinstance(j, Training))
+    folder = Path(repro.data_flags(job)[1])
+    assert folder.parent == tmp_path / "cache" and dataset_problem(folder) is None
+    assert load_settings(folder) == ProxySettings.clutter(**small)
 
 
 def test_search_flags_are_accepted_by_the_search_parser() -> None:
@@ -105,7 +177,7 @@ def _run(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["tab9"], "invalid choice: 'tab9'"),
+        (["tab10"], "invalid choice: 'tab10'"),
         (["tab2", "--budget", "huge"], "invalid choice: 'huge'"),
         (["tab2", "--data", "/nonexistent/folder"], "no such folder"),
         (["tab2", "--device", "gpu3"], "auto (CUDA if available"),
@@ -127,7 +199,7 @@ def test_bad_input_exits_2_and_writes_nothing(
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from paploss.proxy_data import generate_proxy_dataset
+    from paploss.proxy import generate_proxy_dataset
 
     root = tmp_path_factory.mktemp("proxy") / "tiny"
     generate_proxy_dataset(root, seed=0, num_train=8, num_eval=4, num_val=4, image_size=64)

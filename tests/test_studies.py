@@ -179,7 +179,8 @@ def test_unknown_preset_lists_the_presets_once(tmp_path: Path, capsys) -> None:
         (["--data", "a", "b", "c"], "got 3 values"),
         (["--config", "nope.py"], "--config nope.py: no such file"),
         (["--cfg-options", "model.backbone.depth=7"], "model does not build"),
-        (["--cfg-options", "model.backbone.pretrain.lr=20"], "lr must lie in (0, 10), got 20"),
+        # pretrain=dict() in the config: its fields are new keys (+), checked when built
+        (["--cfg-options", "+model.backbone.pretrain.lr=20"], "lr must lie in (0, 10), got 20"),
         (["--config", str(CONFIGS / "proxy_retinanet_focal_l1.py")], "no head trained by"),
     ],
 )
@@ -309,8 +310,12 @@ def test_split_coco_script(tmp_path: Path, capsys) -> None:
 
 
 def test_resolve_coco_data_writes_the_split_once(tmp_path: Path) -> None:
+    from PIL import Image
+
     src = tmp_path / "ann.json"
     src.write_text(json.dumps(tiny_coco(10)))
+    for image in tiny_coco(10)["images"]:  # a sample of them is opened before the split
+        Image.new("RGB", (64, 64)).save(tmp_path / image["file_name"])
     data = resolve_data([str(src), str(tmp_path)], work_dir=tmp_path / "w", eval_images=2)
     assert data.kind == "coco" and set(data.splits) == {"train", "eval"}
     assert data.splits["train"].img_dir == tmp_path.resolve()

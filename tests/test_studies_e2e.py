@@ -77,7 +77,7 @@ def load(url: str, name: str) -> optuna.Study:
 
 @pytest.fixture(scope="module")
 def tiny_proxy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from paploss.proxy_data import generate_proxy_dataset
+    from paploss.proxy import generate_proxy_dataset
 
     root = tmp_path_factory.mktemp("proxy") / "tiny"
     generate_proxy_dataset(root, seed=0, num_train=8, num_eval=4, num_val=4, image_size=64)
@@ -614,6 +614,53 @@ def test_postgres_two_workers_one_killed_mid_trial(tiny_proxy: Path, tmp_path: P
                 proc.wait()
         for f in outs.values():
             f.close()
+        try:
+            optuna.delete_study(study_name=name, storage=storage)
+        except KeyError:
+            pass
+
+
+def test_postgres_password_appears_in_no_record_line_or_report(
+    tiny_proxy: Path, tmp_path: Path
+) -> None:
+    """A search on a storage URL with a password (the CI server trusts local connections, so any
+    password connects): the password is in no study or trial attribute, no printed line, no file
+    of the work dir and not in the reproduction report written from that storage."""
+    from sqlalchemy.engine import make_url
+
+    storage = _postgres_or_skip()
+    secret = f"pw-{uuid.uuid4().hex[:12]}"
+    url = make_url(PG_URL).set(password=secret).render_as_string(hide_password=False)
+    name = f"search/password-{uuid.uuid4().hex[:8]}"
+    work = tmp_path / "wd"
+    cmd = [PY, SEARCH, "--storage", url, "--study-name", name, "--rounds", "1",
+           "--samples-per-round", "2", "--data", str(tiny_proxy), "--work-dir", str(work), *FAST]  # fmt: skip
+    try:
+        proc = run(cmd, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert secret not in proc.stdout + proc.stderr
+        assert ":***@" in proc.stdout  # the printed optuna-dashboard / paploss-train commands
+        study = optuna.load_study(study_name=name, storage=storage)
+        records = [study.user_attrs, storage.get_study_system_attrs(study._study_id)]
+        for t in study.get_trials():
+            records += [t.user_attrs, t.system_attrs, t.params]
+        assert len(study.get_trials()) == 2 and ":***@" in study.user_attrs["command"]
+        for record in records:
+            assert secret not in json.dumps(record, default=repr)
+        for path in work.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
+        report = tmp_path / "reproduction.md"
+        rep = run(
+            [PY, "-m", "paploss.study.reproduce", "tab2", "--budget", "quick", "--storage", url,
+             "--report-only", "--report", str(report), "--work-dir", str(tmp_path / "rw")],
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert rep.returncode == 0, rep.stdout[-3000:] + rep.stderr[-3000:]
+        assert secret not in rep.stdout + rep.stderr
+        text = report.read_text()
+        assert secret not in text and f"`{name}`" in text and ":***@" in text
+    finally:
         try:
             optuna.delete_study(study_name=name, storage=storage)
         except KeyError:

@@ -2,7 +2,7 @@
 # Parameterized AP Loss: one epoch of D_train (188 iterations of 32 images), evaluation on D_eval
 # (the search's inner loop).
 # Final numbers: ``runner.test()`` (the TestLoop) on the held-out val split.
-# Data: ``export PAPLOSS_PROXY_ROOT=$(python -m paploss.proxy_data)`` (see _base_/datasets).
+# Data: ``export PAPLOSS_PROXY_ROOT=$(python -m paploss.proxy)`` (see _base_/datasets).
 _base_ = [
     "_base_/models/retinanet_r18_fpn_proxy.py",
     "_base_/datasets/proxy_detection.py",
@@ -27,3 +27,10 @@ model = dict(
         ),
     ),
 )
+# Search trials whose training has collapsed stop early (paploss.study.early_stop): at iteration
+# check_at, a loss that moved less than min_motion per iteration (mean absolute change) over the
+# last `window` iterations has stopped learning (reward 0). Measured on 28 draws of the search
+# (benchmarks/RESULTS.md, "Early stop of collapsed trials"): the two collapsed draws whose loss
+# stopped moving moved 0.0009 and 0.0019 by iteration 30, the least moving draw that learned
+# (AP 0.020) 0.0046.
+collapse_rule = dict(check_at=30, window=10, min_motion=0.003)

@@ -1,13 +1,15 @@
 """Plumbing shared by the Parameterized AP Loss heads of ``paploss.mmdet``.
 
 - ``ap_loss_config``: a head's ``loss_cls=dict(type='ParameterizedAPLoss', ...)`` config (the loss:
-  ``paploss.mmdet.loss``), also from the deprecated ``loss_params`` / ``loss_options`` arguments.
+  ``paploss.mmdet.loss``).
 - ``reject_separate_losses``: the clear error for ``loss_bbox`` etc. (the AP loss trains both
   branches).
 - ``build_prediction_set``: the flat prediction set B of Eq. (6) (every (prediction, class) entry of
   the non-ignored predictions) with its positives P, from mmdet-style per-prediction targets.
 - ``prediction_loc_scores``: scatters the positives' localization scores onto B.
 - ``set_data_root``: points a parsed proxy (or COCO) config at another dataset folder.
+- ``APLossHead``: the mixin of every AP-loss head (its constructor; the ``ap_loss_head`` mark);
+  ``AnchorAPLossHead``: its anchor-head form with the loss over all levels and images.
 
 Importing this module also installs the torch >= 2.6 checkpoint loader (``paploss.mmdet.checkpoint``),
 so every head module that uses it makes mmengine's resume work.
@@ -16,9 +18,8 @@ so every head module that uses it makes mmengine's resume work.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from mmdet.structures.bbox import cat_boxes, get_box_tensor
@@ -26,81 +27,38 @@ from mmdet.utils import InstanceList, OptInstanceList
 from torch import Tensor
 
 from paploss.localization import localization_scores
-from paploss.loss_config import LOSS_TYPE, is_ap_loss_config
+from paploss.loss_config import (
+    LOSS_TYPE,
+    REMOVED_HEAD_KEYS,
+    is_ap_loss_config,
+    removed_keys_message,
+)
 from paploss.mmdet import checkpoint as _checkpoint  # noqa: F401  (installs the loader)
-from paploss.mmdet.loss import torch_loss_options
-
-DEPRECATED_KEYS = ("loss_params", "loss_options")
-"""The heads' former loss arguments, mapped onto ``loss_cls`` with a DeprecationWarning."""
 
 
-def deprecated_option_keys() -> tuple[str, ...]:
-    """The keys the deprecated ``loss_options`` accepted: ``loc_score`` and the keyword arguments
-    of ``paploss.ParameterizedAPLoss`` (no ``loss_weight``)."""
-    return ("loc_score", *torch_loss_options())
-
-
-def ap_loss_config(
-    head: str,
-    loss_cls: Mapping[str, Any] | None,
-    loss_params: Any = None,
-    loss_options: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def ap_loss_config(head: str, loss_cls: Mapping[str, Any] | None) -> dict[str, Any]:
     """The ``loss_cls`` config a PAPLoss head builds (with ``MODELS.build``).
 
     Args:
         head: the head's class name (for messages).
         loss_cls: ``dict(type='ParameterizedAPLoss', ...)`` (see ``paploss.mmdet.loss``); None
             is ``dict(type='ParameterizedAPLoss')`` (the "linear" params).
-        loss_params: deprecated; becomes ``loss_cls['params']``.
-        loss_options: deprecated; its keys (``loc_score``, ``backend``, ...) become keys of
-            ``loss_cls``.
 
     Returns:
-        A new dict with ``type``; the old arguments give one DeprecationWarning.
+        A new dict with ``type``.
 
     Raises:
-        ValueError: both spellings, a ``loss_cls`` of another type, or unknown ``loss_options``
-            keys.
+        ValueError: a ``loss_cls`` of another type.
     """
-    if loss_params is None and loss_options is None:
-        if loss_cls is None:
-            return dict(type=LOSS_TYPE)
-        if not is_ap_loss_config(loss_cls):
-            raise ValueError(
-                f"{head} is trained only by the Parameterized AP Loss (it trains both branches): "
-                f"loss_cls must be dict(type='{LOSS_TYPE}', params=..., loc_score=..., ...), got "
-                f"loss_cls={loss_cls!r} (with a base config's loss, use _delete_=True)"
-            )
-        return dict(loss_cls)
-    if loss_cls is not None:
+    if loss_cls is None:
+        return dict(type=LOSS_TYPE)
+    if not is_ap_loss_config(loss_cls):
         raise ValueError(
-            f"{head} got both loss_cls={loss_cls!r} and the deprecated loss_params/loss_options; "
-            f"keep only loss_cls=dict(type='{LOSS_TYPE}', params=<loss_params>, "
-            "**<loss_options>)"
+            f"{head} is trained only by the Parameterized AP Loss (it trains both branches): "
+            f"loss_cls must be dict(type='{LOSS_TYPE}', params=..., loc_score=..., ...), got "
+            f"loss_cls={loss_cls!r} (with a base config's loss, use _delete_=True)"
         )
-    if loss_options is None:
-        loss_options = {}
-    if not isinstance(loss_options, Mapping):
-        raise ValueError(f"loss_options must be a dict, got {loss_options!r}")
-    unknown = sorted(set(loss_options) - set(deprecated_option_keys()))
-    if unknown:
-        raise ValueError(
-            f"unknown loss_options keys {unknown}; accepted: {sorted(deprecated_option_keys())}"
-        )
-    warnings.warn(
-        f"{head}: loss_params= / loss_options= are deprecated; write "
-        f"loss_cls=dict(type='{LOSS_TYPE}', params=<loss_params>, **<loss_options>) instead, "
-        f"e.g. loss_cls=dict(type='{LOSS_TYPE}', params=dict(preset='paper-retinanet'), "
-        "loc_score='giou')",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    config: dict[str, Any] = dict(type=LOSS_TYPE)
-    if loss_params is not None:
-        config["params"] = loss_params
-    config.update(loss_options)
-    return config
+    return dict(loss_cls)
 
 
 def reject_separate_losses(
@@ -236,41 +194,68 @@ def set_data_root(cfg: Any, data_root: str | os.PathLike[str]) -> Any:
     return cfg
 
 
-class AnchorAPLossHead:
+class APLossHead:
+    """Mixin of every head trained by the Parameterized AP Loss: the constructor logic they share.
+
+    Placed before the mmdet head class (``class PAPLossRetinaHead(AnchorAPLossHead,
+    RetinaHead)``), its ``__init__`` turns ``loss_cls`` into the AP loss's config
+    (:func:`ap_loss_config`), refuses the head's separate losses (``separate_losses``, e.g.
+    ``loss_bbox``), forces ``reg_decoded_bbox=True`` where the loc score needs decoded boxes
+    (``decoded_boxes``), builds the mmdet head with that ``loss_cls`` and sets the separate losses
+    to None.
+
+    Args:
+        *args, **kwargs: as the mmdet head, except the ``separate_losses`` (passing one raises
+            ValueError) and ``reg_decoded_bbox`` (always True with ``decoded_boxes``).
+        loss_cls: ``dict(type='ParameterizedAPLoss', params=..., loc_score=..., ...)`` (see
+            ``paploss.mmdet.loss``), built with ``MODELS.build`` as ``self.loss_cls``; None = its
+            defaults ("linear" params, GIoU). Any other loss type raises ValueError.
+
+    Raises:
+        ValueError: a separate loss, another ``loss_cls`` type, or the head arguments removed in
+            0.2.0 (``loss_params`` / ``loss_options``; the message gives the ``loss_cls``
+            spelling).
+    """
+
+    #: Marks the heads trained by the AP loss (``paploss.study.loss_slots`` finds them by it).
+    ap_loss_head: ClassVar[bool] = True
+    #: The mmdet head's own losses that the AP loss replaces (refused, then set to None).
+    separate_losses: ClassVar[tuple[str, ...]] = ("loss_bbox",)
+    #: Whether the loc score compares decoded boxes (``reg_decoded_bbox=True`` is forced).
+    decoded_boxes: ClassVar[bool] = True
+    #: Keys added to ``loss_cls`` unless given (e.g. ``use_sigmoid`` for mmdet's AnchorHead).
+    loss_cls_defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(
+        self, *args: Any, loss_cls: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        name = type(self).__name__
+        removed = [key for key in REMOVED_HEAD_KEYS if key in kwargs]
+        if removed:
+            raise ValueError(removed_keys_message(name, removed))
+        loss_cls = ap_loss_config(name, loss_cls)
+        for key, value in self.loss_cls_defaults.items():
+            loss_cls.setdefault(key, value)
+        reject_separate_losses(name, kwargs, self.separate_losses, decoded_boxes=self.decoded_boxes)
+        if self.decoded_boxes:
+            kwargs["reg_decoded_bbox"] = True
+        super().__init__(*args, loss_cls=loss_cls, **kwargs)
+        for key in self.separate_losses:
+            setattr(self, key, None)
+
+
+class AnchorAPLossHead(APLossHead):
     """Mixin for mmdet ``AnchorHead`` subclasses (RetinaNet, RPN) trained only by the
     Parameterized AP Loss: one loss over the prediction set B of Eq. (6), i.e. all FPN levels and
     all images of the batch, built from mmdet's own anchor targets.
 
-    Args:
-        *args, **kwargs: as the mmdet head, except ``loss_bbox`` (the AP loss trains both
-            branches; passing it raises ValueError) and ``reg_decoded_bbox`` (always True: the loc
-            score compares decoded boxes with the ground-truth boxes).
-        loss_cls: ``dict(type='ParameterizedAPLoss', params=..., loc_score=..., ...)`` (see
-            ``paploss.mmdet.loss``), built with ``MODELS.build`` as ``self.loss_cls``; None = its
-            defaults ("linear" params, GIoU). ``use_sigmoid=True`` is implied (C outputs per
-            anchor; 1 for the RPN).
-        loss_params, loss_options: deprecated (DeprecationWarning): ``loss_cls['params']`` and
-            further ``loss_cls`` keys; giving them with ``loss_cls`` raises ValueError.
+    Constructor: :class:`APLossHead`; ``use_sigmoid=True`` is implied in ``loss_cls`` (mmdet's
+    AnchorHead sizes its classifier from it: C outputs per anchor, 1 for the RPN).
     """
 
     #: Key of the loss in the dict ``loss_by_feat`` returns.
     loss_name = "loss_paploss"
-
-    def __init__(
-        self,
-        *args: Any,
-        loss_cls: Mapping[str, Any] | None = None,
-        loss_params: Any = None,
-        loss_options: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        name = type(self).__name__
-        loss_cls = ap_loss_config(name, loss_cls, loss_params, loss_options)
-        # mmdet's AnchorHead sizes the classifier from the config's use_sigmoid.
-        loss_cls.setdefault("use_sigmoid", True)
-        reject_separate_losses(name, kwargs, ("loss_bbox",))
-        super().__init__(*args, loss_cls=loss_cls, reg_decoded_bbox=True, **kwargs)
-        self.loss_bbox = None
+    loss_cls_defaults: ClassVar[Mapping[str, Any]] = {"use_sigmoid": True}
 
     def loss_by_feat(
         self,

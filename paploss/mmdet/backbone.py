@@ -1,6 +1,6 @@
 """``ProxyResNet``: mmdet's ResNet started from the proxy's cached digit pretraining.
 
-``pretrain=dict(...)`` holds ``paploss.proxy_backbone.PretrainSettings`` fields; ``init_weights``
+``pretrain=dict(...)`` holds ``paploss.proxy.backbone.PretrainSettings`` fields; ``init_weights``
 builds the cached weights on first use (``ensure_pretrained``) and loads them, so a config names
 *what* was pretrained, not a file, and a changed setting gives another cache entry. Every trial of
 a search therefore starts from the same backbone weights (the w0 of the paper's Algorithm 1).
@@ -14,7 +14,7 @@ from typing import Any
 from mmdet.models.backbones import ResNet
 from mmdet.registry import MODELS
 
-from paploss.proxy_backbone import PretrainSettings, ensure_pretrained, load_record, settings_for
+from paploss.proxy.backbone import PretrainSettings, ensure_pretrained, load_record, settings_for
 
 
 @MODELS.register_module()

@@ -25,16 +25,13 @@ coco_deformable_detr_r50_paploss.py)::
                  train_cfg=dict(assigner=dict(type='HungarianAssigner', match_costs=[...])))
 
 ``loss_cls`` is the registered ``'ParameterizedAPLoss'`` (keys: ``paploss.mmdet.loss``); the head
-takes no ``loss_bbox`` / ``loss_iou``. The deprecated head arguments ``loss_params`` /
-``loss_options`` still work with a DeprecationWarning. The loss keys are ``loss_paploss`` (last decoder layer), ``d{i}.loss_paploss`` (the others) and
-``enc_loss_paploss`` (two-stage).
+takes no ``loss_bbox`` / ``loss_iou``. The loss keys are ``loss_paploss`` (last decoder layer),
+``d{i}.loss_paploss`` (the others) and ``enc_loss_paploss`` (two-stage).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 from mmdet.models.dense_heads import DeformableDETRHead
@@ -44,16 +41,16 @@ from mmdet.utils import InstanceList, OptInstanceList
 from torch import Tensor
 
 from paploss.mmdet._common import (
-    ap_loss_config,
+    APLossHead,
     build_prediction_set,
     prediction_loc_scores,
-    reject_separate_losses,
 )
 
 
 @MODELS.register_module()
-class PAPLossDeformableDETRHead(DeformableDETRHead):
-    """Deformable DETR head whose losses are Parameterized AP Losses.
+class PAPLossDeformableDETRHead(APLossHead, DeformableDETRHead):
+    """Deformable DETR head whose losses are Parameterized AP Losses (``__init__``:
+    ``APLossHead``).
 
     Args:
         *args, **kwargs: as ``DeformableDETRHead`` (num_classes, embed_dims, num_reg_fcs,
@@ -63,27 +60,13 @@ class PAPLossDeformableDETRHead(DeformableDETRHead):
         loss_cls: ``dict(type='ParameterizedAPLoss', params=..., loc_score=..., ...)`` (see
             ``paploss.mmdet.loss``); None = its defaults ("linear" params, GIoU). Any other loss
             type raises ValueError.
-        loss_params, loss_options: deprecated spelling of ``loss_cls['params']`` and the other
-            ``loss_cls`` keys (DeprecationWarning; with ``loss_cls`` a ValueError).
 
     mmdet's DETR heads read the loss's ``use_sigmoid`` (True) for the C-channel classifier, the
     prior-probability bias init and the sigmoid top-k inference.
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        loss_cls: Mapping[str, Any] | None = None,
-        loss_params: Any = None,
-        loss_options: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        name = type(self).__name__
-        loss_cls = ap_loss_config(name, loss_cls, loss_params, loss_options)
-        reject_separate_losses(name, kwargs, ("loss_bbox", "loss_iou"), decoded_boxes=False)
-        super().__init__(*args, loss_cls=loss_cls, **kwargs)
-        self.loss_bbox = None
-        self.loss_iou = None
+    separate_losses = ("loss_bbox", "loss_iou")
+    decoded_boxes = False  # the boxes are predicted directly (normalized cx, cy, w, h)
 
     def prediction_set(
         self,

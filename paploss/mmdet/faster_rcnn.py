@@ -34,15 +34,13 @@ coco_faster_rcnn_r50_fpn_paploss.py)::
                           params=dict(preset='paper-faster-rcnn-roi'), loc_score='giou'))),
         train_cfg=dict(rpn=dict(sampler=dict(type='PseudoSampler')), ...))
 
-(``loss_cls`` keys: ``paploss.mmdet.loss``; the deprecated head arguments ``loss_params`` /
-``loss_options`` still work with a DeprecationWarning.) A search over both heads sets
+(``loss_cls`` keys: ``paploss.mmdet.loss``.) A search over both heads sets
 ``model.rpn_head.loss_cls.params`` and ``model.roi_head.bbox_head.loss_cls.params``. The loss keys
 are ``loss_rpn_paploss`` and ``loss_paploss``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from mmdet.models.dense_heads import RPNHead
@@ -57,10 +55,9 @@ from torch import Tensor
 
 from paploss.mmdet._common import (
     AnchorAPLossHead,
-    ap_loss_config,
+    APLossHead,
     build_prediction_set,
     prediction_loc_scores,
-    reject_separate_losses,
 )
 
 
@@ -74,8 +71,6 @@ class PAPLossRPNHead(AnchorAPLossHead, RPNHead):
         loss_cls: ``dict(type='ParameterizedAPLoss', params=..., loc_score=..., ...)`` (see
             ``paploss.mmdet.loss``; e.g. ``params=dict(preset="paper-faster-rcnn-rpn")``); None =
             its defaults ("linear" params, GIoU). Any other loss type raises ValueError.
-        loss_params, loss_options: deprecated spelling of ``loss_cls['params']`` and the other
-            ``loss_cls`` keys (DeprecationWarning; with ``loss_cls`` a ValueError).
         **kwargs: as ``RPNHead`` (anchor_generator, bbox_coder, train_cfg, test_cfg, ...), except
             ``loss_bbox`` (the AP loss trains both branches; passing it raises ValueError) and
             ``reg_decoded_bbox`` (always True: the loc score compares decoded proposals with the
@@ -86,8 +81,9 @@ class PAPLossRPNHead(AnchorAPLossHead, RPNHead):
 
 
 @MODELS.register_module()
-class PAPLossBBoxHead(Shared2FCBBoxHead):
-    """R-CNN box head (2 shared fcs) trained with the Parameterized AP Loss.
+class PAPLossBBoxHead(APLossHead, Shared2FCBBoxHead):
+    """R-CNN box head (2 shared fcs) trained with the Parameterized AP Loss (``__init__``:
+    ``APLossHead``).
 
     ``fc_cls`` outputs C foreground logits (no background column: the loss's
     ``custom_cls_channels`` / ``get_cls_channels``). Inference scores are their sigmoids; a zero
@@ -96,31 +92,20 @@ class PAPLossBBoxHead(Shared2FCBBoxHead):
     Args:
         *args, **kwargs: as ``Shared2FCBBoxHead`` (num_classes, in_channels, roi_feat_size,
             fc_out_channels, bbox_coder, reg_class_agnostic, ...), except ``loss_bbox`` (passing
-            it raises ValueError) and ``reg_decoded_bbox`` (always True).
+            it raises ValueError), ``reg_decoded_bbox`` (always True) and ``with_cls=False``
+            (ValueError).
         loss_cls: ``dict(type='ParameterizedAPLoss', ...)`` for the R-CNN head (e.g.
             ``params=dict(preset="paper-faster-rcnn-roi")``), as for :class:`PAPLossRPNHead`.
-        loss_params, loss_options: deprecated, as for :class:`PAPLossRPNHead`.
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        loss_cls: Mapping[str, Any] | None = None,
-        loss_params: Any = None,
-        loss_options: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        name = type(self).__name__
-        loss_cls = ap_loss_config(name, loss_cls, loss_params, loss_options)
-        reject_separate_losses(name, kwargs, ("loss_bbox",))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         if not kwargs.get("with_cls", True):
-            raise ValueError(f"{name} needs the classification branch (with_cls)")
-        super().__init__(*args, loss_cls=loss_cls, reg_decoded_bbox=True, **kwargs)
-        self.loss_bbox = None
+            raise ValueError(f"{type(self).__name__} needs the classification branch (with_cls)")
+        super().__init__(*args, **kwargs)
         # mmdet built fc_cls with C + 1 outputs (``custom_cls_channels`` is False until the end of
-        # __init__); the loss's get_cls_channels gives C: no background column. Building it here,
-        # as this head did before the loss carried the hook, keeps the random stream, so a seed
-        # gives the same initial weights as before.
+        # __init__); it is rebuilt here with the loss's get_cls_channels, C: no background
+        # column. The rebuild draws the initial weights after mmdet's own layers, so a seed gives
+        # the initial weights the ``tests/test_mmdet_faster_rcnn.py`` losses were recorded with.
         cls_predictor_cfg = self.cls_predictor_cfg.copy()
         cls_predictor_cfg.update(
             in_features=self.cls_last_dim,

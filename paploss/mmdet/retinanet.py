@@ -25,9 +25,6 @@ Config (mmdet 3.x)::
             params=dict(preset='paper-retinanet'),  # or dict(file='best.json'), explicit values
             loc_score='giou', backend='auto', release_compatible=False, topk=None,
             block_denominator_grad=True, loss_weight=1.0)))
-
-The deprecated head arguments ``loss_params=P, loss_options=dict(...)`` still work (a
-DeprecationWarning): they mean ``loss_cls=dict(type='ParameterizedAPLoss', params=P, ...)``.
 """
 
 from __future__ import annotations
@@ -55,6 +52,4 @@ class PAPLossRetinaHead(AnchorAPLossHead, RetinaHead):
             release_compatible=..., topk=..., block_denominator_grad=..., check_finite=...,
             substitution=..., loss_weight=1.0)`` (``paploss.mmdet.loss``); None = its defaults
             ("linear" params). Any other loss type raises ValueError.
-        loss_params, loss_options: deprecated spelling of ``loss_cls['params']`` and the other
-            ``loss_cls`` keys (DeprecationWarning; with ``loss_cls`` a ValueError).
     """

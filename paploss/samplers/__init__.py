@@ -17,7 +17,7 @@ from paploss.samplers._ppo2 import (
     ppo2_update,
     sigma_schedule,
 )
-from paploss.samplers._truncnorm import sample_truncnorm01, truncnorm01_logpdf
+from paploss.samplers._ppo2._truncnorm import sample_truncnorm01, truncnorm01_logpdf
 
 __all__ = [
     "SAMPLER_NAMES",

@@ -9,7 +9,9 @@ in a forked child, ``studies/train.py`` calls :func:`execute` in its own process
 Divergence: a non-finite total loss stops training at once (the monitor hook raises
 :class:`TrainingDiverged`), and a :class:`paploss.errors.NonFiniteError` from the loss or
 non-finite weights end it too; the run then counts as a measured AP of 0 (the paper's protocol),
-``status = "diverged"``. AP values are fractions in [0, 1] as in mmdet (-1 where COCOeval has no
+``status = "diverged"``. Collapse: a config's ``collapse_rule`` (search trials only,
+:mod:`paploss.study.early_stop`) ends a training whose loss has not dropped enough at its check,
+with AP 0 and ``status = "collapsed"``. AP values are fractions in [0, 1] as in mmdet (-1 where COCOeval has no
 ground truth of that size), taken at full precision from COCOeval's stats (mmdet's metric dict
 rounds to 3 decimals).
 
@@ -33,6 +35,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from paploss.study.early_stop import CONFIG_KEY as COLLAPSE_KEY
+from paploss.study.early_stop import CollapseRule
 from paploss.study.trial import ENV_PARENT, METRICS, TrialResult
 
 _MMDET_SUFFIX = {
@@ -121,11 +125,14 @@ def _monitor_hook_class() -> type:
 
     class TrialMonitorHook(Hook):
         """Records the loss of every iteration, training/evaluation times and the last
-        validation metrics; raises TrainingDiverged at the first non-finite loss."""
+        validation metrics; raises TrainingDiverged at the first non-finite loss and
+        TrainingCollapsed when ``rule`` (a CollapseRule, or None) decides the training
+        collapsed."""
 
         priority = "ABOVE_NORMAL"
 
-        def __init__(self) -> None:
+        def __init__(self, rule: Any = None) -> None:
+            self.rule = rule
             self.curve: list[list[float]] = []
             self.train_seconds = 0.0
             self.eval_seconds = 0.0
@@ -152,6 +159,13 @@ def _monitor_hook_class() -> type:
             if not math.isfinite(loss):
                 self.stop_clock()
                 raise TrainingDiverged(iteration, loss)
+            if self.rule is not None and iteration == self.rule.check_at:
+                losses = [v for _, v in self.curve]
+                if self.rule.collapsed(losses):
+                    from paploss.study.early_stop import TrainingCollapsed
+
+                    self.stop_clock()
+                    raise TrainingCollapsed(iteration, self.rule.motion(losses), self.rule)
 
         def after_train_epoch(self, runner: Any) -> None:
             self.stop_clock()
@@ -235,22 +249,36 @@ def execute(
     ``startup_seconds``, the time from the launch to the start of this function (process start
     and imports for a cold child, the fork for a warm one).
 
-    A non-finite loss ends training with ``status = "diverged"`` and all metrics 0; other
+    A non-finite loss ends training with ``status = "diverged"`` and all metrics 0, the config's
+    CollapseRule with ``status = "collapsed"`` and all metrics 0; other
     exceptions propagate (after writing ``status = "error"`` with the message).
     """
     from mmengine.config import Config
     from mmengine.runner import Runner
 
+    from paploss.study.distributed import RankEnv, loss_sync_hook, setup_rank
+
+    rank = RankEnv.from_environ()  # None: one process
+    if rank is not None and rank.rank != 0:
+        result_path = None  # only rank 0 writes the result that the parent reports
     startup = None if launched_at is None else max(0.0, time.time() - float(launched_at))
     started = time.perf_counter()
     try:
         cfg = Config.fromfile(str(config))
+        if rank is not None:  # one of N ranks (paploss.study.distributed)
+            setup_rank(cfg, rank)
+        rule = CollapseRule.from_config(cfg.get(COLLAPSE_KEY))
         runner = Runner.from_cfg(cfg)
-        monitor = _monitor_hook_class()()
+        if rank is not None:  # every rank decides on the same (mean) loss
+            runner.register_hook(loss_sync_hook())
+        monitor = _monitor_hook_class()(rule)
         runner.register_hook(monitor)
         with capture_coco_stats() as coco_stats:
-            diverged_at, diverged_reason = _train(runner, monitor)
-        if diverged_at is not None:
+            diverged_at, diverged_reason, collapsed_at = _train(runner, monitor)
+        if collapsed_at is not None:
+            metrics = {name: 0.0 for name in METRICS}
+            status, has_detections = "collapsed", False
+        elif diverged_at is not None:
             metrics = {name: 0.0 for name in METRICS}
             status, has_detections = "diverged", False
         else:
@@ -269,6 +297,7 @@ def execute(
             iterations=len(monitor.curve),
             diverged_at=diverged_at,
             diverged_reason=diverged_reason,
+            collapsed_at=collapsed_at,
             train_seconds=monitor.train_seconds,
             eval_seconds=monitor.eval_seconds,
             wall_seconds=time.perf_counter() - started,
@@ -284,16 +313,21 @@ def execute(
     return result
 
 
-def _train(runner: Any, monitor: Any) -> tuple[int | None, str | None]:
-    """``runner.train()``; (the iteration and reason of a divergence, or (None, None)).
+def _train(runner: Any, monitor: Any) -> tuple[int | None, str | None, int | None]:
+    """``runner.train()``; (the iteration and reason of a divergence, or None, None; the
+    iteration at which the CollapseRule stopped a collapsed training, or None).
 
     A divergence is the monitor's non-finite loss, or an exception after the loss or the weights
     went non-finite, or one that reports non-finite numbers by its type
     (:func:`is_numerical_blowup`); any other exception propagates."""
+    from paploss.study.early_stop import TrainingCollapsed
+
     try:
         runner.train()
+    except TrainingCollapsed as exc:
+        return None, str(exc), exc.iteration
     except TrainingDiverged as exc:
-        return exc.iteration, str(exc)
+        return exc.iteration, str(exc), None
     except Exception as exc:
         last = monitor.curve[-1][1] if monitor.curve else 0.0
         if (
@@ -303,8 +337,8 @@ def _train(runner: Any, monitor: Any) -> tuple[int | None, str | None]:
         ):
             raise
         monitor.stop_clock()
-        return len(monitor.curve) + 1, f"{type(exc).__name__}: {exc}"
-    return None, None
+        return len(monitor.curve) + 1, f"{type(exc).__name__}: {exc}", None
+    return None, None, None
 
 
 def _error_record(exc: BaseException) -> dict[str, str]:

@@ -63,6 +63,44 @@ def positive_float(text: str) -> float:
     return value
 
 
+def check_study_name(name: str) -> str:
+    """A study name whose run folder ``<work dir>/<name>`` stays inside the work dir: relative
+    ``/``-separated parts (``search/tab1`` is a folder in a folder), none empty, ``.`` or ``..``,
+    no backslash or control character. Returns ``name``.
+
+    Raises:
+        UsageError: ``--study-name NAME: ...; choose a name such as my-search``.
+    """
+    problem = None
+    if not name:
+        problem = "is empty"
+    elif name.startswith("/") or name.startswith("~"):
+        problem = "is an absolute path (its run folder would lie outside --work-dir)"
+    elif "\\" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        problem = "holds a backslash or a control character"
+    elif any(part in ("", ".", "..") for part in name.split("/")):
+        problem = "has an empty, '.' or '..' part (its run folder would lie outside --work-dir)"
+    if problem is not None:
+        raise UsageError(
+            f"--study-name {name!r} {problem}; the trials' run folders are "
+            "<work dir>/<study name>: choose a name such as my-search or search/tab1"
+        )
+    return name
+
+
+def study_dir(work_dir: Path, name: str) -> Path:
+    """``work_dir / name`` for a name :func:`check_study_name` accepts, checked to lie inside
+    ``work_dir`` (after resolving links already there)."""
+    base = Path(work_dir).resolve()
+    folder = (base / check_study_name(name)).resolve()
+    if not folder.is_relative_to(base):
+        raise UsageError(
+            f"--study-name {name!r}: its run folder {folder} lies outside --work-dir {base} "
+            "(a link in the way); choose another name"
+        )
+    return folder
+
+
 def device_type(text: str) -> str:
     """argparse type: auto, cpu, cuda or cuda:N."""
     if text in ("auto", "cpu", "cuda"):
@@ -113,15 +151,27 @@ def wrap(text: str) -> str:
     return textwrap.fill(text, width=96)
 
 
-def add_common(parser: argparse.ArgumentParser, *, work_dir: str) -> None:
+def add_common(parser: argparse.ArgumentParser, *, work_dir: str, search: bool = False) -> None:
+    """``--config``, ``--cfg-options``, ``--work-dir``, ``--device``; ``search``: the help of
+    ``paploss-search`` (which needs a config with a PAPLoss head) instead of ``paploss-train``'s."""
+    if search:
+        without = (
+            "A config without such a head (the Focal/CE baselines, *_focal_*.py, *_ce_*.py) has "
+            "nothing to search and is refused (exit 2); train it with paploss-train for Tab. "
+            "1-style comparisons."
+        )
+    else:
+        without = (
+            "A config without such heads (the Focal/CE baselines, *_focal_*.py, *_ce_*.py) trains "
+            "with its own losses on the same data, for Tab. 1-style comparisons."
+        )
     parser.add_argument(
         "--config",
         type=Path,
         default=DEFAULT_CONFIG,
-        help="MMDetection config of the detector; its heads of type PAPLoss* get the loss params "
-        "(RetinaNet/DETR: bbox_head; Faster R-CNN: rpn_head and roi_head.bbox_head). A config "
-        "without such heads (the Focal/CE baselines, *_focal_*.py, *_ce_*.py) trains with its own "
-        f"losses on the same data, for Tab. 1-style comparisons. Other configs in {CONFIG_DIR}",
+        help="MMDetection config of the detector; its heads with loss_cls=dict(type="
+        "'ParameterizedAPLoss', ...) get the loss params (RetinaNet/DETR: bbox_head; Faster "
+        f"R-CNN: rpn_head and roi_head.bbox_head). {without} Other configs in {CONFIG_DIR}",
     )
     parser.add_argument(
         "--cfg-options",
@@ -130,7 +180,9 @@ def add_common(parser: argparse.ArgumentParser, *, work_dir: str) -> None:
         default={},
         metavar="KEY=VALUE",
         help="override config entries like mmdet's tools/train.py, e.g. "
-        "train_dataloader.batch_size=16 optim_wrapper.optimizer.lr=0.02",
+        "train_dataloader.batch_size=16 optim_wrapper.optimizer.lr=0.02. A KEY the config does "
+        "not have (e.g. a misspelled optim_wrapper.optimizer.lrr) is an error (exit 2); write "
+        "+KEY=VALUE to add a new key on purpose (e.g. +optim_wrapper.optimizer.nesterov=true)",
     )
     parser.add_argument(
         "--work-dir",
@@ -138,7 +190,13 @@ def add_common(parser: argparse.ArgumentParser, *, work_dir: str) -> None:
         default=Path(work_dir),
         help="output folder: per-trial/run mmengine work dirs, logs, artifacts",
     )
-    parser.add_argument("--device", type=device_type, default="auto", help=DEVICES_HELP)
+    parser.add_argument(
+        "--device",
+        type=device_type,
+        default="auto",
+        help=f"{DEVICES_HELP}; a CUDA device that is not there is an error (exit 2), no "
+        "fallback to the CPU",
+    )
 
 
 def fixed_lambda_type(text: str) -> float:

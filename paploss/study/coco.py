@@ -23,6 +23,9 @@ def count_images(ann_file: Path) -> int:
 
 _NUMBER = (int, float)
 _FIX = "fix or remove the bad entries"
+IMAGE_SAMPLE = 8
+"""How many image files of a json (spread evenly over its images) are opened before a study
+starts: a wrong image folder or files that are not images fail there, not in every trial."""
 
 
 def _short(entry: Any, limit: int = 80) -> str:
@@ -107,8 +110,9 @@ def validate_coco(data: Any, path: str | os.PathLike[str], what: str = "COCO jso
     ``id``, a str ``file_name`` and numbers ``width``, ``height`` > 0; ``annotations``: objects
     with a unique int ``id``, an int ``image_id`` of an image, an int ``category_id`` of a
     category and a ``bbox`` [x, y, w, h] of 4 finite numbers with w, h >= 0. Boxes of zero width or
-    height pass (instances_train2017.json holds two; MMDetection drops boxes under 1 px). One pass
-    over each list and no exception on valid entries: instances_train2017.json (118k images, 860k
+    height pass (instances_train2017.json holds two; MMDetection drops boxes under 1 px). At least
+    one annotation: MMDetection drops the images without any (``filter_empty_gt``), so a json
+    without annotations is an empty dataset. One pass over each list and no exception on valid entries: instances_train2017.json (118k images, 860k
     annotations) takes about a second.
 
     Raises:
@@ -137,6 +141,12 @@ def validate_coco(data: Any, path: str | os.PathLike[str], what: str = "COCO jso
         first = data["annotations"][bad[0]]
         seen = {a["id"] for a in data["annotations"][: bad[0]]}
         raise fail("annotations", bad, _annotation_problem(first, image_ids, category_ids, seen))
+    if not data["annotations"]:
+        raise DataError(
+            f"{what} {path}: none of its {len(data['images'])} images has an annotation; "
+            "MMDetection trains and evaluates on annotated images only (every trial would fail), "
+            "so give a json with boxes in 'annotations'"
+        )
 
 
 def _check_top_level(data: Any, path: str | os.PathLike[str], what: str) -> None:
@@ -241,12 +251,17 @@ def load_coco(path: str | os.PathLike[str], what: str = "COCO json") -> dict[str
     return data
 
 
-_VALIDATED: dict[Path, tuple[int, int]] = {}
-"""Files :func:`check_coco_file` accepted, with their (size, mtime) at that time."""
+_VALIDATED: dict[tuple[Path, str | None], tuple[int, int]] = {}
+"""Files :func:`check_coco_file` accepted (with their image folder), with their (size, mtime)."""
 
 
-def check_coco_file(path: str | os.PathLike[str], what: str = "COCO json") -> None:
-    """:func:`load_coco` without keeping the data; a file already accepted in this process and
+def check_coco_file(
+    path: str | os.PathLike[str],
+    what: str = "COCO json",
+    img_dir: str | os.PathLike[str] | None = None,
+) -> None:
+    """:func:`load_coco` without keeping the data, and with ``img_dir`` a sample of its image
+    files opened (:func:`check_image_files`); a file already accepted in this process and
     unchanged since (size and mtime) is not read again."""
     resolved = Path(path).expanduser().resolve()
     try:
@@ -254,10 +269,52 @@ def check_coco_file(path: str | os.PathLike[str], what: str = "COCO json") -> No
     except OSError as exc:
         raise DataError(f"cannot read {what} {path}: {one_line(exc)}") from exc
     key = (info.st_size, info.st_mtime_ns)
-    if _VALIDATED.get(resolved) == key:
+    cache_key = (resolved, None if img_dir is None else str(Path(img_dir).expanduser().resolve()))
+    if _VALIDATED.get(cache_key) == key:
         return
-    load_coco(Path(path).expanduser(), what)
-    _VALIDATED[resolved] = key
+    data = load_coco(Path(path).expanduser(), what)
+    if img_dir is not None:
+        check_image_files(data, img_dir, what)
+    _VALIDATED[cache_key] = key
+
+
+def check_image_files(
+    data: Mapping[str, Any],
+    img_dir: str | os.PathLike[str],
+    what: str = "COCO json",
+    *,
+    sample: int = IMAGE_SAMPLE,
+) -> None:
+    """Open ``sample`` image files of a validated json (spread evenly over its images, the first
+    and the last among them) under ``img_dir``: each must exist and decode as an image.
+
+    Raises:
+        DataError: naming the file, what is wrong and the fix.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    images = list(data["images"])
+    if not images:
+        return
+    count = min(sample, len(images))
+    picks = sorted({round(i * (len(images) - 1) / max(count - 1, 1)) for i in range(count)})
+    folder = Path(img_dir).expanduser()
+    for index in picks:
+        image = images[index]
+        path = folder / image["file_name"]
+        try:
+            with Image.open(path) as opened:
+                opened.verify()
+            continue
+        except FileNotFoundError:
+            problem = "does not exist"
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            problem = f"is not a readable image ({one_line(exc)})"
+        raise DataError(
+            f"{what} image folder {folder}: {path} (images[{index}], id {image['id']}) "
+            f"{problem}; give the folder the json's file_name entries are relative to, with "
+            "intact image files"
+        )
 
 
 def one_line(exc: BaseException) -> str:
@@ -296,4 +353,12 @@ def split_coco(
             a for a in data["annotations"] if (int(a["image_id"]) in eval_ids) == in_eval
         ]
         parts.append(part)
+    for name, part in (("D_train", parts[0]), ("D_eval", parts[1])):
+        if not part["annotations"]:
+            annotated = len({int(a["image_id"]) for a in data["annotations"]})
+            raise DataError(
+                f"the split (seed {seed}, {eval_images} D_eval images) leaves {name} without "
+                f"annotations: only {annotated} of the {len(images)} images have any; give a "
+                "json with more annotated images, or another split seed or D_eval size"
+            )
     return parts[0], parts[1]

@@ -2,10 +2,10 @@
 
 ``--data`` takes one of three forms:
 
-- omitted or ``proxy``: the bundled proxy digits (``paploss.proxy_data``), generated on first use
+- omitted or ``proxy``: the bundled proxy digits (``paploss.proxy``), generated on first use
   into ``$PAPLOSS_DATA`` (default ``~/.cache/paploss/proxy``);
 - ``DIR``: a folder in the proxy layout, ``DIR/train/annotations.json`` + ``DIR/train/images/``,
-  the same for ``eval`` and optionally ``val`` (``python -m paploss.proxy_data --out DIR``);
+  the same for ``eval`` and optionally ``val`` (``python -m paploss.proxy --out DIR``);
 - ``ANN.json IMG_DIR``: a COCO detection json and its image folder (e.g. COCO's
   ``instances_train2017.json`` and ``train2017/``), split by image into D_train / D_eval with
   :func:`~paploss.study.coco.split_coco` (seeded; by default 5,000 images, at most 20 %, go to
@@ -20,17 +20,22 @@ before any work.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import stat
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paploss._files import writable_dir_problem, write_json_atomic
 from paploss.errors import DataError
-from paploss.study.coco import check_coco_file, count_images, load_coco, one_line, split_coco
+from paploss.study.coco import (
+    check_coco_file,
+    check_image_files,
+    count_images,
+    load_coco,
+    one_line,
+    split_coco,
+)
 
 PROXY = "proxy"
 DEFAULT_EVAL_IMAGES = 5000
@@ -115,7 +120,7 @@ def check_data_arg(data: Sequence[str] | None) -> None:
         if not root.is_dir():
             raise DataError(
                 f"--data {data[0]}: no such folder; give 'proxy', a folder with train/ and eval/ "
-                "splits (python -m paploss.proxy_data --out DIR), or ANN.json IMG_DIR"
+                "splits (python -m paploss.proxy --out DIR), or ANN.json IMG_DIR"
             )
         for split in ("train", "eval"):
             if not (root / split / ANN_FILE).is_file():
@@ -134,30 +139,6 @@ def check_data_arg(data: Sequence[str] | None) -> None:
     raise DataError(
         f"--data takes 'proxy', DIR, or ANN.json IMG_DIR (got {len(data)} values: {list(data)})"
     )
-
-
-def writable_dir_problem(path: Path) -> str | None:
-    """Why the folder ``path`` cannot be written or created (e.g. "cannot create folders in /x
-    (permission denied)"); None when it can. Creates nothing."""
-    for existing in (path, *path.parents):
-        try:
-            mode = os.stat(existing).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except OSError as exc:
-            return f"cannot access {existing} ({exc.strerror})"
-        if not stat.S_ISDIR(mode):
-            return "is a file, not a folder" if existing == path else f"{existing} is a file"
-        if os.access(existing, os.W_OK | os.X_OK):
-            return None
-        try:
-            read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
-        except OSError:
-            read_only = False
-        reason = "read-only file system" if read_only else "permission denied"
-        verb = "write to" if existing == path else "create folders in"
-        return f"cannot {verb} {existing} ({reason})"
-    return f"no folder of {path} exists"
 
 
 def check_writable_dir(path: str | os.PathLike[str], flag: str) -> Path:
@@ -217,7 +198,8 @@ def check_writable_file(path: str | os.PathLike[str], flag: str) -> Path:
 def check_training_data(data: Sequence[str] | None, val_data: Sequence[str] | None) -> None:
     """The checks of ``studies/train.py``'s ``--data`` and ``--val-data`` that need no data to be
     built: the paths exist and every COCO json given (``ANN.json IMG_DIR``) passes
-    :func:`~paploss.study.coco.validate_coco`. Creates nothing; a json accepted once is not read again.
+    :func:`~paploss.study.coco.validate_coco` (all jsons before any of their image files are
+    opened). Creates nothing; a json accepted once is not read again.
 
     Raises:
         DataError: with the problem and the fix.
@@ -229,12 +211,15 @@ def check_training_data(data: Sequence[str] | None, val_data: Sequence[str] | No
             raise DataError(f"--val-data: COCO json {ann} does not exist")
         if not img.is_dir():
             raise DataError(f"--val-data: image folder {img} does not exist")
-    if data and len(data) == 2:
-        if val_data is None:
-            raise DataError("a COCO --data needs --val-data ANN.json IMG_DIR for the evaluation")
-        check_coco_file(data[0], "--data")
+    coco = [("--data", data)] if data and len(data) == 2 else []
+    if coco and val_data is None:
+        raise DataError("a COCO --data needs --val-data ANN.json IMG_DIR for the evaluation")
     if val_data is not None:
-        check_coco_file(val_data[0], "--val-data")
+        coco.append(("--val-data", val_data))
+    for what, (ann, _) in coco:  # every json first: a malformed file is named before any image
+        check_coco_file(ann, what)
+    for what, (ann, img) in coco:
+        check_coco_file(ann, what, img_dir=img)
 
 
 # ------------------------------------------------------------------------------ resolution
@@ -248,7 +233,7 @@ def resolve_data(
     """Turn ``--data`` into split paths, generating the proxy or splitting a COCO json if needed."""
     check_data_arg(data)
     if not data or list(data) == [PROXY]:
-        from paploss.proxy_data import generate_proxy_dataset
+        from paploss.proxy import generate_proxy_dataset
 
         try:
             paths = generate_proxy_dataset()
@@ -266,12 +251,14 @@ def resolve_data(
         splits = {}
         for split in ("train", "eval", "val"):
             if (root / split / ANN_FILE).is_file():
-                check_coco_file(root / split / ANN_FILE, "--data")
-                splits[split] = DataSplit(root / split / ANN_FILE, root / split / IMG_DIR)
+                part = DataSplit(root / split / ANN_FILE, root / split / IMG_DIR)
+                check_coco_file(part.ann_file, "--data", img_dir=part.img_dir)
+                splits[split] = part
         return SearchData("folder", splits, [str(root)])
     ann = Path(data[0]).expanduser().resolve()
     img = Path(data[1]).expanduser().resolve()
     source = load_coco(ann, "--data")
+    check_image_files(source, img, "--data")
     n_eval = default_eval_images(len(source["images"]), eval_images)
     digest = hashlib.sha256(f"{file_sha256(ann)}:{n_eval}:{split_seed}".encode()).hexdigest()[:12]
     out = Path(work_dir).resolve() / "data" / f"{ann.stem}-{digest}"
@@ -304,23 +291,6 @@ def default_eval_images(num_images: int, eval_images: int | None) -> int:
             f"got {eval_images}"
         )
     return eval_images
-
-
-# ------------------------------------------------------------------------------ files
-def write_json_atomic(path: Path, data: Any, *, indent: int | None = None) -> None:
-    """Write JSON through a uniquely named temporary sibling and rename it into place (readers
-    never see a partial file; concurrent writers each rename a complete one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=indent)
-            if indent is not None:
-                f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def merge_coco(splits: Sequence[DataSplit], out: Path) -> DataSplit:

@@ -12,9 +12,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from paploss.proxy.settings import ProxySettings
 from paploss.study.space import LossVariant, SpaceOptions
 
 RETINANET = "proxy_retinanet_paploss.py"
+DATASETS = {"clutter": ProxySettings.clutter}
+"""The generated datasets a job may name besides the run's ``--data`` (paper Tab. 8's other
+dataset): name -> its :class:`~paploss.proxy.settings.ProxySettings`."""
+
+
+def dataset_settings(name: str) -> ProxySettings:
+    """The settings of the generated dataset ``name`` (a key of :data:`DATASETS`)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {tuple(DATASETS)}")
+    return DATASETS[name]()
 
 
 @dataclass(frozen=True)
@@ -22,11 +33,19 @@ class Budget:
     """How much a reproduction trains.
 
     Attributes:
-        name: "quick" or "full".
+        name: "quick", "full" or "extended".
         rounds, samples: T and S of every search.
-        seeds: trainings per row (each reported as mean +- std).
+        seeds: trainings per row (seeds 0 .. seeds - 1, each row reported as mean +- std).
+        claim_seeds: trainings of the rows named in a stated ordering
+            (:func:`paploss.study.paper_tables.claim_training_keys`), seeds 0 .. claim_seeds - 1,
+            so that the paired test of every ordering has this many pairs (0: ``seeds``).
         epochs: epochs of every training (search trials and rows).
-        repeats: searches per sampler in Fig. 3.
+        repeats: searches per sampler in Fig. 3 (sampler seeds 0 .. repeats - 1, the same seeds
+            for every sampler).
+        fig3_samplers: the samplers of Fig. 3 (the first is PPO2, compared with each other one).
+        storage_name: the default storage and work dir are ``CACHE/reproduce/<storage_name>.db``
+            and ``CACHE/reproduce/<storage_name>/``: a budget whose jobs extend another's (the
+            same searches and seeds, and more) shares its storage and so continues its run.
     """
 
     name: str
@@ -35,12 +54,39 @@ class Budget:
     seeds: int
     epochs: int
     repeats: int
+    claim_seeds: int = 0
+    fig3_samplers: tuple[str, ...] = ("ppo2", "random")
+    storage_name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.claim_seeds == 0:
+            object.__setattr__(self, "claim_seeds", self.seeds)
+        if self.claim_seeds < self.seeds:
+            raise ValueError(f"Budget.claim_seeds {self.claim_seeds} < seeds {self.seeds}")
+        if not self.storage_name:
+            object.__setattr__(self, "storage_name", self.name)
+        if self.fig3_samplers[:1] != ("ppo2",):
+            raise ValueError("Budget.fig3_samplers: the first sampler is 'ppo2'")
 
 
 BUDGETS = {
     "quick": Budget("quick", rounds=2, samples=2, seeds=3, epochs=1, repeats=2),
-    "full": Budget("full", rounds=4, samples=4, seeds=3, epochs=1, repeats=4),
+    "full": Budget("full", rounds=4, samples=4, seeds=3, epochs=1, repeats=6, claim_seeds=5),
+    "extended": Budget(
+        "extended",
+        rounds=4,
+        samples=4,
+        seeds=3,
+        epochs=1,
+        repeats=6,
+        claim_seeds=5,
+        fig3_samplers=("ppo2", "random", "tpe", "cmaes"),
+        storage_name="full",
+    ),
 }
+"""quick: a test of the whole chain; full: the report of docs/reproduction.md; extended: full plus
+TPE and CMA-ES curves in Fig. 3 (the same sampler seeds), in full's storage, so it continues a
+finished full run and trains only the added searches."""
 
 
 @dataclass(frozen=True)
@@ -49,11 +95,12 @@ class Search:
 
     Attributes:
         key: unique name; the study is ``search/<key>``.
-        sampler: "ppo2" or "random".
+        sampler: "ppo2", "random", "tpe" or "cmaes" (:data:`paploss.samplers.SAMPLER_NAMES`).
         seed: the sampler's seed.
         options: the search space (M, shared, fixed lambda).
         variant: loss options on every head (loc score, blocked gradient).
         config: config file name in paploss/configs (``cli.CONFIG_DIR``).
+        dataset: "" (the run's ``--data``) or a generated dataset of :data:`DATASETS`.
     """
 
     key: str
@@ -62,6 +109,7 @@ class Search:
     options: SpaceOptions = field(default_factory=SpaceOptions)
     variant: LossVariant = field(default_factory=LossVariant)
     config: str = RETINANET
+    dataset: str = ""
 
     def flags(self) -> list[str]:
         """The search.py flags of the options and the variant."""
@@ -91,6 +139,8 @@ class Training:
         substitution: a closed-form substitution (``--substitution``).
         block_grad: False adds ``--no-block-grad``.
         definition: how the row's loss is defined, for the report.
+        dataset: "" (the run's ``--data``) or a generated dataset of :data:`DATASETS` (trained on
+            its D_train + D_eval, evaluated on its val).
     """
 
     key: str
@@ -100,6 +150,7 @@ class Training:
     substitution: str | None = None
     block_grad: bool = True
     definition: str = ""
+    dataset: str = ""
 
     def searches(self) -> list[Search]:
         return [self.search] if self.search is not None else []
@@ -110,7 +161,7 @@ class Row:
     """One row of a table: the paper's numbers beside the proxy's training."""
 
     label: str
-    paper: tuple[float, float, float]  # AP, AP50, AP75 in % on COCO val2017
+    paper: tuple[float, float, float]  # AP, AP50, AP75 in % on COCO val2017 (nan: not given)
     training: Training
     group: str = ""  # the detector, in Tab. 1 and Tab. 7
 
@@ -123,3 +174,4 @@ class Table:
     title: str
     rows: tuple[Row, ...]
     note: str = ""
+    metric: str = "AP"  # the metric of its orderings and claims ("AP50" in Tab. 8)

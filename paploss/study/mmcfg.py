@@ -3,6 +3,7 @@
 - :func:`load_config` reads a config (importing its ``custom_imports``, i.e. ``paploss.mmdet``) and
   applies ``--cfg-options``.
 - :func:`config_digest`: what the workers of one study must agree on (machine-local keys left out).
+  :func:`study_digest` also accepts the digest paploss 0.1 recorded (:func:`legacy_config_digest`).
 - :func:`prepare_config` makes the config of one run: the loss params of every slot, the data
   splits, the number of epochs, the work dir and the training seed; the loss heads themselves are
   found and written by :mod:`paploss.study.loss_slots`.
@@ -19,13 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from paploss.errors import ConfigError
+from paploss.loss_config import REMOVED_HEAD_KEYS, is_ap_loss_config
 from paploss.params import LossParams
 from paploss.study.data import DataSplit
-from paploss.study.loss_slots import (
-    as_deprecated_spelling,
-    set_loss_options,
-    set_loss_params,
-)
+from paploss.study.early_stop import CONFIG_KEY as COLLAPSE_KEY
+from paploss.study.loss_slots import set_loss_options, set_loss_params
 from paploss.study.space import SearchSpace
 
 DATALOADERS = {"train": "train_dataloader", "val": "val_dataloader", "test": "test_dataloader"}
@@ -33,16 +32,21 @@ EVALUATORS = {"val": "val_evaluator", "test": "test_evaluator"}
 
 
 def load_config(path: Path, cfg_options: Mapping[str, Any] | None = None) -> Any:
-    """``mmengine.Config.fromfile`` + ``merge_from_dict(cfg_options)``; errors -> ConfigError."""
+    """``mmengine.Config.fromfile`` + ``merge_from_dict(cfg_options)``; errors -> ConfigError.
+    Every option key must exist in the config unless marked new (``+KEY``, see
+    :mod:`paploss.study.cfg_options`)."""
     from mmengine.config import Config
+
+    from paploss.study.cfg_options import checked_options
 
     try:
         cfg = Config.fromfile(str(path))
     except Exception as exc:
         raise ConfigError(f"cannot load config {path}: {type(exc).__name__}: {exc}") from exc
     if cfg_options:
+        options = checked_options(cfg, cfg_options)
         try:
-            cfg.merge_from_dict(dict(cfg_options))
+            cfg.merge_from_dict(options)
         except Exception as exc:
             raise ConfigError(f"--cfg-options {dict(cfg_options)} do not apply: {exc}") from exc
     return cfg
@@ -101,23 +105,62 @@ study, so workers on other machines (other data paths, loader workers, log inter
 def is_machine_local(key: str) -> bool:
     """Whether a dotted config key (e.g. ``train_dataloader.num_workers``) lies in
     ``LOCATION_KEYS``: it may differ between the workers of one study."""
-    return any(part in LOCATION_KEYS for part in key.split("."))
+    return any(part in LOCATION_KEYS for part in key.removeprefix("+").split("."))
 
 
-def config_digest(cfg: Any) -> str:
-    """sha256 of the loaded config (with ``--cfg-options`` applied) without ``LOCATION_KEYS``:
-    the workers of one study must train the same thing."""
+def _digest(cfg: Any, rewrite: Any = None) -> str:
+    """sha256 of the loaded config without ``LOCATION_KEYS`` and without its ``collapse_rule``
+    (which the study's settings record); ``rewrite`` maps every dict node before it is hashed."""
 
     def strip(node: Any) -> Any:
         if isinstance(node, Mapping):
-            node = as_deprecated_spelling(node)
+            if rewrite is not None:
+                node = rewrite(node)
             return {str(k): strip(v) for k, v in node.items() if k not in LOCATION_KEYS}
         if isinstance(node, (list, tuple)):
             return [strip(v) for v in node]
         return node
 
-    text = json.dumps(strip(cfg.to_dict()), sort_keys=True, default=repr)
+    data = {k: v for k, v in cfg.to_dict().items() if k != COLLAPSE_KEY}
+    text = json.dumps(strip(data), sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_digest(cfg: Any) -> str:
+    """sha256 of the loaded config (with ``--cfg-options`` applied) without ``LOCATION_KEYS``:
+    the workers of one study must train the same thing."""
+    return _digest(cfg)
+
+
+def _as_0_1_spelling(node: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A head config with ``loss_cls=dict(type='ParameterizedAPLoss', params=P, **options)`` as
+    paploss 0.1 hashed it: ``loss_params=P, loss_options=options``."""
+    loss = node.get("loss_cls")
+    if not is_ap_loss_config(loss) or any(k in node for k in REMOVED_HEAD_KEYS):
+        return node
+    options = {k: v for k, v in loss.items() if k != "type"}
+    out = {k: v for k, v in node.items() if k != "loss_cls"}
+    if "params" in options:
+        out["loss_params"] = options.pop("params")
+    if options:
+        out["loss_options"] = options
+    return out
+
+
+def legacy_config_digest(cfg: Any) -> str:
+    """The digest paploss 0.1 recorded for ``cfg`` (its AP-loss heads hashed in the 0.1 spelling
+    ``loss_params`` / ``loss_options``); equal to :func:`config_digest` for a config without
+    AP-loss heads."""
+    return _digest(cfg, _as_0_1_spelling)
+
+
+def study_digest(recorded: str | None, cfg: Any) -> str:
+    """The digest a worker compares with a study's recorded ``config_sha256``: ``recorded`` when
+    it is ``cfg``'s :func:`legacy_config_digest` (a study created by paploss 0.1 with this
+    config), else :func:`config_digest` (which a new study records)."""
+    if recorded is not None and recorded == legacy_config_digest(cfg):
+        return recorded
+    return config_digest(cfg)
 
 
 def _dataset_of(cfg: Any, loader_key: str) -> Any:
@@ -192,6 +235,7 @@ def prepare_config(
     seed: int,
     search: bool,
     loss_options: Mapping[str, Any] | None = None,
+    early_stop: bool = True,
 ) -> Any:
     """A copy of ``cfg`` set up for one run.
 
@@ -205,8 +249,9 @@ def prepare_config(
         epochs: ``train_cfg.max_epochs`` (None keeps the config's).
         seed: ``randomness.seed`` (the same initial weights for every trial of a search).
         search: a search trial: validation only after the last epoch, no checkpoints.
-        loss_options: merged into every loss slot's ``loss_cls`` (``loss_options`` in the
-            deprecated spelling; see LossVariant).
+        loss_options: merged into every loss slot's ``loss_cls`` (see LossVariant).
+        early_stop: a search trial keeps the config's ``collapse_rule``
+            (:mod:`paploss.study.early_stop`); any other run, or ``early_stop=False``, drops it.
     """
     cfg = copy.deepcopy(cfg)
     for slot in space.slots if space is not None else []:
@@ -230,12 +275,14 @@ def prepare_config(
     randomness["seed"] = seed
     cfg.randomness = randomness
     cfg.launcher = "none"
+    if not (search and early_stop) and COLLAPSE_KEY in cfg:
+        cfg.pop(COLLAPSE_KEY)
     return cfg
 
 
 def pretrained_backbones(cfg: Any) -> list[Any]:
     """The ``PretrainSettings`` of every ``ProxyResNet`` with ``pretrain`` in ``cfg.model``."""
-    from paploss.proxy_backbone import settings_for
+    from paploss.proxy.backbone import settings_for
 
     found: list[Any] = []
 
@@ -264,13 +311,13 @@ def ensure_backbones(cfg: Any, *, log: Any = print) -> None:
     """Pretrain (once, cached) the backbones the config's ``ProxyResNet`` entries name; a
     ConfigError for invalid settings (e.g. ``--cfg-options model.backbone.depth=7``).
 
-    Runs in a child process (``python -m paploss.proxy_backbone``), so the caller neither imports
+    Runs in a child process (``python -m paploss.proxy.backbone``), so the caller neither imports
     torch nor starts its thread pool; cached weights cost nothing.
     """
     import subprocess
     import sys
 
-    from paploss.proxy_backbone import weights_path
+    from paploss.proxy.backbone import weights_path
 
     try:
         found = pretrained_backbones(cfg)
@@ -285,7 +332,7 @@ def ensure_backbones(cfg: Any, *, log: Any = print) -> None:
         log(f"pretraining the proxy backbone once (~1-2 min): {weights_path(settings)}")
         fields = json.dumps(dataclasses.asdict(settings))
         subprocess.run(
-            [sys.executable, "-m", "paploss.proxy_backbone", "--settings", fields],
+            [sys.executable, "-m", "paploss.proxy.backbone", "--settings", fields],
             check=True,
             stdout=subprocess.DEVNULL,
         )

@@ -2,7 +2,8 @@
 trial's records (user attrs, dashboard note, functions plot, loss curve as intermediate values).
 
 A training that crashes raises :class:`~paploss.study.trial.TrialCrashed` (the trial FAILS, its
-error recorded); a diverged one returns AP 0 with ``diverged=True``.
+error recorded); a diverged one returns AP 0 with ``diverged=True``, one stopped by the config's
+CollapseRule AP 0 with ``collapsed=True`` (it still counts as its round's sample).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class TrialSetup:
         trial_timeout: seconds before a training is killed (None: no limit).
         study_dir: the study's folder of per-trial run folders.
         artifact_store: the study's optuna artifact store.
+        early_stop: whether the trials keep the config's ``collapse_rule``.
     """
 
     cfg: Any
@@ -42,6 +44,7 @@ class TrialSetup:
     trial_timeout: float | None
     study_dir: Path
     artifact_store: Any
+    early_stop: bool = True
 
 
 class Objective:
@@ -89,6 +92,7 @@ class Objective:
         retry_of = system_attrs.get(keys.FAILED_TRIAL)
         trial.set_user_attr(keys.WORKER, f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr(keys.WORK_DIR, str(run_dir))
+        trial.set_user_attr(keys.NPROC, self.runner.nproc_per_trial)
         if retry_of is not None:
             trial.set_user_attr(keys.RETRY_OF, int(retry_of))
         for key, value in lambda_attrs(params).items():
@@ -127,6 +131,7 @@ class Objective:
             seed=setup.train_seed,
             search=True,
             loss_options=setup.loss_options,
+            early_stop=setup.early_stop,
         )
         config_file = run_dir / "config.py"
         cfg.dump(str(config_file))
@@ -144,6 +149,9 @@ class Objective:
         trial.set_user_attr(keys.DIVERGED, result.diverged)
         if result.diverged_at is not None:
             trial.set_user_attr(keys.DIVERGED_AT, int(result.diverged_at))
+        trial.set_user_attr(keys.COLLAPSED, result.collapsed)
+        if result.collapsed_at is not None:
+            trial.set_user_attr(keys.COLLAPSED_AT, int(result.collapsed_at))
         trial.set_user_attr(keys.TRAIN_SECONDS, round(result.train_seconds, 3))
         trial.set_user_attr(keys.EVAL_SECONDS, round(result.eval_seconds, 3))
         if result.startup_seconds is not None:

@@ -42,11 +42,12 @@ def search_parser() -> argparse.ArgumentParser:
             "Retrain with the best params: paploss-train --storage STORAGE --study-name NAME"
         ),
     )
-    add_common(parser, work_dir="work_dirs/search")
+    add_common(parser, work_dir="work_dirs/search", search=True)
     _add_search_data(parser)
     _add_sampler(parser)
     _add_search_space(parser)
     _add_worker_limits(parser)
+    add_nproc(parser)
     return parser
 
 
@@ -74,11 +75,19 @@ def _add_search_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage",
         default=DEFAULT_STORAGE,
-        help="Optuna RDB storage (SQLAlchemy URL): the default SQLite file for one machine, or "
-        "e.g. postgresql://user:pass@host/db (pip install psycopg2-binary) or mysql+pymysql://... "
-        "for many workers on many machines",
+        help="Optuna storage: an RDB (SQLAlchemy URL): the default SQLite file for one machine, "
+        "or e.g. postgresql://user:pass@host/db (pip install psycopg2-binary) or "
+        "mysql+pymysql://... for many workers on many machines; or a journal file "
+        "journal:PATH (journal:search.log, journal:///abs/search.log: Optuna's JournalStorage, "
+        "for many workers on one host without a database server; it has no heartbeats, so a "
+        "killed worker's trial stays RUNNING and is not retried)",
     )
-    parser.add_argument("--study-name", default=DEFAULT_STUDY, help="study to create or resume")
+    parser.add_argument(
+        "--study-name",
+        default=DEFAULT_STUDY,
+        help="study to create or resume; its trials run in WORK_DIR/STUDY_NAME, so the name is a "
+        "relative path without '..' (e.g. my-search or search/tab1)",
+    )
 
 
 def _add_sampler(parser: argparse.ArgumentParser) -> None:
@@ -115,6 +124,14 @@ def _add_sampler(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--epochs", type=positive_int, default=1, help="inner training epochs per trial (paper: 1)"
+    )
+    parser.add_argument(
+        "--no-early-stop",
+        action="store_true",
+        help="train every trial to its end: ignore the config's collapse_rule, which otherwise "
+        "stops a trial whose loss has not dropped enough at its check (reward 0, user attr "
+        "collapsed=True; it still counts as its round's sample). The bundled proxy RetinaNet "
+        "declares one (benchmarks/RESULTS.md); a study records whether its trials apply it",
     )
 
 
@@ -170,14 +187,16 @@ def _add_worker_limits(parser: argparse.ArgumentParser) -> None:
         "--heartbeat-interval",
         type=positive_int,
         default=60,
-        help="seconds between heartbeats of a running trial",
+        help="seconds between heartbeats of a running trial (RDB storage only: a journal "
+        "storage has no heartbeats)",
     )
     parser.add_argument(
         "--grace-period",
         type=positive_int,
         default=None,
         help="a trial without heartbeat for this long is failed and retried with the same params "
-        "(default: 2 x heartbeat interval)",
+        "(default: 2 x heartbeat interval; RDB storage only, ignored with a warning on a "
+        "journal storage)",
     )
     parser.add_argument(
         "--max-retry",
@@ -214,12 +233,18 @@ def train_parser() -> argparse.ArgumentParser:
     add_common(parser, work_dir="work_dirs/train")
     _add_train_params(parser)
     _add_train_data(parser)
+    add_nproc(parser)
     return parser
 
 
 def _add_train_params(parser: argparse.ArgumentParser) -> None:
     """Where the loss params come from, loss options, and their export."""
-    parser.add_argument("--storage", default=None, help="storage of the study to take params from")
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="storage of the study to take params from (an RDB URL or journal:PATH, as the "
+        "search's --storage)",
+    )
     parser.add_argument("--study-name", default=None, help="study whose best trial is used")
     parser.add_argument(
         "--trial",
@@ -330,3 +355,20 @@ def split_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=non_negative_int, default=0, help="split seed")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     return parser
+
+
+def add_nproc(parser: argparse.ArgumentParser) -> None:
+    """``--nproc-per-trial``: the ranks of every training (paploss.study.distributed)."""
+    parser.add_argument(
+        "--nproc-per-trial",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="run every training as N processes with torch.distributed (mmengine's "
+        "launcher='pytorch', torchrun's RANK/LOCAL_RANK/WORLD_SIZE): N GPUs of this machine "
+        "with --device cuda (CUDA_VISIBLE_DEVICES lists them; nccl), or N CPU processes with "
+        "gloo. The total batch is kept: each rank trains train_dataloader.batch_size / N images "
+        "per iteration (batch_size must be divisible by N) and the lr is unchanged (linear "
+        "scaling rule at a constant total batch). Only rank 0 reports; a crashed rank fails the "
+        "trial and the other ranks are killed",
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from paploss.study import keys
-from paploss.study.storage import dashboard_url
+from paploss.study.storage import command_url, dashboard_url
 
 
 def script_command(name: str) -> str:
@@ -139,6 +139,7 @@ class Progress:
                 rounds=self.args.rounds,
                 ap=float(frozen.value),
                 diverged=bool(frozen.user_attrs.get(keys.DIVERGED)),
+                collapsed_at=frozen.user_attrs.get(keys.COLLAPSED_AT),
                 best=float(best.value),
                 best_trial=best.number,
                 complete=n,
@@ -152,14 +153,21 @@ class Progress:
         return int(round_index)
 
     # ---- rounds ----------------------------------------------------------------------------
-    def round_rewards(self, complete: list[Any]) -> dict[int, list[float]]:
-        """``{round index: [AP, ...]}`` of the complete trials (PPO2's round attr, else by order)."""
-        rounds: dict[int, list[float]] = {}
+    def round_trials(self, complete: list[Any]) -> dict[int, list[Any]]:
+        """``{round index: [trial, ...]}`` of the complete trials (PPO2's round attr, else by
+        order)."""
+        rounds: dict[int, list[Any]] = {}
         for k, t in enumerate(sorted(complete, key=lambda t: t.number)):
             r = t.user_attrs.get(keys.ROUND)
             r = k // self.args.samples_per_round if r is None else int(r)
-            rounds.setdefault(r, []).append(float(t.value))
+            rounds.setdefault(r, []).append(t)
         return rounds
+
+    def round_rewards(self, complete: list[Any]) -> dict[int, list[float]]:
+        """``{round index: [AP, ...]}`` of the complete trials (PPO2's round attr, else by order)."""
+        return {
+            r: [float(t.value) for t in trials] for r, trials in self.round_trials(complete).items()
+        }
 
     def mean_shift(self, round_index: int) -> float | None:
         """L2 distance (in the sampler's unit space) between PPO2's mean of ``round_index`` and
@@ -177,17 +185,23 @@ class Progress:
 
     def print_round_summary(self, complete: list[Any], round_index: int) -> None:
         """When ``round_index`` has all its samples: its best and mean reward, how many collapsed
-        to AP < 0.001, and how far the sampling mean moved to draw them."""
+        to AP < 0.001 (and how many of those the CollapseRule stopped early), and how far the
+        sampling mean moved to draw them."""
         rewards = self.round_rewards(complete).get(round_index, [])
         if len(rewards) != self.args.samples_per_round:
             return
         shift = self.mean_shift(round_index)
         moved = "" if shift is None else f" | mean moved {shift:.3f} (L2, unit space)"
         collapsed = sum(1 for v in rewards if v < 1e-3)
+        stopped = sum(
+            1
+            for t in self.round_trials(complete).get(round_index, [])
+            if t.user_attrs.get(keys.COLLAPSED)
+        )
         print(
             f"[search] == round {round_index + 1}/{self.args.rounds} done: best "
             f"{max(rewards):.4f} | mean {sum(rewards) / len(rewards):.4f} | "
-            f"{collapsed}/{len(rewards)} at AP < 0.001{moved}",
+            f"{collapsed}/{len(rewards)} at AP < 0.001 ({stopped} stopped early){moved}",
             flush=True,
         )
 
@@ -238,7 +252,7 @@ class Progress:
                 "\nExport them for loss_cls=dict(type='ParameterizedAPLoss', "
                 "params=dict(file=...)) / retrain:\n  "
                 f"{script_command('paploss-train')} --storage "
-                f"{dashboard_url(args.storage)} --study-name {args.study_name} "
+                f"{command_url(args.storage)} --study-name {args.study_name} "
                 f"--config {config_path} --export {export}"
             )
         print("\nInspect the study in optuna-dashboard:")

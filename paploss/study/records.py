@@ -226,10 +226,14 @@ def progress_line(
     elapsed: float,
     eta: float | None,
     retry_of: int | None = None,
+    collapsed_at: int | None = None,
 ) -> str:
-    """One line per finished trial: round, trial, AP, best so far, elapsed, ETA."""
+    """One line per finished trial: round, trial, AP, best so far, elapsed, ETA; a diverged
+    trial is tagged so, one the CollapseRule stopped ``(collapsed, stopped at iteration N)``."""
     rnd = f"round {round_index + 1}/{rounds}" if round_index is not None else "round ?"
     tag = " (diverged)" if diverged else ""
+    if collapsed_at is not None:
+        tag = f" (collapsed, stopped at iteration {collapsed_at})"
     retry = f" (retry of {retry_of})" if retry_of is not None else ""
     best_text = f"{best:.4f} (trial {best_trial})" if best_trial is not None else "-"
     return (

@@ -1,5 +1,7 @@
-"""The report's figures: Fig. 3 (PPO2 vs random search, best AP so far per round) and Fig. 4 (the
-main search's best functions beside the authors' published RetinaNet functions).
+"""The report's figures: Fig. 3 (PPO2 vs random search, and TPE and CMA-ES in the extended budget:
+best AP so far per round, the mean with a min-max band over the repeated searches, and a paired
+test of the final best) and Fig. 4 (the main search's best functions beside the authors'
+published RetinaNet functions).
 
 :func:`fig3` and :func:`fig4` read the searches (``search/<key>``) from the storage, draw the PNG
 and return the report's lines about it.
@@ -9,29 +11,65 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from paploss.study.experiments import Search
 from paploss.study.paper_tables import MAIN
+from paploss.study.report_stats import ALPHA, PairedTest, paired_test
 from paploss.study.report_tables import load_study
 from paploss.study.reproduce_plan import fig3_searches
 from paploss.study.reproduce_runner import SEARCH_PREFIX
 
 
-def search_curves(storage: Any, searches: Sequence[Search], samples: int) -> list[list[float]]:
-    """Best-so-far AP (%) per round of each complete-enough search (one list per search)."""
+def search_curves(storage: Any, searches: Sequence[Search], samples: int) -> dict[int, list[float]]:
+    """Best-so-far AP (%) per round of each started search, keyed by its sampler seed."""
     from paploss.study.records import best_so_far
 
-    curves = []
+    curves = {}
     for search in searches:
         study = load_study(storage, SEARCH_PREFIX + search.key)
         if study is None:
             continue
         rows = best_so_far(study.get_trials(deepcopy=False), samples)
         if rows:
-            curves.append([100.0 * r["best"] for r in rows])
+            curves[search.seed] = [100.0 * r["best"] for r in rows]
     return curves
+
+
+@dataclass(frozen=True)
+class RoundStats:
+    """Best-so-far AP (%) of one round over a sampler's complete searches."""
+
+    mean: float
+    std: float
+    low: float
+    high: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> RoundStats:
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return cls(statistics.fmean(values), std, min(values), max(values), len(values))
+
+
+def final_best_tests(
+    curves: Mapping[str, Mapping[int, Sequence[float]]], rounds: int
+) -> dict[str, PairedTest]:
+    """PPO2 against each other sampler: the paired one-sided test of "PPO2's best-so-far after
+    the last round is higher", over the sampler seeds both complete searches have."""
+    final = {
+        name: {seed: c[rounds - 1] for seed, c in cs.items() if len(c) >= rounds}
+        for name, cs in curves.items()
+    }
+    out = {}
+    for name in list(final)[1:]:
+        seeds = sorted(set(final["ppo2"]) & set(final[name]))
+        ppo2 = [final["ppo2"][k] for k in seeds]
+        other = [final[name][k] for k in seeds]
+        out[name] = paired_test(ppo2, other, ">")
+    return out
 
 
 def fig3(storage: Any, budget: Any, path: Path) -> tuple[list[str], bool]:
@@ -40,63 +78,76 @@ def fig3(storage: Any, budget: Any, path: Path) -> tuple[list[str], bool]:
     curves = {name: search_curves(storage, s, budget.samples) for name, s in runs.items()}
     lines = []
     rounds = budget.rounds
-    stats: dict[str, list[tuple[float, float, float] | None]] = {}
+    stats: dict[str, list[RoundStats | None]] = {}
     for name, cs in curves.items():
-        full = [c for c in cs if len(c) >= rounds]
-        per_round: list[tuple[float, float, float] | None] = []
-        for r in range(rounds):
-            vals = [c[r] for c in full]
-            per_round.append((statistics.fmean(vals), min(vals), max(vals)) if vals else None)
-        stats[name] = per_round
+        full = [c for c in cs.values() if len(c) >= rounds]
+        stats[name] = [RoundStats.of([c[r] for c in full]) if full else None for r in range(rounds)]
         lines.append(
             f"- {name}: {len(full)} of {len(runs[name])} searches complete ({len(cs)} started)"
         )
-    if not all(stats[n] and stats[n][0] is not None for n in stats):
+    if not all(stats[n][0] is not None for n in stats):
         lines.append("- the plot needs at least one complete search of each sampler: not yet")
         return lines, False
-    head = "| round | " + " | ".join(f"{n} mean (min-max)" for n in stats) + " |"
+    head = "| round | " + " | ".join(f"{n} mean ± std (min-max)" for n in stats) + " |"
     lines += ["", head, "|---|" + "---|" * len(stats)]
     for r in range(rounds):
         cells = []
         for n in stats:
             s = stats[n][r]
-            cells.append("-" if s is None else f"{s[0]:.1f} ({s[1]:.1f}-{s[2]:.1f})")
+            cells.append(
+                "-" if s is None else f"{s.mean:.1f} ± {s.std:.1f} ({s.low:.1f}-{s.high:.1f})"
+            )
         lines.append(f"| {r + 1} | " + " | ".join(cells) + " |")
     middle = rounds // 2
-    ahead = [
-        stats["ppo2"][r][0] >= stats["random"][r][0]
-        for r in range(middle, rounds)
-        if stats["ppo2"][r] is not None and stats["random"][r] is not None
-    ]
+    ahead = [stats["ppo2"][r].mean >= stats["random"][r].mean for r in range(middle, rounds)]
     verdict = "at or above" if ahead and all(ahead) else "NOT at or above"
     lines += [
         "",
         f"PPO2's mean best-so-far is {verdict} random search's in every round from round "
-        f"{middle + 1} on (the paper: above from the first rounds on).",
+        f"{middle + 1} on (the paper: above from the first rounds on). The band of each curve is "
+        "its min-max over the searches.",
+        "",
+        f"Final best-so-far (after round {rounds}), PPO2 against each other sampler, paired by "
+        "sampler seed (search k of every sampler has sampler seed k; every trial of every search "
+        f"trains with the same seed), one-sided at alpha = {ALPHA}:",
+        "",
     ]
+    words = {"agrees": "PPO2 higher", "disagrees": "PPO2 LOWER", "unresolved": "not decided"}
+    for name, test in final_best_tests(curves, rounds).items():
+        if name == "random":
+            verdict = {"agrees": "agrees", "disagrees": "DISAGREES", "unresolved": "UNRESOLVED"}[
+                test.verdict
+            ]
+            claim = "the paper: PPO2 above random"
+        else:
+            verdict, claim = words[test.verdict], "no claim of the paper"
+        lines.append(f"- PPO2 > {name} ({claim}): {test.describe()}: {verdict}")
     _plot_fig3(stats, rounds, path)
     return lines, True
 
 
-def _plot_fig3(stats: Mapping[str, Sequence[Any]], rounds: int, path: Path) -> None:
+def _plot_fig3(stats: Mapping[str, Sequence[RoundStats | None]], rounds: int, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    for color, (name, per_round) in zip(("C0", "C1"), stats.items()):
-        xs = [r + 1 for r in range(rounds) if per_round[r] is not None]
-        mean = [per_round[r][0] for r in range(rounds) if per_round[r] is not None]
-        lo = [per_round[r][1] for r in range(rounds) if per_round[r] is not None]
-        hi = [per_round[r][2] for r in range(rounds) if per_round[r] is not None]
-        ax.plot(xs, mean, "-o", color=color, label=f"{name} (mean)")
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.2, label=f"{name} (min-max)")
+    for k, (name, per_round) in enumerate(stats.items()):
+        color = f"C{k}"
+        done = [(r + 1, s) for r, s in enumerate(per_round) if s is not None]
+        xs = [x for x, _ in done]
+        n = done[0][1].n
+        ax.plot(xs, [s.mean for _, s in done], "-o", color=color, label=f"{name} (mean of {n})")
+        ax.fill_between(xs, [s.low for _, s in done], [s.high for _, s in done], color=color,
+                        alpha=0.15, label=f"{name} (min-max)")  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("search round")
     ax.set_ylabel("best AP so far on D_eval (%)")
-    ax.set_title("Fig. 3 on the proxy: PPO2 vs random search")
+    ax.set_title("Fig. 3 on the proxy: " + " vs ".join(stats) + " search")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

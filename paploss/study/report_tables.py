@@ -8,6 +8,7 @@ proxy's bbox mAP on its val split x 100).
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,18 +16,38 @@ from typing import Any
 
 from paploss.study import keys
 from paploss.study.experiments import Row, Table
-from paploss.study.paper_tables import CLAIMS, TABLES
+from paploss.study.paper_tables import CLAIMS, TABLE_KEYS, TABLES
+from paploss.study.report_stats import ALPHA, FAR_BELOW_AP, PairedTest, paired_test
 from paploss.study.reproduce_runner import ROW_PREFIX
-
-FAR_BELOW_AP = 5.0
-"""'<<' in a claim: the means differ by more than this many AP points (and more than both stds)."""
+from paploss.study.storage import redact
 
 
 @dataclass(frozen=True)
 class RowResult:
-    """The proxy's numbers of one row: per-seed values in %, keyed by metric."""
+    """The proxy's numbers of one row: per-seed values in %, keyed by metric.
+
+    Attributes:
+        values: ``{"AP": [...], "AP50": [...], "AP75": [...]}``, one value per trained seed.
+        seeds: the training seed of each value (same order); empty: seeds 0, 1, ... in order.
+    """
 
     values: Mapping[str, list[float]]
+    seeds: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.seeds and any(len(v) != len(self.seeds) for v in self.values.values()):
+            raise ValueError("RowResult: one seed per value of every metric")
+
+    def by_seed(self, metric: str = "AP") -> dict[int, float]:
+        """``{seed: value}`` of ``metric``."""
+        seeds = self.seeds or tuple(range(len(self.values.get(metric, []))))
+        return dict(zip(seeds, self.values.get(metric, [])))
+
+    def paired(self, other: RowResult, metric: str = "AP") -> tuple[list[float], list[float]]:
+        """This row's and ``other``'s values of the seeds both have, in seed order."""
+        mine, theirs = self.by_seed(metric), other.by_seed(metric)
+        common = sorted(set(mine) & set(theirs))
+        return [mine[s] for s in common], [theirs[s] for s in common]
 
     @property
     def n(self) -> int:
@@ -62,10 +83,15 @@ def row_result(storage: Any, key: str) -> RowResult:
     values: dict[str, list[float]] = {"AP": [], "AP50": [], "AP75": []}
     if study is None:
         return RowResult(values)
+    seeds: list[int] = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        seed = t.user_attrs.get(keys.SEED)
+        if seed is None or int(seed) in seeds:  # not a seed of the row, or a repeated one
+            continue
+        seeds.append(int(seed))
         for metric in values:
             values[metric].append(100.0 * float(t.user_attrs.get(metric, t.value)))
-    return RowResult(values)
+    return RowResult(values, tuple(seeds))
 
 
 def row_commands(storage: Any, key: str) -> list[str]:
@@ -75,11 +101,15 @@ def row_commands(storage: Any, key: str) -> list[str]:
     if study is None:
         return []
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return [t.user_attrs[keys.COMMAND] for t in trials if keys.COMMAND in t.user_attrs]
+    return [redact(t.user_attrs[keys.COMMAND]) for t in trials if keys.COMMAND in t.user_attrs]
+
+
+METRICS = ("AP", "AP50", "AP75")
+"""The metrics of a row, in the order of :attr:`Row.paper`."""
 
 
 def _fmt_paper(row: Row) -> list[str]:
-    return [f"{v:.1f}" for v in row.paper]
+    return ["-" if math.isnan(v) else f"{v:.1f}" for v in row.paper]
 
 
 def table_markdown(table: Table, results: Mapping[str, RowResult]) -> list[str]:
@@ -98,72 +128,120 @@ def table_markdown(table: Table, results: Mapping[str, RowResult]) -> list[str]:
     return lines
 
 
-def _holds(op: str, a: float, b: float, sa: float = 0.0, sb: float = 0.0) -> bool:
-    if op == ">":
-        return a > b
-    if op == ">=":
-        return a >= b
+def _holds(op: str, a: float, b: float) -> bool:
+    """Whether ``a OP b`` holds for the paper's numbers."""
+    if op in (">", ">="):
+        return a > b if op == ">" else a >= b
     if op == "<<":
-        return b - a > max(FAR_BELOW_AP, sa, sb)
+        return b - a > FAR_BELOW_AP
     raise ValueError(op)
 
 
-def claims_markdown(table: Table, results: Mapping[str, RowResult]) -> list[str]:
-    """One line per claim of the paper about this table, checked on the proxy."""
-    lines = []
-    groups = sorted({r.group for r in table.rows}) if table.key == "tab1" else [None]
+@dataclass(frozen=True)
+class ClaimCheck:
+    """A stated ordering ``left OP right`` of a table (per detector group in Tab. 1) on the proxy.
+
+    Attributes:
+        table, group, left, op, right: where the claim is and what it states.
+        paper: the paper's value of both rows (of ``metric``).
+        left_result, right_result: the proxy's rows.
+        test: the paired test (None while a row has not run).
+        metric: the metric compared (the table's: "AP", or "AP50" in Tab. 8).
+    """
+
+    table: str
+    group: str
+    left: str
+    op: str
+    right: str
+    paper: tuple[float, float]
+    left_result: RowResult
+    right_result: RowResult
+    test: PairedTest | None
+    metric: str = "AP"
+
+    @property
+    def name(self) -> str:
+        where = f"{self.group}: " if self.group else ""
+        return f"{where}{self.left} {self.op} {self.right}"
+
+    @property
+    def verdict(self) -> str:
+        """ "agrees", "disagrees", "unresolved" or "not run"."""
+        return self.test.verdict if self.test is not None else "not run"
+
+
+def claim_tests(table: Table, results: Mapping[str, RowResult]) -> list[ClaimCheck]:
+    """Every stated ordering of ``table`` (:data:`CLAIMS`) with its paired test on the proxy."""
+    checks = []
+    m = METRICS.index(table.metric)
+    groups = sorted({r.group for r in table.rows}) if table.key == "tab1" else [""]
     for group in groups:
-        rows = {r.label: r for r in table.rows if group is None or r.group == group}
+        rows = {r.label: r for r in table.rows if not group or r.group == group}
         for left, op, right in CLAIMS.get(table.key, ()):
             if left not in rows or right not in rows:
                 continue
             a, b = rows[left], rows[right]
             ra, rb = results[a.training.key], results[b.training.key]
-            where = f"{group}: " if group else ""
-            paper = _holds(op, a.paper[0], b.paper[0])
-            text = f"- {where}{left} {op} {right}: paper {'yes' if paper else 'no'} "
-            text += f"({a.paper[0]:.1f} vs {b.paper[0]:.1f})"
-            if ra.n == 0 or rb.n == 0:
-                lines.append(text + "; proxy: not run yet")
-                continue
-            proxy = _holds(op, ra.mean(), rb.mean(), ra.std(), rb.std())
-            verdict = "agrees" if proxy == paper else "DISAGREES"
-            if op != "<<" and abs(ra.mean() - rb.mean()) <= max(ra.std(), rb.std()):
-                verdict = "UNRESOLVED (the difference is within one std of the seeds)"
-            lines.append(
-                f"{text}; proxy {'yes' if proxy else 'no'} ({ra.mean():.1f} ± {ra.std():.1f} vs "
-                f"{rb.mean():.1f} ± {rb.std():.1f}): {verdict}"
+            test = None
+            if ra.n and rb.n:
+                test = paired_test(*ra.paired(rb, table.metric), op)
+            checks.append(
+                ClaimCheck(
+                    table.key,
+                    group,
+                    left,
+                    op,
+                    right,
+                    (a.paper[m], b.paper[m]),
+                    ra,
+                    rb,
+                    test,
+                    table.metric,
+                )
             )
+    return checks
+
+
+def claims_markdown(table: Table, results: Mapping[str, RowResult]) -> list[str]:
+    """One line per claim of the paper about this table, decided on the proxy by a paired test."""
+    lines = []
+    for c in claim_tests(table, results):
+        paper = _holds(c.op, *c.paper)
+        unit = "" if c.metric == "AP" else f"{c.metric} "
+        text = f"- {c.name}: paper {'yes' if paper else 'no'} "
+        text += f"({unit}{c.paper[0]:.1f} vs {c.paper[1]:.1f})"
+        if c.test is None:
+            lines.append(text + "; proxy: not run yet")
+            continue
+        ra, rb = c.left_result, c.right_result
+        verdict = {"agrees": "agrees", "disagrees": "DISAGREES", "unresolved": "UNRESOLVED"}
+        m = c.metric
+        proxy = f"{ra.mean(m):.1f} ± {ra.std(m):.1f} vs {rb.mean(m):.1f} ± {rb.std(m):.1f}"
+        lines.append(f"{text}; proxy {proxy}, {c.test.describe()}: {verdict[c.test.verdict]}")
     return lines
 
 
 def summary_markdown(results: Mapping[str, RowResult]) -> list[str]:
     """Counts of the checked claims over all tables, the disagreements and what has not run."""
-    agree, disagree, unresolved, pending = [], [], [], []
-    for key in ("tab1", "tab2", "tab3", "tab4", "tab5", "tab6", "tab7"):
-        for line in claims_markdown(TABLES[key], results):
-            text = f"{key}: {line[2:].split(': paper', 1)[0]}"
-            if line.endswith("not run yet"):
-                pending.append(text)
-            elif line.endswith("DISAGREES"):
-                disagree.append(text)
-            elif "UNRESOLVED" in line:
-                unresolved.append(text)
-            else:
-                agree.append(text)
-    orders = [
-        (key, line)
-        for key in ("tab1", "tab2", "tab3", "tab4", "tab5", "tab6", "tab7")
-        for line in ordering_markdown(TABLES[key], results)
-    ]
+    found: dict[str, list[str]] = {"agrees": [], "disagrees": [], "unresolved": [], "not run": []}
+    for key in TABLE_KEYS:
+        for c in claim_tests(TABLES[key], results):
+            found[c.verdict].append(f"{key}: {c.name}")
+    agree, disagree = found["agrees"], found["disagrees"]
+    unresolved, pending = found["unresolved"], found["not run"]
+    orders = [(key, line) for key in TABLE_KEYS for line in ordering_markdown(TABLES[key], results)]
     differ = sorted({key for key, line in orders if line.endswith("DIFFERENT order")})
     missing = sorted(k for k, r in results.items() if r.n == 0)
     lines = [
         "## Summary",
         "",
         f"Of the paper's stated orderings checked below, {len(agree)} agree on the proxy, "
-        f"{len(disagree)} disagree, {len(unresolved)} are unresolved (the means differ by less "
-        f"than one std of the seeds) and {len(pending)} wait for rows that have not run. The full "
+        f"{len(disagree)} disagree, {len(unresolved)} are unresolved and {len(pending)} wait for "
+        "rows that have not run. Each ordering is decided by a one-sided paired t-test over the "
+        f"seeds both rows trained (level alpha = {ALPHA}, per ordering): it agrees where the test "
+        "in the paper's direction rejects, disagrees where the opposite one does, and is "
+        "unresolved where neither does. The full "
         f"order of the trained rows is the paper's in {len(orders) - len(differ)} of "
         f"{len(orders)} comparisons (a table, or one detector of Tab. 1)"
         + (f"; it differs in {', '.join(differ)}." if differ else "."),
@@ -192,9 +270,10 @@ def ordering_markdown(table: Table, results: Mapping[str, RowResult]) -> list[st
         ran = [r for r in rows if results[r.training.key].n > 0]
         if len(ran) < 2:
             continue
-        paper = " > ".join(r.label for r in sorted(ran, key=lambda r: -r.paper[0]))
+        m = METRICS.index(table.metric)
+        paper = " > ".join(r.label for r in sorted(ran, key=lambda r: -r.paper[m]))
         proxy = " > ".join(
-            r.label for r in sorted(ran, key=lambda r: -results[r.training.key].mean())
+            r.label for r in sorted(ran, key=lambda r: -results[r.training.key].mean(table.metric))
         )
         same = paper == proxy
         where = f"{group}: " if group else ""

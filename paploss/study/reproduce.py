@@ -1,5 +1,5 @@
-"""``paploss-reproduce`` (``studies/reproduce.py``): the paper's ablations (Tab. 1-7, Fig. 3-4)
-on the proxy, resumable.
+"""``paploss-reproduce`` (``studies/reproduce.py``): the paper's ablations (Tab. 1-9, Fig. 3-4) on
+the proxy, resumable.
 
 This module holds the command line (:func:`parser`, :func:`main`): it runs the jobs of the chosen
 experiments with :class:`paploss.study.reproduce_runner.Reproduction` and then, also with
@@ -18,6 +18,7 @@ from paploss.errors import InputError
 from paploss.study.cli import EXIT_USAGE, device_type, positive_int
 from paploss.study.experiments import BUDGETS
 from paploss.study.report import write_report
+from paploss.study.reproduce_lock import GRACE_PERIOD, LOCK_STUDY, ReproductionLock
 from paploss.study.reproduce_plan import ALL_ORDER, EXPERIMENTS
 from paploss.study.reproduce_runner import Reproduction
 
@@ -28,9 +29,13 @@ DEFAULT_REPORT = Path("docs") / "reproduction.md"
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="paploss-reproduce",
-        description="Reproduce the paper's comparisons (Tab. 1-7, Fig. 3-4) on the proxy as "
+        description="Reproduce the paper's comparisons (Tab. 1-9, Fig. 3-4) on the proxy as "
         "Optuna studies in one storage; run the same command again to continue a stopped run. "
-        "Writes the report with the paper's numbers beside the proxy's.",
+        "Writes the report with the paper's numbers beside the proxy's. One reproduction at a "
+        "time trains on a storage: a second one on the same storage exits with code 2 while the "
+        f"first runs (a lock trial in the study {LOCK_STUDY!r} with a heartbeat; the lock of a "
+        f"killed run expires {GRACE_PERIOD} s after its last heartbeat; journal:PATH storages: "
+        "a file lock beside the journal). --report-only takes no lock.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
@@ -44,8 +49,11 @@ def parser() -> argparse.ArgumentParser:
         "--budget",
         choices=tuple(BUDGETS),
         default="full",
-        help="quick: 2 rounds x 2 samples, 2 Fig. 3 repeats (a test); full: 4 rounds x 4 "
-        "samples, 4 repeats; both 3 seeds per row and 1 epoch",
+        help="quick: 2 rounds x 2 samples, 2 Fig. 3 repeats, 3 seeds per row (a test); full: 4 "
+        "rounds x 4 samples, 6 Fig. 3 repeats per sampler (PPO2, random), 5 seeds for a row in a "
+        "stated ordering and 3 for the others; extended: full plus TPE and CMA-ES in Fig. 3 "
+        "(6 repeats each), in full's default storage and work dir, so it continues a full run; "
+        "all 1 epoch per training",
     )
     p.add_argument(
         "--data",
@@ -58,13 +66,14 @@ def parser() -> argparse.ArgumentParser:
         "--storage",
         default=None,
         help="Optuna storage of all the studies (default: sqlite file "
-        "CACHE/reproduce/<budget>.db, CACHE = $PAPLOSS_CACHE or ~/.cache/paploss)",
+        "CACHE/reproduce/<budget>.db, extended: full's, CACHE = $PAPLOSS_CACHE or "
+        "~/.cache/paploss)",
     )
     p.add_argument(
         "--work-dir",
         type=Path,
         default=None,
-        help="runs and logs (default: CACHE/reproduce/<budget>/)",
+        help="runs and logs (default: CACHE/reproduce/<budget>/, extended: full's)",
     )
     p.add_argument(
         "--report",
@@ -102,7 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         repro.check()
         repro.open()
-        rc = 0 if args.report_only else repro.run()
+        if args.report_only:
+            rc = 0
+        else:
+            with ReproductionLock(repro.storage_url):
+                rc = repro.run()
         path = write_report(repro, args.report)
         print(f"[reproduce] report: {path}", flush=True)
     except InputError as exc:

@@ -1,18 +1,23 @@
 """The jobs of a reproduction: the searches and trainings of each experiment, in the order they run.
 
-Tab. 1-7 train the rows of :data:`paploss.study.paper_tables.TABLES` (with the searches they take
-their params from); Fig. 3 compares repeated PPO2 and random searches; Fig. 4 shows the main
+Tab. 1-9 train the rows of :data:`paploss.study.paper_tables.TABLES` (with the searches they
+take their params from); Fig. 3 compares repeated PPO2 and random searches (and TPE and CMA-ES
+searches in the extended budget), the same sampler seeds for every sampler; Fig. 4 shows the main
 search's functions.
 """
 
 from __future__ import annotations
 
 from paploss.study.experiments import Budget, Search, Training
-from paploss.study.paper_tables import MAIN, TABLES
+from paploss.study.paper_tables import MAIN, TABLES, claim_training_keys
 
-EXPERIMENTS = ("tab1", "tab2", "tab3", "tab4", "tab5", "tab6", "tab7", "fig3", "fig4")
+EXPERIMENTS = (
+    "tab1", "tab2", "tab3", "tab4", "tab5", "tab6", "tab7", "tab8", "tab9", "fig3", "fig4",
+)  # fmt: skip
 """The experiments ``studies/reproduce.py`` accepts (besides ``all``)."""
-ALL_ORDER = ("tab2", "tab7", "tab1", "tab4", "tab3", "tab5", "tab6", "fig3", "fig4")
+ALL_ORDER = (
+    "tab2", "tab7", "tab1", "tab4", "tab3", "tab9", "tab5", "tab6", "tab8", "fig3", "fig4",
+)  # fmt: skip
 """Order of ``all``: the cheap RetinaNet rows and the main search first, then one search per
 ablation row, then the repeated searches of Fig. 3, so that a stopped run has the most tables. In
 every plan the RetinaNet jobs run before the Faster R-CNN and Deformable DETR trainings (a proxy
@@ -20,11 +25,22 @@ training of those takes 3-8x as long)."""
 
 
 def fig3_searches(budget: Budget) -> dict[str, list[Search]]:
-    """Fig. 3: ``{"ppo2": [...], "random": [...]}``, ``budget.repeats`` searches each (PPO2's first
-    is the main search)."""
-    ppo2 = [MAIN] + [Search(f"ppo2-seed{k}", seed=k) for k in range(1, budget.repeats)]
-    random = [Search(f"random-seed{k}", sampler="random", seed=k) for k in range(budget.repeats)]
-    return {"ppo2": ppo2, "random": random}
+    """Fig. 3: ``{"ppo2": [...], "random": [...], ...}`` for ``budget.fig3_samplers``,
+    ``budget.repeats`` searches each with sampler seeds 0 .. repeats - 1 (PPO2's seed 0 is the main
+    search); search k of every sampler has seed k, so the samplers are compared pairwise."""
+    runs = {"ppo2": [MAIN] + [Search(f"ppo2-seed{k}", seed=k) for k in range(1, budget.repeats)]}
+    for sampler in budget.fig3_samplers[1:]:
+        runs[sampler] = [
+            Search(f"{sampler}-seed{k}", sampler=sampler, seed=k) for k in range(budget.repeats)
+        ]
+    return runs
+
+
+def row_seeds(training: Training, budget: Budget) -> int:
+    """How many seeds ``training`` trains: ``budget.claim_seeds`` for a row named in a stated
+    ordering (both rows of an ordering then train seeds 0 .. claim_seeds - 1, paired by seed),
+    ``budget.seeds`` for the others."""
+    return budget.claim_seeds if training.key in claim_training_keys() else budget.seeds
 
 
 def experiment_jobs(name: str, budget: Budget) -> list[Search | Training]:
@@ -38,7 +54,7 @@ def experiment_jobs(name: str, budget: Budget) -> list[Search | Training]:
         return jobs
     if name == "fig3":
         runs = fig3_searches(budget)
-        return [s for pair in zip(runs["ppo2"], runs["random"]) for s in pair]
+        return [s for group in zip(*runs.values()) for s in group]
     if name == "fig4":
         return [MAIN]
     raise ValueError(f"unknown experiment {name!r}; choose from {EXPERIMENTS} or 'all'")

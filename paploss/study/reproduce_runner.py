@@ -29,9 +29,9 @@ from typing import Any
 
 from paploss.study import keys
 from paploss.study.cli import CONFIG_DIR, UsageError
-from paploss.study.experiments import BUDGETS, Budget, Search, Training
-from paploss.study.reproduce_plan import plan
-from paploss.study.storage import normalize_storage_url
+from paploss.study.experiments import BUDGETS, Budget, Search, Training, dataset_settings
+from paploss.study.reproduce_plan import plan, row_seeds
+from paploss.study.storage import normalize_storage_url, redact, redact_argv
 
 SEARCH_PREFIX = "search/"
 ROW_PREFIX = "row/"
@@ -54,9 +54,9 @@ class Reproduction:
         self.args = args
         self.budget: Budget = BUDGETS[args.budget]
         base = cache_root() / "reproduce"
-        self.work_dir = (args.work_dir or base / self.budget.name).expanduser().resolve()
+        self.work_dir = (args.work_dir or base / self.budget.storage_name).expanduser().resolve()
         if args.storage is None:
-            db = base / f"{self.budget.name}.db"
+            db = base / f"{self.budget.storage_name}.db"
             self.storage_url = f"sqlite:///{db}"
         else:
             self.storage_url = normalize_storage_url(args.storage)
@@ -67,8 +67,11 @@ class Reproduction:
     def check(self) -> None:
         """Input checks that write nothing."""
         from paploss.study.data import check_data_arg
+        from paploss.study.devices import check_device
 
         check_data_arg(self.args.data)
+        if not self.args.report_only:
+            check_device(self.args.device)
         for job in self.jobs:
             config = CONFIG_DIR / job.config
             if not config.is_file():
@@ -95,9 +98,11 @@ class Reproduction:
         total = len(self.jobs)
         print(
             f"[reproduce] {' '.join(self.args.experiments)}, budget {self.budget.name}: {total} "
-            f"jobs; storage {self.storage_url}; runs in {self.work_dir}",
+            f"jobs; storage {redact(self.storage_url)}; runs in {self.work_dir}",
             flush=True,
         )
+        for name in sorted({job.dataset for job in self.jobs if job.dataset}):
+            self.generate_dataset(name)
         for index, job in enumerate(self.jobs, start=1):
             label = f"[reproduce] job {index}/{total}"
             if isinstance(job, Search):
@@ -106,8 +111,28 @@ class Reproduction:
                 self.run_training(job, label)
         return 1 if self.failures else 0
 
-    def data_flags(self) -> list[str]:
+    def data_flags(self, job: Search | Training) -> list[str]:
+        """``--data``: the run's, or the folder of the generated dataset the job names."""
+        if job.dataset:
+            from paploss.proxy import default_root
+
+            return ["--data", str(default_root(dataset_settings(job.dataset)))]
         return ["--data", *self.args.data]
+
+    def generate_dataset(self, name: str) -> None:
+        """Generate the dataset ``name`` of :data:`DATASETS` in the proxy cache (kept there)."""
+        from dataclasses import asdict
+
+        from paploss.proxy import generate_proxy_dataset
+
+        print(
+            f"[reproduce] dataset {name}: {self.data_flags(Search('', dataset=name))[1]}",
+            flush=True,
+        )
+        try:
+            generate_proxy_dataset(**asdict(dataset_settings(name)))
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"cannot generate the {name} proxy dataset: {exc}") from exc
 
     def search_command(self, search: Search) -> list[str]:
         b = self.budget
@@ -121,7 +146,7 @@ class Reproduction:
             "--samples-per-round", str(b.samples),
             "--epochs", str(b.epochs),
             "--device", self.args.device,
-            *self.data_flags(),
+            *self.data_flags(search),
             *search.flags(),
         ]  # fmt: skip
 
@@ -169,7 +194,7 @@ class Reproduction:
             "--epochs", str(self.budget.epochs),
             "--seed", str(seed),
             "--device", self.args.device,
-            *self.data_flags(),
+            *self.data_flags(training),
         ]  # fmt: skip
         for preset in training.presets:
             cmd += ["--preset", preset]
@@ -204,10 +229,12 @@ class Reproduction:
         )
         trials = study.get_trials(deepcopy=False)
         done = {t.user_attrs.get(keys.SEED) for t in trials if t.state == TrialState.COMPLETE}
-        for t in trials:  # left RUNNING by a stopped run: its seed is trained again
+        # Left RUNNING by a stopped run (this process holds the storage's ReproductionLock, so no
+        # other reproduction is training it): its seed is trained again.
+        for t in trials:
             if t.state == TrialState.RUNNING:
                 study.tell(t.number, state=TrialState.FAIL)
-        pending = [seed for seed in range(self.budget.seeds) if seed not in done]
+        pending = [s for s in range(row_seeds(training, self.budget)) if s not in done]
         if not pending:
             print(f"{label}: row {training.key} complete", flush=True)
         for start in range(0, len(pending), self.args.workers):
@@ -233,7 +260,7 @@ class Reproduction:
         codes = dict(zip((r[0] for r in todo), self._call_all([(r[2], r[4]) for r in todo])))
         for seed, run_dir, cmd, _, _ in todo:
             if codes[seed] == 0:  # marks metrics.json as the result of exactly this command
-                (run_dir / COMMAND_FILE).write_text(json.dumps(cmd[1:]))
+                (run_dir / COMMAND_FILE).write_text(json.dumps(redact_argv(cmd[1:])))
         for seed, run_dir, cmd, trial, log in runs:
             summary = self._recorded_summary(run_dir, cmd)
             if summary is None:
@@ -262,7 +289,7 @@ class Reproduction:
         if not (path.is_file() and marker.is_file()):
             return None
         try:
-            if _run_key(json.loads(marker.read_text())) != _run_key(cmd[1:]):
+            if _run_key(json.loads(marker.read_text())) != _run_key(redact_argv(cmd[1:])):
                 return None
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
@@ -305,8 +332,8 @@ def display_command(cmd: Sequence[str]) -> str:
     """A child command as a user types it: ``paploss-search ...`` / ``paploss-train ...`` for
     ``python -m paploss.study.search`` / ``train`` (a recorded ``paploss-search ...`` stays), and
     the bundled configs as ``paploss/configs/NAME``, the path in a checkout's root (where
-    ``studies/configs`` links to it)."""
-    parts = list(cmd)
+    ``studies/configs`` links to it), a storage password hidden (``***``)."""
+    parts = redact_argv(cmd)
     if len(parts) > 2 and parts[1] == "-m" and parts[2] in SCRIPTS:
         parts = [SCRIPTS[parts[2]], *parts[3:]]
     shown = []

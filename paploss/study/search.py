@@ -62,9 +62,10 @@ def run(plan: SearchPlan, opened: OpenStudy) -> int:
             trial_timeout=args.trial_timeout,
             study_dir=opened.study_dir,
             artifact_store=opened.artifact_store,
+            early_stop=plan.collapse_rule is not None,
         )
         # One pre-imported process forks every trial's training (no imports per trial).
-        with WarmRunner(device=args.device) as runner:
+        with WarmRunner(device=args.device, nproc_per_trial=args.nproc_per_trial) as runner:
             runner.start()  # imports while the first trial is being suggested
             objective = Objective(setup, runner)
             try:
@@ -104,7 +105,7 @@ def _exit_code(progress: Any) -> int:
 
 
 def retry_interrupted(study: Any, number: int | None, *, max_retry: int) -> None:
-    """Give the trial that an interrupt (Ctrl-C, SIGINT) stopped a WAITING retry with the same
+    """Give the trial that an interrupt (Ctrl-C, SIGINT, SIGTERM) stopped a WAITING retry with the same
     sample in the same round, as a killed worker's trial gets one from the heartbeat check; the
     next run of the command trains it first."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -130,9 +131,11 @@ def retry_interrupted(study: Any, number: int | None, *, max_retry: int) -> None
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``paploss-search`` (``studies/search.py``); returns the exit code."""
     args = search_parser().parse_args(argv)
-    # Ctrl-C / SIGINT interrupts the worker (the running trial is queued again) also when this
-    # process was started in the background, which inherits SIGINT ignored.
+    # Ctrl-C / SIGINT and SIGTERM (kill, a job scheduler's stop) interrupt the worker alike: the
+    # running trial is failed and its sample queued again at once, also when this process was
+    # started in the background, which inherits SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         plan = prepare(args)
         return run(plan, open_study(plan))

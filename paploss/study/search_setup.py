@@ -17,13 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from paploss.study import keys
-from paploss.study.cli import UsageError, check_config_path
+from paploss.study.cli import UsageError, check_config_path, check_study_name, study_dir
 from paploss.study.data import SearchData
+from paploss.study.devices import check_device
+from paploss.study.distributed import check_nproc
+from paploss.study.early_stop import CONFIG_KEY as COLLAPSE_KEY
+from paploss.study.early_stop import CollapseRule
 from paploss.study.space import LossVariant, SearchSpace, SpaceOptions
 from paploss.study.storage import (
     describe_conflict,
+    is_journal,
     json_roundtrip,
     open_storage,
+    redact_argv,
     settings_conflicts,
 )
 
@@ -44,12 +50,16 @@ def loss_variant(args: Any) -> LossVariant:
     return LossVariant(loc_score=args.loc_score, block_grad=not args.no_block_grad)
 
 
-def study_settings(args: Any, *, config_sha: str, data_identity: dict, space: Any) -> dict:
+def study_settings(
+    args: Any, *, config_sha: str, data_identity: dict, space: Any, rule: Any = None
+) -> dict:
     """What all workers of a study must agree on (compared when a study is resumed/joined);
     ``--cfg-options`` of machine-local keys (``mmcfg.LOCATION_KEYS``) may differ.
 
     The search-space options and loss options are entries only when they differ from the
-    defaults, so studies of the default search keep the settings they were created with."""
+    defaults, so studies of the default search keep the settings they were created with; the
+    CollapseRule its trials apply (``rule``, from the config unless ``--no-early-stop``) only when
+    there is one."""
     from paploss.study.mmcfg import is_machine_local
 
     settings = {
@@ -68,6 +78,8 @@ def study_settings(args: Any, *, config_sha: str, data_identity: dict, space: An
     }
     if not space.options.is_default:
         settings[keys.SPACE_OPTIONS] = space.options.to_json()
+    if rule is not None:
+        settings[keys.COLLAPSE_RULE] = rule.to_json()
     options = loss_variant(args).loss_options()
     if options:
         settings[keys.LOSS_OPTIONS] = options
@@ -88,6 +100,8 @@ class SearchPlan:
         loss_options: the LossVariant's options set on every head (empty for the defaults).
         config_sha: :func:`~paploss.study.mmcfg.config_digest` of ``cfg``.
         sampler: the study's sampler (:func:`paploss.samplers.make_sampler`).
+        collapse_rule: the config's CollapseRule its trials apply (None: the config declares
+            none, or ``--no-early-stop``).
     """
 
     args: Any
@@ -98,6 +112,7 @@ class SearchPlan:
     loss_options: dict[str, Any]
     config_sha: str
     sampler: Any
+    collapse_rule: CollapseRule | None = None
 
 
 def prepare(args: Any) -> SearchPlan:
@@ -111,13 +126,16 @@ def prepare(args: Any) -> SearchPlan:
             "--samples-per-round must be >= 2 with --sampler ppo2 (its update needs at least "
             "two rewards per round)"
         )
+    check_study_name(args.study_name)
     config_path = check_config_path(args.config)
     check_data_arg(args.data)
     work_dir = check_writable_dir(args.work_dir, "--work-dir").resolve()
+    check_device(args.device)
     cfg = load_config(config_path, args.cfg_options)
     space = search_space_of(cfg, config_path, space_options(args))
     epochs_of(cfg)
     check_model_builds(cfg, args.cfg_options)
+    check_nproc(cfg, args.nproc_per_trial, args.device)
     return SearchPlan(
         args=args,
         work_dir=work_dir,
@@ -127,7 +145,13 @@ def prepare(args: Any) -> SearchPlan:
         loss_options=loss_variant(args).loss_options(),
         config_sha=config_digest(cfg),
         sampler=_make_sampler(args, space),
+        collapse_rule=None if args.no_early_stop else collapse_rule_of(cfg),
     )
+
+
+def collapse_rule_of(cfg: Any) -> CollapseRule | None:
+    """The CollapseRule a config declares (``collapse_rule``), or None."""
+    return CollapseRule.from_config(cfg.get(COLLAPSE_KEY))
 
 
 def _make_sampler(args: Any, space: SearchSpace) -> Any:
@@ -190,8 +214,19 @@ def open_study(plan: SearchPlan) -> OpenStudy:
         grace_period=args.grace_period,
         max_retry=args.max_retry,
     )
+    if is_journal(args.storage) and args.grace_period is not None:
+        print(
+            "[search] warning: --grace-period has no effect on a journal storage (heartbeats "
+            "exist only on RDB storage): a killed worker's trial stays RUNNING and is not retried",
+            file=sys.stderr,
+            flush=True,
+        )
     settings = study_settings(
-        args, config_sha=plan.config_sha, data_identity=data.identity(), space=plan.space
+        args,
+        config_sha=plan.config_sha,
+        data_identity=data.identity(),
+        space=plan.space,
+        rule=plan.collapse_rule,
     )
     try:
         storage.get_study_id_from_name(args.study_name)
@@ -205,7 +240,7 @@ def open_study(plan: SearchPlan) -> OpenStudy:
             sampler=plan.sampler,
             pruner=optuna.pruners.NopPruner(),
         )
-        check_existing(study, settings)
+        check_existing(study, settings, plan.cfg)
     else:
         study = optuna.create_study(
             study_name=args.study_name,
@@ -220,25 +255,30 @@ def open_study(plan: SearchPlan) -> OpenStudy:
             study.set_metric_names(["AP"])  # the objective's name in optuna-dashboard
     artifact_dir = plan.work_dir / "artifacts"
     artifact_dir.mkdir(parents=True, exist_ok=True)
-    study_dir = plan.work_dir / args.study_name
-    study_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = study_dir(plan.work_dir, args.study_name)
+    run_dir.mkdir(parents=True, exist_ok=True)
     opened = OpenStudy(
         study=study,
         data=data,
         artifact_dir=artifact_dir,
         artifact_store=FileSystemArtifactStore(str(artifact_dir)),
-        study_dir=study_dir,
+        study_dir=run_dir,
     )
     if keys.SETTINGS not in study.user_attrs:
         _record_study(plan, opened, settings)
     # Another worker may have created it concurrently with different settings.
-    check_existing(study, settings)
+    check_existing(study, settings, plan.cfg)
     return opened
 
 
-def check_existing(study: Any, settings: dict) -> None:
-    """Refuse a study that is not one maximized value or was created with other settings."""
+def check_existing(study: Any, settings: dict, cfg: Any = None) -> None:
+    """Refuse a study that is not one maximized value or was created with other settings.
+
+    ``cfg``: the worker's config; a study created by paploss 0.1 recorded its digest in the 0.1
+    spelling (:func:`~paploss.study.mmcfg.study_digest`), which it is then compared with."""
     from optuna.study import StudyDirection
+
+    from paploss.study.mmcfg import study_digest
 
     if study.directions != [StudyDirection.MAXIMIZE]:
         raise UsageError(
@@ -248,6 +288,9 @@ def check_existing(study: Any, settings: dict) -> None:
     stored = study.user_attrs.get(keys.SETTINGS)
     if stored is None:
         return
+    if cfg is not None:
+        recorded = stored.get("config_sha256")
+        settings = {**settings, "config_sha256": study_digest(recorded, cfg)}
     conflicts = settings_conflicts(stored, settings)
     if conflicts:
         raise UsageError(describe_conflict(study.study_name, conflicts, stored, settings))
@@ -281,8 +324,7 @@ def _record_study(plan: SearchPlan, opened: OpenStudy, settings: dict) -> None:
     study.set_user_attr(keys.SPACE_OPTIONS, plan.space.options.to_json())
     study.set_user_attr(keys.LOSS_OPTIONS, plan.loss_options)
     study.set_user_attr(keys.ARTIFACT_DIR, str(opened.artifact_dir))
-    # As a user types it (studies/search.py and python -m paploss.study.search run the same).
-    study.set_user_attr(keys.COMMAND, shlex.join(["paploss-search", *sys.argv[1:]]))
+    study.set_user_attr(keys.COMMAND, recorded_command(sys.argv[1:]))
     # Written last: its presence marks a fully recorded study.
     study.set_user_attr(keys.SETTINGS, json_roundtrip(settings))
     # The resolved config (base files merged, --cfg-options applied) as the study's record.
@@ -292,6 +334,13 @@ def _record_study(plan: SearchPlan, opened: OpenStudy, settings: dict) -> None:
         artifact_store=opened.artifact_store, file_path=str(config_copy), study_or_trial=study
     )
     dashboard_note(study, _study_note(plan, opened, config_copy.name))
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The worker's command line as a user types it (``studies/search.py`` and
+    ``python -m paploss.study.search`` run the same ``paploss-search``), a storage password
+    hidden (``***``): what the study's ``command`` attr holds."""
+    return shlex.join(["paploss-search", *redact_argv(argv)])
 
 
 def _study_note(plan: SearchPlan, opened: OpenStudy, config_name: str) -> str:

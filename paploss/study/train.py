@@ -23,6 +23,8 @@ from paploss.errors import InputError
 from paploss.params import LossParams
 from paploss.study import keys
 from paploss.study.cli import EXIT_USAGE, UsageError, check_config_path
+from paploss.study.devices import check_device
+from paploss.study.distributed import check_nproc
 from paploss.study.parsers import train_parser
 from paploss.study.space import LossVariant, SearchSpace
 from paploss.study.storage import render_url
@@ -162,6 +164,7 @@ def run(args: Any) -> int:
     from paploss.study.mmcfg import load_config
     from paploss.study.trial import child_env
 
+    check_device(args.device)  # a GPU that is not there: exit 2, no fallback to the CPU
     if args.device != "auto":  # before torch is imported
         os.environ.update(
             {k: v for k, v in child_env(args.device).items() if k == "CUDA_VISIBLE_DEVICES"}
@@ -189,6 +192,7 @@ def run(args: Any) -> int:
     cfg = load_config(config_path, args.cfg_options)
     if not args.export_only:
         check_training_data(args.data, args.val_data)
+        check_nproc(cfg, args.nproc_per_trial, args.device)
     if not find_loss_slots(cfg):
         return _train_baseline(args, config_path, cfg)
     space = search_space_of(cfg, config_path)
@@ -320,7 +324,18 @@ def _train_and_evaluate(
         f"{train.ann_file}, evaluation on {val.ann_file}; work dir {work_dir}",
         flush=True,
     )
-    result = execute(config_file, work_dir / "result.json")
+    if args.nproc_per_trial > 1:  # N ranks forked by the warm runner (paploss.study.distributed)
+        from paploss.study.trial import TrialCrashed
+        from paploss.study.warm import WarmRunner
+
+        try:
+            with WarmRunner(device=args.device, nproc_per_trial=args.nproc_per_trial) as runner:
+                result = runner.run(work_dir, config=config_file)
+        except TrialCrashed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    else:
+        result = execute(config_file, work_dir / "result.json")
     summary = {
         "status": result.status,
         "metrics": result.metrics,

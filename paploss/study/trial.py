@@ -26,6 +26,8 @@ SPEC_FILE = "spec.json"
 LOG_FILE = "child.log"
 CONFIG_FILE = "config.py"
 ENV_PARENT = "PAPLOSS_PARENT_PID"
+FINISHED = ("ok", "diverged", "collapsed")
+"""The statuses of a training that finished (any other ends its trial as crashed)."""
 
 
 @dataclass(frozen=True)
@@ -34,18 +36,21 @@ class TrialResult:
     (:func:`paploss.study.child.execute`), read by the parent (:func:`read_result`).
 
     Attributes:
-        status: "ok", or "diverged" (a non-finite loss or blow-up; metrics are then 0).
+        status: "ok", "diverged" (a non-finite loss or blow-up) or "collapsed" (stopped by the
+            config's CollapseRule); metrics are 0 unless "ok".
         metrics: AP, AP50, AP75, APs, APm, APl of the evaluation (bbox mAP, 0..1).
         raw_metrics: everything the evaluator logged.
         has_detections: False when the evaluation saw no detection at all.
         loss_curve: ``[(iteration, loss), ...]`` of the training.
         iterations: training iterations run.
         diverged_at: the iteration of the divergence, or None.
-        diverged_reason: what reported it, or None.
+        diverged_reason: what ended the training early (the divergence's report, or the
+            collapse's measured drop), or None.
         train_seconds, eval_seconds, wall_seconds: durations of training, evaluation, the whole run.
         startup_seconds: launch to start of the run (process start and imports, or a fork), or
             None when the launch time is unknown.
         work_dir: mmengine's work dir of the run.
+        collapsed_at: the iteration at which a collapsed training was stopped, or None.
     """
 
     status: str
@@ -61,10 +66,15 @@ class TrialResult:
     wall_seconds: float
     startup_seconds: float | None
     work_dir: str
+    collapsed_at: int | None = None
 
     @property
     def diverged(self) -> bool:
         return self.status == "diverged"
+
+    @property
+    def collapsed(self) -> bool:
+        return self.status == "collapsed"
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -73,7 +83,8 @@ class TrialResult:
     def from_json(cls, data: Mapping[str, Any]) -> TrialResult:
         """Inverse of to_json; ValueError when fields are missing or unknown."""
         names = {f.name for f in dataclasses.fields(cls)}
-        missing, unknown = names - set(data), set(data) - names
+        optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+        missing, unknown = names - optional - set(data), set(data) - names
         if missing or unknown:
             raise ValueError(
                 f"not a trial result: missing {sorted(missing)}, unknown {sorted(unknown)}"
@@ -145,11 +156,12 @@ def log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def read_result(run_dir: Path, rc: int) -> TrialResult:
+def read_result(run_dir: Path, rc: int, *, log_file: str = LOG_FILE) -> TrialResult:
     """The result a child with exit status ``rc`` (negative: killed by that signal) left in
-    ``run_dir``; TrialCrashed unless it finished with status ok or diverged."""
+    ``run_dir``; TrialCrashed unless it finished with status ok, diverged or collapsed. ``log_file``: the
+    log quoted in the error (a failed rank's own log in a multi-process training)."""
     result_path = run_dir / RESULT_FILE
-    log_path = run_dir / LOG_FILE
+    log_path = run_dir / log_file
     result = None
     if result_path.is_file():
         try:
@@ -158,7 +170,7 @@ def read_result(run_dir: Path, rc: int) -> TrialResult:
             result = None
     if not isinstance(result, dict):
         result = None
-    if rc != 0 or result is None or result.get("status") not in ("ok", "diverged"):
+    if rc != 0 or result is None or result.get("status") not in FINISHED:
         if rc < 0:
             name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else rc
             reason = f"training process killed by {name}"

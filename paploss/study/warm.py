@@ -16,10 +16,16 @@ yet, so the children start clean), and each child sets its own torch thread coun
 Lifetime: the zygote dies with the process that started it and every child dies with the zygote
 (``PR_SET_PDEATHSIG`` plus a watchdog thread in both), so a killed search worker leaves no
 training behind.
+
+Multi-process trials (``nproc_per_trial`` N > 1, :mod:`paploss.study.distributed`): the zygote
+forks the N ranks of a training, answers ``pid P0 P1 ...`` and, once all have ended or the first
+one failed (the others are then killed), ``exit RC RANK``; rank ``r > 0`` logs to
+``child.rank<r>.log``. Every rank follows the zygote and the parent kills every rank on timeout.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
@@ -32,6 +38,7 @@ from pathlib import Path
 from typing import IO
 
 from paploss.study.child import die_with_parent, run_spec
+from paploss.study.distributed import fork_ranks, rank_log, rank_pid_file, wait_ranks
 from paploss.study.trial import (
     LOG_FILE,
     RESULT_FILE,
@@ -65,10 +72,12 @@ class WarmRunner:
 
     Args:
         device: "cpu" or "cuda:N" (fixed for the zygote's lifetime; see ``trial.child_env``).
+        nproc_per_trial: ranks of every training (torch.distributed; 1: one process).
     """
 
-    def __init__(self, *, device: str) -> None:
+    def __init__(self, *, device: str, nproc_per_trial: int = 1) -> None:
         self.device = device
+        self.nproc_per_trial = nproc_per_trial
         self._proc: subprocess.Popen[str] | None = None
         self._ready = False  # the running zygote has said READY
 
@@ -144,22 +153,23 @@ class WarmRunner:
         assert self._proc is not None and self._proc.stdin is not None
         spec = write_spec(run_dir, config=Path(config), device=self.device)
         deadline = None if timeout is None else time.monotonic() + timeout
-        pid: int | None = None
+        pids: list[int] | None = None  # by rank
         try:
-            self._proc.stdin.write(json.dumps({"spec": str(spec)}) + "\n")
+            request = {"spec": str(spec), "nproc": self.nproc_per_trial}
+            self._proc.stdin.write(json.dumps(request) + "\n")
             self._proc.stdin.flush()
             line = self._readline(deadline)
             if line is not None and line.startswith("pid "):
-                pid = int(line.split()[1])
+                pids = [int(p) for p in line.split()[1:]]
                 line = self._readline(deadline)
         except BrokenPipeError:
             line = None
         except BaseException:  # KeyboardInterrupt or the worker being stopped: no orphan
-            self._kill(pid)
+            self._kill(pids)
             raise
         if line is None or not line.startswith("exit "):
             timed_out = deadline is not None and time.monotonic() >= deadline
-            self._kill(pid)
+            self._kill(pids)
             self.close()  # its protocol state is unknown now: start afresh next time
             log_path = run_dir / LOG_FILE
             if timed_out:
@@ -170,24 +180,31 @@ class WarmRunner:
             raise TrialCrashed(
                 f"the warm runner died during the training\n{log_tail(log_path)}\n(log: {log_path})"
             )
-        return read_result(run_dir, int(line.split()[1]))
-
-    def _kill(self, pid: int | None) -> None:
-        if pid is None:
-            return
+        rc, *failed = (int(v) for v in line.split()[1:])
+        rank = failed[0] if failed else 0
+        if rank == 0:
+            return read_result(run_dir, rc)
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            return read_result(run_dir, rc, log_file=rank_log(rank))
+        except TrialCrashed as exc:
+            raise TrialCrashed(f"rank {rank} of {self.nproc_per_trial}: {exc}") from None
+
+    def _kill(self, pids: list[int] | None) -> None:
+        for pid in pids or ():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 # ================================================================================ zygote side
-def _child(spec: Path, zygote_pid: int) -> int:
-    """In the forked child: follow the zygote, log to the run's child.log, run the training."""
+def _child(spec: Path, zygote_pid: int, rank: int = 0) -> int:
+    """In the forked child (rank ``rank`` of a multi-process training): follow the zygote, log to
+    the run's child.log (``child.rank<r>.log``), run the training."""
     die_with_parent(zygote_pid)
     run_dir = spec.parent
-    (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
-    fd = os.open(run_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    (run_dir / rank_pid_file(rank)).write_text(f"{os.getpid()}\n")
+    fd = os.open(run_dir / rank_log(rank), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -214,22 +231,15 @@ def serve(preload: Sequence[str] = PRELOAD) -> int:
     for line in sys.stdin:
         if not line.strip():
             continue
-        spec = Path(json.loads(line)["spec"])
+        request = json.loads(line)
+        spec = Path(request["spec"])
         out.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # child
-            code = 1
-            try:
-                code = _child(spec, os.getppid())
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        print(f"pid {pid}", file=out, flush=True)
-        _, status = os.waitpid(pid, 0)
-        rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        print(f"exit {rc}", file=out, flush=True)
+        run_rank = functools.partial(_child, spec, os.getpid())  # called with the rank
+        pids = fork_ranks(int(request.get("nproc", 1)), run_rank)
+        print("pid " + " ".join(map(str, pids)), file=out, flush=True)
+        rc, rank = wait_ranks(pids)
+        print(f"exit {rc} {rank}", file=out, flush=True)
     return 0
 
 

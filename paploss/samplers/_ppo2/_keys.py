@@ -44,8 +44,9 @@ USER_ATTR_SURPLUS = "ppo2_surplus"
 USER_ATTR_YIELDED = "ppo2_yielded"
 
 #: Logger of the sampler: a child of Optuna's logger, so ``optuna.logging.set_verbosity`` and
-#: Optuna's handler apply to it.
-LOGGER_NAME = "optuna.paploss.samplers._ppo2"
+#: Optuna's handler apply to it; named after this package (``optuna.paploss.samplers._ppo2`` in
+#: paploss).
+LOGGER_NAME = "optuna." + __name__.rpartition(".")[0]
 
 
 def mean_key(round_index: int) -> str:

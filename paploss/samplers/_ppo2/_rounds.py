@@ -68,8 +68,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from paploss.samplers._ppo2 import _compat
-from paploss.samplers._ppo2._keys import (
+from . import _compat
+from ._keys import (
     CLAIM_KEY,
     CONFIG_KEY,
     LOGGER_NAME,
@@ -82,9 +82,9 @@ from paploss.samplers._ppo2._keys import (
     USER_ATTR_YIELDED,
     mean_key,
 )
-from paploss.samplers._ppo2._update import ppo2_update, sigma_schedule
-from paploss.samplers._ppo2._view import RoundsView
-from paploss.samplers._truncnorm import sample_truncnorm01
+from ._truncnorm import sample_truncnorm01
+from ._update import ppo2_update, sigma_schedule
+from ._view import RoundsView
 
 if TYPE_CHECKING:
     from optuna.study import Study

@@ -3,8 +3,8 @@
 The sampler validates its settings, normalizes parameters (:mod:`._space`), runs the round
 protocol (:mod:`._rounds`) to get each trial's normalized sample, and maps it back to parameter
 values. Parameters outside its search space go to an independent sampler, as in Optuna's own
-relative samplers. :func:`check_search_settings` holds the checks that
-:func:`~paploss.samplers.make_sampler` applies to every search method.
+relative samplers. :func:`check_search_settings` holds the checks of the search's settings
+(paploss's sampler factory applies them to every search method).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from optuna.distributions import BaseDistribution, FloatDistribution, distributi
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from paploss.samplers._ppo2 import _compat
-from paploss.samplers._ppo2._checks import check_int, check_positive, check_update_settings
-from paploss.samplers._ppo2._keys import LOGGER_NAME
-from paploss.samplers._ppo2._rounds import RoundProtocol, RoundSettings
-from paploss.samplers._ppo2._space import UnitSpace
+from . import _compat
+from ._checks import check_int, check_positive, check_update_settings
+from ._keys import LOGGER_NAME
+from ._rounds import RoundProtocol, RoundSettings
+from ._space import UnitSpace
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -97,11 +97,11 @@ class PPO2Sampler(BaseSampler):
 
     **Rounds and workers.** All state lives in the study's storage, so threads, processes and
     machines sharing one RDB or journal study cooperate on one search; the protocol (storage
-    keys included) is specified in :mod:`paploss.samplers._ppo2._rounds`. In short:
+    keys included) is specified in :mod:`._rounds` of this package. In short:
 
     * a trial joins the first round that is not done if it has a free slot (failed, pruned and
       non-finite trials free theirs); otherwise it waits, polling storage every
-      ``poll_interval`` seconds (logged at INFO as ``optuna.paploss.samplers._ppo2``) and
+      ``poll_interval`` seconds (logged at INFO by the logger ``LOGGER_NAME`` of :mod:`._keys`) and
       running :func:`~optuna.storages.fail_stale_trials` when the storage has a heartbeat, and
       raises :class:`TimeoutError` after ``round_timeout`` seconds;
     * a retry made by Optuna's ``RetryHeartbeatStaleTrialCallback`` re-runs the failed trial's

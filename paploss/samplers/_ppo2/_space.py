@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from optuna.distributions import FloatDistribution
 
-from paploss.samplers._ppo2 import _compat
+from . import _compat
 
 __all__ = ["UnitSpace", "check_search_space"]
 

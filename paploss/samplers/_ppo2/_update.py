@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from paploss.samplers._ppo2._checks import (
+from ._checks import (
     check_clip_eps,
     check_positive,
     check_update_settings,
 )
-from paploss.samplers._truncnorm import truncnorm01_logpdf
+from ._truncnorm import truncnorm01_logpdf
 
 if TYPE_CHECKING:
     import torch

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from optuna.trial import FrozenTrial, TrialState
 
-from paploss.samplers._ppo2 import _compat
-from paploss.samplers._ppo2._keys import CLAIM_KEY, SAMPLE_KEY
+from . import _compat
+from ._keys import CLAIM_KEY, SAMPLE_KEY
 
 __all__ = ["RoundsView"]
 

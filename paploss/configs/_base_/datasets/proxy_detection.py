@@ -1,9 +1,9 @@
-# The bundled proxy detection data (paploss.proxy_data): 64 x 64 scenes of scikit-learn digits,
+# The bundled proxy detection data (paploss.proxy): 64 x 64 scenes of scikit-learn digits,
 # COCO format, classes '0'..'9'. Splits: train = D_train (search training), eval = D_eval (search
 # reward, used by the ValLoop), val = the held-out split for final numbers (used by the TestLoop).
 #
-# data_root: the folder written by ``python -m paploss.proxy_data --out DIR`` (or the parent of the
-# split folders returned by ``paploss.proxy_data.generate_proxy_dataset()``). It is taken from the
+# data_root: the folder written by ``python -m paploss.proxy --out DIR`` (or the parent of the
+# split folders returned by ``paploss.proxy.generate_proxy_dataset()``). It is taken from the
 # environment variable PAPLOSS_PROXY_ROOT when the config is parsed (mmengine's ``{{$VAR:default}}``
 # substitution; default 'data/proxy'). Scripts holding a parsed config call
 # ``paploss.mmdet._common.set_data_root(cfg, root)``, which rewrites every dataloader and evaluator.
@@ -86,7 +86,7 @@ test_dataloader = dict(
 )
 
 # mmdet's CocoMetric (pycocotools COCOeval). Note: AP_S/AP_M/AP_L use COCO's absolute area
-# thresholds (32^2, 96^2 px); the proxy's size classes are relative (see paploss/proxy_data.py).
+# thresholds (32^2, 96^2 px); the proxy's size classes are relative (see paploss/proxy/__init__.py).
 val_evaluator = dict(
     type="CocoMetric",
     ann_file=data_root + "eval/annotations.json",

@@ -1,5 +1,5 @@
 # A small Faster R-CNN for the 64 x 64 proxy scenes on CPUs: the RetinaNet proxy's frozen
-# digit-pretrained ResNet-18 (ProxyResNet, 16 base channels, paploss.proxy_backbone) and 64-channel
+# digit-pretrained ResNet-18 (ProxyResNet, 16 base channels, paploss.proxy.backbone) and 64-channel
 # FPN on C3..C5 (strides 8..32), the RetinaNet proxy's 4 anchors per location (sizes 12..68 px),
 # RoIAlign with finest_scale=16 (RoIs below 32 px, i.e. every proxy digit, go to P3) and a 2-fc
 # box head of 256 channels.

@@ -1,5 +1,5 @@
 # A small RetinaNet for the 64 x 64 proxy scenes on CPUs: a narrow ResNet-18 (16 base channels)
-# pretrained once on digit crops and cached (ProxyResNet, paploss.proxy_backbone: the analogue of
+# pretrained once on digit crops and cached (ProxyResNet, paploss.proxy.backbone: the analogue of
 # the paper's ImageNet-pretrained backbone; built on first use, nothing downloaded), frozen with its
 # BN statistics, so one proxy epoch trains the neck and head only; a 64-channel FPN on C3..C5
 # (strides 8..32), two stacked head convs with GroupNorm, and 4 anchors per location with sizes
@@ -29,7 +29,7 @@ model = dict(
         norm_cfg=dict(type="BN", requires_grad=False),
         norm_eval=True,
         style="pytorch",
-        pretrain=dict(),  # paploss.proxy_backbone.PretrainSettings defaults
+        pretrain=dict(),  # paploss.proxy.backbone.PretrainSettings defaults
         init_cfg=None,
     ),
     neck=dict(

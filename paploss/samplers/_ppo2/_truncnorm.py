@@ -3,7 +3,7 @@
 Sampling uses :data:`scipy.stats.truncnorm`. The log-density used by the PPO2 update has to be
 differentiable with respect to the mean, so it is built from :class:`torch.distributions.Normal`
 (``log_prob`` minus the log of the probability mass ``cdf(1) - cdf(0)`` that the truncation keeps);
-``tests/test_ppo2_sampler.py`` checks it against :func:`scipy.stats.truncnorm.logpdf`.
+it equals :func:`scipy.stats.truncnorm.logpdf` up to rounding (paploss's tests compare them).
 
 The mass ``cdf(1) - cdf(0)`` is computed directly (no log-space tricks): for a mean inside [0, 1]
 at least about half of the normal's mass lies in [0, 1] whatever the standard deviation, so the

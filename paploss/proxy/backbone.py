@@ -9,12 +9,12 @@ unseen. The weights are cached under ``$PAPLOSS_CACHE/backbones/<settings hash>.
 ``~/.cache/paploss/backbones``) and built on first use; a change of any setting (or of
 ``FORMAT_VERSION``) gives another hash and therefore a rebuild.
 
-Crop rendering: a ``crop`` x ``crop`` grey patch from ``proxy_data._background``, one digit whose
+Crop rendering: a ``crop`` x ``crop`` grey patch from ``paploss.proxy.scenes.background``, one digit whose
 box has sqrt(area) drawn log-uniformly in ``[min_size, max_size]`` px, placed with its center
-uniformly within the middle third of the patch; ink and noise as in ``proxy_data.compose_scene``.
+uniformly within the middle third of the patch; ink and noise as in ``paploss.proxy.scenes.compose_scene``.
 The network sees the crop as 3 identical channels, normalized as the detection configs do.
 
-Command line: ``python -m paploss.proxy_backbone [--settings JSON]`` builds (or finds) the cached
+Command line: ``python -m paploss.proxy.backbone [--settings JSON]`` builds (or finds) the cached
 weights and prints their path and accuracy.
 """
 
@@ -31,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from paploss.proxy.scenes import background, digit_side, load_digits, paint_digit, partition_sources
+from paploss.proxy.settings import settings_digest
 
 FORMAT_VERSION = 1
 """Bump whenever the pretraining changes for the same settings (it enters the hash)."""
@@ -92,8 +95,6 @@ class PretrainSettings:
 
     def digest(self) -> str:
         """12 hex digits identifying these settings (and the pretraining version)."""
-        from paploss.proxy_data import settings_digest
-
         return settings_digest(self.to_dict())
 
 
@@ -138,13 +139,11 @@ def render_crops(
     Returns:
         (uint8 crops [count, crop, crop], int64 classes [count]).
     """
-    from paploss.proxy_data import _background, digit_side, paint_digit
-
     size = settings.crop
     out = np.empty((count, size, size), dtype=np.uint8)
     classes = np.empty(count, dtype=np.int64)
     for k in range(count):
-        canvas = _background(rng, size)
+        canvas = background(rng, size)
         src = int(pool[rng.integers(pool.size)])
         digit = images[src]
         target = math.exp(rng.uniform(math.log(settings.min_size), math.log(settings.max_size)))
@@ -195,9 +194,7 @@ def pretrain(settings: PretrainSettings, *, log: Any = None) -> tuple[dict[str, 
     import torch
     from torch import nn
 
-    from paploss.proxy_data import _load_digits, partition_sources
-
-    images, labels = _load_digits()
+    images, labels = load_digits()
     pools = partition_sources(labels, settings.seed, settings.split_fractions)
     torch.manual_seed(settings.seed)
     backbone = build_backbone(settings)
@@ -294,7 +291,7 @@ def load_record(path: Path) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m paploss.proxy_backbone",
+        prog="python -m paploss.proxy.backbone",
         description="Pretrain (once) the proxy's digit backbone and print the cached file.",
     )
     parser.add_argument(

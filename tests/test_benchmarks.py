@@ -1,0 +1,204 @@
+"""The benchmark scripts run (``--smoke``) and write the tables they promise.
+
+Each script runs in a subprocess at its ``--smoke`` size and writes its results section into a
+Markdown file under ``tmp_path`` (never ``benchmarks/RESULTS.md``); the tables are read back and
+compared with the script's own raw output (JSON rows, CSV runs) recomputed here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+OTHER_TEXT = "# Benchmark results\n\nText of another section, kept as it is.\n"
+
+
+def _run(script: str, *argv: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def _section(path: Path, name: str) -> str:
+    text = path.read_text()
+    assert text.startswith(OTHER_TEXT), "the text outside the section changed"
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    assert text.count(begin) == 1 and text.count(end) == 1
+    return text.split(begin, 1)[1].split(end, 1)[0]
+
+
+def _tables(text: str) -> list[list[list[str]]]:
+    """Markdown tables as rows of cells (header first, the |---| rule dropped)."""
+    tables: list[list[list[str]]] = []
+    inside = False
+    for line in text.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip()[1:-1].split("|")]
+            if not inside:
+                tables.append([])
+                inside = True
+            if not all(c and set(c) <= {"-"} for c in cells):
+                tables[-1].append(cells)
+        else:
+            inside = False
+    return tables
+
+
+def test_bench_pairwise_smoke_writes_its_table(tmp_path: Path) -> None:
+    md, js = tmp_path / "RESULTS.md", tmp_path / "pairwise.json"
+    md.write_text(OTHER_TEXT)
+    out = _run(
+        "bench_pairwise.py",
+        "--smoke",
+        "--device",
+        "cpu",
+        "--results-md",
+        str(md),
+        "--results-json",
+        str(js),
+    )
+    assert not (tmp_path / "pairwise_cpu.csv").exists()
+    assert "appended" not in out.stdout  # --smoke writes no CSV unless asked to
+
+    tables = _tables(_section(md, "bench_pairwise"))
+    assert len(tables) == 1
+    header, *rows = tables[0]
+    assert header == [
+        "P",
+        "N",
+        "provider",
+        "forward ms",
+        "backward ms",
+        "full ms (p20-p80)",
+        "peak MB",
+        "runs",
+        "max rel diff vs sorted",
+        "note",
+    ]
+    providers = ["sorted", "reference", "release-dense"]
+    sizes = [(8, 300), (32, 2000)]
+    assert [(int(r[0]), int(float(r[1])), r[2]) for r in rows] == [
+        (p, n, prov) for p, n in sizes for prov in providers
+    ]
+    record = json.loads(js.read_text())
+    assert str(tmp_path) not in record["command"] and str(tmp_path) not in md.read_text()
+    full = {
+        (r["P"], r["N"], r["provider"]): r
+        for r in record["rows"]
+        if r["mode"] == "full" and r.get("median_ms")
+    }
+    for row in rows:
+        p, n, prov = int(row[0]), int(float(row[1])), row[2]
+        raw = full[(p, n, prov)]
+        assert row[7] == "2" == str(raw["repeats"])
+        # the table's full median is the JSON row's, formatted
+        median = float(row[5].split(" ")[0])
+        assert median == pytest.approx(float(raw["median_ms"]), rel=0.01)
+        # every provider computes the same sums as the sorted one
+        if prov != "sorted":
+            assert float(row[8]) < 1e-4, row
+    assert {r["mode"] for r in record["rows"]} == {"forward", "backward", "full"}
+
+
+def test_bench_samplers_smoke_writes_its_tables(tmp_path: Path) -> None:
+    from paploss.samplers import SAMPLER_NAMES
+
+    out_dir, md, js = tmp_path / "out", tmp_path / "RESULTS.md", tmp_path / "samplers.json"
+    tail = "\n\nText after the section, kept as it is.\n"
+    md.write_text(
+        OTHER_TEXT + "<!-- bench_samplers:begin -->\nstale\n<!-- bench_samplers:end -->" + tail
+    )
+    _run(
+        "bench_samplers.py",
+        "--smoke",
+        "--out",
+        str(out_dir),
+        "--overhead-dir",
+        str(tmp_path),
+        "--results-md",
+        str(md),
+        "--results-json",
+        str(js),
+    )
+    section = _section(md, "bench_samplers")
+    assert section.strip() == (out_dir / "samplers.md").read_text().strip()  # replaced "stale"
+    assert md.read_text().endswith(tail)
+    assert str(tmp_path) not in section
+    assert (out_dir / "samplers_best_so_far.png").stat().st_size > 1000
+
+    # best-so-far per (objective, sampler, round) over the seeds, from the per-run CSV
+    runs: dict[tuple[str, str, int], list[float]] = {}
+    with (out_dir / "samplers_runs.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            key = (row["objective"], row["sampler"], int(row["round"]))
+            runs.setdefault(key, []).append(float(row["best_so_far"]))
+    assert {len(v) for v in runs.values()} == {2}  # 2 seeds
+
+    tables = _tables(section)
+    objectives = ["sphere", "narrow", "plateau"]
+    assert len(tables) == len(objectives) + 1
+    for obj, table in zip(objectives, tables):
+        header, *rows = table
+        assert header == ["sampler", "t = 1", "t = 2"]
+        assert [r[0] for r in rows] == list(SAMPLER_NAMES)
+        for row in rows:
+            for t, cell in enumerate(row[1:], start=1):
+                mean, std = (float(v) for v in cell.split(" ± "))
+                values = runs[(obj, row[0], t)]
+                assert mean == pytest.approx(statistics.fmean(values), abs=1e-4)
+                assert std == pytest.approx(statistics.pstdev(values), abs=1e-4)
+            # the incumbent of a noise-free objective never gets worse
+            if obj != "narrow":
+                first, second = runs[(obj, row[0], 1)], runs[(obj, row[0], 2)]
+                assert all(b >= a for a, b in zip(first, second))
+    header, *rows = tables[-1]
+    assert header == ["sampler", "in sampler (ms/trial)", "wall (ms/trial)"]
+    assert [r[0] for r in rows] == list(SAMPLER_NAMES)
+    for row in rows:
+        inside, wall = float(row[1]), float(row[2])
+        assert 0 < inside <= wall
+
+    record = json.loads(js.read_text())
+    assert sorted(record["overhead"]) == sorted(SAMPLER_NAMES)
+    assert all(r["trials"] == 4 for r in record["overhead"].values())
+    assert len(record["summary"]) == len(objectives) * len(SAMPLER_NAMES)
+
+
+@pytest.mark.slow
+def test_bench_proxy_smoke_writes_the_draws_and_early_stop_tables(tmp_path: Path) -> None:
+    """The proxy benchmark on the tiny proxy: the draws table has a row per draw (2 initial, 1
+    searched) whose numbers are the JSON's, and the early-stop table one row per draw."""
+    md, raw = tmp_path / "RESULTS.md", tmp_path / "proxy.json"
+    md.write_text(OTHER_TEXT)
+    _run("bench_proxy.py", "--smoke", "--results-md", str(md), "--results-json", str(raw))
+    results = json.loads(raw.read_text())
+    tables = _tables(_section(md, "bench_proxy"))
+    draws, early = tables
+    assert draws[0] == ["draw", "group", "proxy AP", "long AP"]
+    assert [row[:2] for row in draws[1:]] == [
+        ["draw 0", "initial"],
+        ["draw 1", "initial"],
+        ["searched 0", "searched"],
+    ]
+    for row, rec in zip(draws[1:], results["draws"]["rows"]):
+        assert row[2:] == [f"{rec['proxy']:.4f}", f"{rec['long']:.4f}"]
+    assert early[0][:3] == ["draw", "group", "AP"]
+    assert len(early) == 4
+    for row, rec in zip(early[1:], results["early_stop"]["rows"]):
+        assert row[2] == f"{rec['AP']:.4f}"
+        assert (row[4] != "no") == rec["stopped"]

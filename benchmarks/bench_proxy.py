@@ -712,6 +712,18 @@ def render(results: dict[str, Any]) -> str:
             f"{cost}.",
             "",
         ]
+        long_ap = {r["name"]: r["long"] for r in results.get("draws", {}).get("rows", [])}
+        later = [
+            f"{r['name']} ({long_ap[r['name']]:.3f})"
+            for r in early["rows"]
+            if r["stopped"] and long_ap.get(r["name"], 0.0) >= 0.01
+        ]
+        if later:
+            out += [
+                "Stopped draws that learn in the long training of the draws part (val AP): "
+                f"{', '.join(later)}. Their 1-epoch reward is 0 with or without the stop.",
+                "",
+            ]
     return "\n".join(out)
 
 

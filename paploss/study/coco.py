@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -263,19 +263,30 @@ def check_coco_file(
     """:func:`load_coco` without keeping the data, and with ``img_dir`` a sample of its image
     files opened (:func:`check_image_files`); a file already accepted in this process and
     unchanged since (size and mtime) is not read again."""
-    resolved = Path(path).expanduser().resolve()
-    try:
-        info = resolved.stat()
-    except OSError as exc:
-        raise DataError(f"cannot read {what} {path}: {one_line(exc)}") from exc
-    key = (info.st_size, info.st_mtime_ns)
-    cache_key = (resolved, None if img_dir is None else str(Path(img_dir).expanduser().resolve()))
-    if _VALIDATED.get(cache_key) == key:
-        return
-    data = load_coco(Path(path).expanduser(), what)
-    if img_dir is not None:
-        check_image_files(data, img_dir, what)
-    _VALIDATED[cache_key] = key
+    check_coco_files([(path, what, img_dir)])
+
+
+def check_coco_files(
+    files: Sequence[tuple[str | os.PathLike[str], str, str | os.PathLike[str] | None]],
+) -> None:
+    """:func:`check_coco_file` of every ``(path, what, img_dir)``, every json read once and all
+    of them validated before any image file is opened, so a malformed json is named first."""
+    pending = []
+    for path, what, img_dir in files:
+        resolved = Path(path).expanduser().resolve()
+        try:
+            info = resolved.stat()
+        except OSError as exc:
+            raise DataError(f"cannot read {what} {path}: {one_line(exc)}") from exc
+        img = None if img_dir is None else str(Path(img_dir).expanduser().resolve())
+        key = (info.st_size, info.st_mtime_ns)
+        if _VALIDATED.get((resolved, img)) != key:
+            data = load_coco(Path(path).expanduser(), what)
+            pending.append(((resolved, img), key, data, what, img_dir))
+    for cache_key, key, data, what, img_dir in pending:
+        if img_dir is not None:
+            check_image_files(data, img_dir, what)
+        _VALIDATED[cache_key] = key
 
 
 def check_image_files(

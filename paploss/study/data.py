@@ -30,6 +30,7 @@ from paploss._files import writable_dir_problem, write_json_atomic
 from paploss.errors import DataError
 from paploss.study.coco import (
     check_coco_file,
+    check_coco_files,
     check_image_files,
     count_images,
     load_coco,
@@ -216,10 +217,7 @@ def check_training_data(data: Sequence[str] | None, val_data: Sequence[str] | No
         raise DataError("a COCO --data needs --val-data ANN.json IMG_DIR for the evaluation")
     if val_data is not None:
         coco.append(("--val-data", val_data))
-    for what, (ann, _) in coco:  # every json first: a malformed file is named before any image
-        check_coco_file(ann, what)
-    for what, (ann, img) in coco:
-        check_coco_file(ann, what, img_dir=img)
+    check_coco_files([(ann, what, img) for what, (ann, img) in coco])
 
 
 # ------------------------------------------------------------------------------ resolution

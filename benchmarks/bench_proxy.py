@@ -14,7 +14,7 @@ Parts (``--part``, default all):
   (sigma 0.2 around linear) and ``--searched-draws`` around a searched mean (sigma 0.1 around
   paper-retinanet); also checks that no draw reaching 0.30 after the long training scores < 0.05
   after one epoch. Its 1-epoch trainings keep their loss curves.
-- ``early-stop``: the proxy config's ``collapse_rule`` (paploss.study.early_stop) on those loss
+- ``early-stop``: the proxy config's ``collapse_rule`` (paploss.study.config.early_stop) on those loss
   curves: which draws it stops, false stops (a stopped draw with AP >= 0.01), and the wall time of
   a stopped trial against a full one.
 - ``iteration``: training time per iteration of the PAPLoss head against the Focal+GIoU and
@@ -188,8 +188,8 @@ class Trainer:
         data: list[str] | None = None,
         cfg_options: dict[str, Any] | None = None,
     ) -> None:
-        from paploss.study.data import resolve_data
-        from paploss.study.mmcfg import ensure_backbones, load_config
+        from paploss.study.config.mmcfg import ensure_backbones, load_config
+        from paploss.study.data.sources import resolve_data
 
         self.cache = cache
         self.cache.mkdir(parents=True, exist_ok=True)
@@ -209,7 +209,7 @@ class Trainer:
 
     def run_all(self, runs: list[Run], *, workers: int | None = None) -> dict[str, dict[str, Any]]:
         """Train the runs not cached yet, ``workers`` (default: the Trainer's) at once."""
-        from paploss.study.warm import WarmRunner
+        from paploss.study.runner.warm import WarmRunner
 
         workers = self.workers if workers is None else workers
         todo = list({r.key(): r for r in runs if r.key() not in self.done}.values())
@@ -238,7 +238,7 @@ class Trainer:
 
     def _train(self, runner: Any, run: Run, *, config: Path = CONFIG, record: bool = True) -> dict:
         from paploss.params import LossParams
-        from paploss.study.mmcfg import load_config, prepare_config
+        from paploss.study.config.mmcfg import load_config, prepare_config
 
         run_dir = self.cache / "runs" / (run.key() if record else f"{config.stem}-{run.seed}")
         base = self.cfg if config == CONFIG else load_config(config, self.cfg_options)
@@ -389,7 +389,7 @@ def part_early_stop(trainer: Trainer, initial: int, searched: int) -> dict[str, 
     The draws the rule stops train twice more, one after the other: with the rule applied, as
     search trials, and to the end; the ratio of their wall times is the cost of a collapsed
     trial."""
-    from paploss.study.early_stop import CollapseRule
+    from paploss.study.config.early_stop import CollapseRule
 
     rule = CollapseRule.from_config(COLLAPSE_RULE)
     if rule is None:
@@ -440,7 +440,7 @@ def part_early_stop(trainer: Trainer, initial: int, searched: int) -> dict[str, 
 def _one_epoch_each(trainer: Trainer, configs: dict[str, Path]) -> list[dict[str, Any]]:
     """One training (seed 0, the config's own loss parameters) per config, one after the other
     with the default thread count (run it on a quiet machine)."""
-    from paploss.study.warm import WarmRunner
+    from paploss.study.runner.warm import WarmRunner
 
     rows = []
     with WarmRunner(device="cpu") as runner:
@@ -604,7 +604,8 @@ def render(results: dict[str, Any]) -> str:
         out += _section(
             "Faster R-CNN and Deformable DETR proxies",
             detectors,
-            "One trial each (preset linear, one epoch, D_eval); target AP >= 0.15 in <= 90 s.",
+            "One trial each (preset linear, one epoch, D_eval); targets: Faster R-CNN AP >= 0.25, "
+            "Deformable DETR AP >= 0.20, each in <= 60 s.",
             ["detector", "trial s (build + train + eval)", "train s", "eval s", "AP"],
             [
                 [
@@ -678,7 +679,7 @@ def render(results: dict[str, Any]) -> str:
         out += _section(
             "Early stop of collapsed trials",
             early,
-            f"The proxy config's rule `collapse_rule = {rule}` (paploss.study.early_stop) on the "
+            f"The proxy config's rule `collapse_rule = {rule}` (paploss.study.config.early_stop) on the "
             "1-epoch trainings of the draws above, trained to the end: AP on D_eval, the loss's "
             "motion (mean absolute change per iteration) over iterations "
             f"{rule['check_at'] - rule['window'] + 1}-{rule['check_at']}, and whether the rule "
@@ -800,7 +801,7 @@ def run_parts(
     args: argparse.Namespace, parts: list[str], *, results_json: Path, results_md: Path
 ) -> int:
     """Run ``parts``, writing every finished part into ``results_json`` and ``results_md``."""
-    from paploss.study.mmcfg import legacy_config_digest, load_config
+    from paploss.study.config.mmcfg import legacy_config_digest, load_config
 
     global CONFIG_DIGEST, COLLAPSE_RULE
     results: dict[str, Any] = {}

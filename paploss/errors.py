@@ -27,5 +27,5 @@ class StorageError(InputError):
 class NonFiniteError(ValueError):
     """NaN or inf in the loss's inputs (logits, localization scores, pairwise weights).
 
-    In a training this means the network has diverged; ``paploss.study.child`` records such a run
+    In a training this means the network has diverged; ``paploss.study.runner.child`` records such a run
     as diverged (AP 0), not as a crash."""

@@ -10,7 +10,6 @@ Outside the search (configs, JSON files) lambda may take any value in (0, GRADIE
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -19,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from paploss.errors import InputError
+from paploss._params_checks import ParamsError, check_keys, count, number, numbers, short
 from paploss.functions import PiecewiseLinear
 
 NUM_FUNCTIONS = 5
@@ -55,67 +54,6 @@ PRESETS = ("linear", *_PUBLISHED, "sigmoid", "sqrt", "square")
 DICT_KEYS = ("format", "functions", "gradient_scale")
 """The keys of a ``to_dict()`` dict (a params JSON file); ``format`` is optional."""
 FUNCTION_KEYS = ("x", "y")
-
-
-class ParamsError(InputError):
-    """Loss parameters (a JSON file, a config's ``params``) that cannot be read: an unknown key,
-    a value of the wrong type, a number too large for a float. The message is one line."""
-
-
-# ------------------------------------------------------------------------------ strict reading
-def _number(value: Any, where: str) -> float:
-    """``value`` as a float: an int or a float (no bool, no string); ParamsError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParamsError(f"{where} must be a number, got {_short(value)}")
-    try:
-        return float(value)
-    except OverflowError:  # an int written out with hundreds of digits
-        raise ParamsError(
-            f"{where} is an integer too large for a float (about "
-            f"{int(value.bit_length() * math.log10(2)) + 1} digits)"
-        ) from None
-
-
-def _numbers(values: Any, where: str) -> list[float]:
-    """A list (or tuple) of numbers as floats; ParamsError naming the first bad entry."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise ParamsError(f"{where} must be a list of numbers, got {_short(values)}")
-    return [_number(v, f"{where}[{i}]") for i, v in enumerate(values)]
-
-
-def _count(value: Any, where: str) -> int:
-    """A positive int (no bool, no float such as 1.9); ParamsError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ParamsError(f"{where} must be an int >= 1, got {_short(value)}")
-    return value
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` cut to ``limit`` characters (an int too long to print: its size)."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int beyond Python's digit limit for str()
-        return "an integer with more than 4300 digits"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _check_keys(
-    given: Any, allowed: Sequence[str], where: str, described: str | None = None
-) -> None:
-    """ParamsError naming the keys of ``given`` outside ``allowed``, with the closest allowed
-    key of each, and what the keys are (``described``, else ``allowed`` listed)."""
-    unknown = sorted(str(k) for k in given if k not in allowed)
-    if not unknown:
-        return
-    hints = []
-    for key in unknown:
-        close = difflib.get_close_matches(key, allowed, n=1)
-        if close:
-            hints.append(f"{close[0]!r} for {key!r}")
-    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
-    raise ParamsError(
-        f"unknown {where} keys {unknown}{hint}; the keys are {described or sorted(allowed)}"
-    )
 
 
 def theta_lambda_to_scale(theta_lambda: float) -> float:
@@ -208,9 +146,9 @@ class LossParams:
         ``num_segments`` (default 5) applies to "linear" only; the other presets have their own.
         """
         if not isinstance(name, str):
-            raise ParamsError(f"a preset is named by a string, got {_short(name)}")
+            raise ParamsError(f"a preset is named by a string, got {short(name)}")
         if name == "linear":
-            m = 5 if num_segments is None else _count(num_segments, "'num_segments'")
+            m = 5 if num_segments is None else count(num_segments, "'num_segments'")
             return cls.shared(PiecewiseLinear.identity(m))
         if num_segments is not None and name in PRESETS:
             raise ParamsError(
@@ -234,7 +172,7 @@ class LossParams:
         missing = [n for n in names if n not in values]
         if missing:
             raise ParamsError(f"search parameters are missing {missing}")
-        return cls.from_vector([_number(values[n], repr(n)) for n in names], num_segments)
+        return cls.from_vector([number(values[n], repr(n)) for n in names], num_segments)
 
     @classmethod
     def from_trial(cls, trial: Any, num_segments: int = 5) -> LossParams:
@@ -271,34 +209,34 @@ class LossParams:
         :class:`ParamsError` naming the problem (as is a JSON file holding null or numbers)."""
         shape = "{'functions': [{'x': [...], 'y': [...]}, ...], 'gradient_scale': number}"
         if not isinstance(data, Mapping):
-            raise ParamsError(f"loss params must be an object {shape}, got {_short(data)}")
+            raise ParamsError(f"loss params must be an object {shape}, got {short(data)}")
         if "functions" not in data:
             raise ParamsError(f"a LossParams dict needs 'functions', got keys {sorted(data)}")
-        _check_keys(data, DICT_KEYS, "LossParams dict")
+        check_keys(data, DICT_KEYS, "LossParams dict")
         if "format" in data and data["format"] != DICT_FORMAT:
             raise ParamsError(
-                f"'format' must be {DICT_FORMAT!r} (or absent), got {_short(data['format'])}"
+                f"'format' must be {DICT_FORMAT!r} (or absent), got {short(data['format'])}"
             )
         entries = data["functions"]
         if not isinstance(entries, (list, tuple)):
             raise ParamsError(
-                f"'functions' must be a list of {{'x', 'y'}} objects, got {_short(entries)}"
+                f"'functions' must be a list of {{'x', 'y'}} objects, got {short(entries)}"
             )
         functions = []
         for k, entry in enumerate(entries, start=1):
             if not isinstance(entry, Mapping) or "x" not in entry or "y" not in entry:
                 raise ParamsError(
                     f"function {k} must be an object with 'x' and 'y' control points, got "
-                    f"{_short(entry)}"
+                    f"{short(entry)}"
                 )
-            _check_keys(entry, FUNCTION_KEYS, f"function {k}")
-            xs = _numbers(entry["x"], f"function {k}: 'x'")
-            ys = _numbers(entry["y"], f"function {k}: 'y'")
+            check_keys(entry, FUNCTION_KEYS, f"function {k}")
+            xs = numbers(entry["x"], f"function {k}: 'x'")
+            ys = numbers(entry["y"], f"function {k}: 'y'")
             try:
                 functions.append(PiecewiseLinear.from_control_points(xs, ys))
             except ValueError as exc:
                 raise ParamsError(f"function {k}: {str(exc).splitlines()[0]}") from exc
-        return cls(functions, _number(data.get("gradient_scale", 1.0), "'gradient_scale'"))
+        return cls(functions, number(data.get("gradient_scale", 1.0), "'gradient_scale'"))
 
     @classmethod
     def load(cls, path: str | Path) -> LossParams:
@@ -332,7 +270,7 @@ class LossParams:
             return cls.preset(cfg)
         if not isinstance(cfg, Mapping):
             raise ParamsError(
-                f"loss_params must be a dict, a preset name or LossParams, got {_short(cfg)}"
+                f"loss_params must be a dict, a preset name or LossParams, got {short(cfg)}"
             )
         cfg = dict(cfg)
         forms = [k for k in ("preset", "file", "functions", LAMBDA_NAME) if k in cfg]
@@ -346,17 +284,17 @@ class LossParams:
             return cls.from_dict(cfg)
         scale = cfg.get("gradient_scale")
         if forms == ["preset"]:
-            _check_keys(cfg, ("preset", "num_segments", "gradient_scale"), "loss_params")
+            check_keys(cfg, ("preset", "num_segments", "gradient_scale"), "loss_params")
             params = cls.preset(cfg["preset"], cfg.get("num_segments"))
         elif forms == ["file"]:
-            _check_keys(cfg, ("file", "gradient_scale"), "loss_params")
+            check_keys(cfg, ("file", "gradient_scale"), "loss_params")
             if not isinstance(cfg["file"], (str, os.PathLike)):
-                raise ParamsError(f"'file' must be a path, got {_short(cfg['file'])}")
+                raise ParamsError(f"'file' must be a path, got {short(cfg['file'])}")
             params = cls.load(cfg["file"])
         else:
-            m = _count(cfg.get("num_segments", 5), "'num_segments'")
+            m = count(cfg.get("num_segments", 5), "'num_segments'")
             names = search_space_names(m)
-            _check_keys(
+            check_keys(
                 cfg,
                 (*names, "num_segments", "gradient_scale"),
                 "loss_params",
@@ -366,7 +304,7 @@ class LossParams:
             params = cls.from_search_params(cfg, m)
         if scale is None:
             return params
-        return params.with_gradient_scale(_number(scale, "'gradient_scale'"))
+        return params.with_gradient_scale(number(scale, "'gradient_scale'"))
 
     # --------------------------------------------------------------------------- views
     @property

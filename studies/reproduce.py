@@ -3,7 +3,7 @@
 
     .venv/bin/python studies/reproduce.py all --budget full      # docs/reproduction.md
 
-See ``--help`` and paploss/study/reproduce.py.
+See ``--help`` and paploss/reproduce/command.py.
 
 The same as the console script ``paploss-reproduce``: this wrapper imports the installed paploss (the
 set-up installs the checkout in editable mode).
@@ -11,7 +11,7 @@ set-up installs the checkout in editable mode).
 
 import sys
 
-from paploss.study.reproduce import main
+from paploss.reproduce.command import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,8 +13,8 @@ from paploss.kernels.reference import pairwise_sums_of_differences
 from paploss.loss import ParameterizedAPLoss, parameterized_ap_loss
 from paploss.params import search_space_names, theta_lambda_to_scale
 from paploss.study import parsers
-from paploss.study.search_setup import loss_variant, space_options, study_settings
-from paploss.study.space import LossVariant, SearchSpace, SpaceOptions, make_slots
+from paploss.study.config.space import LossVariant, SearchSpace, SpaceOptions, make_slots
+from paploss.study.search.setup import loss_variant, space_options, study_settings
 from paploss.substitutions import SUBSTITUTIONS, substitution
 
 
@@ -104,16 +104,16 @@ def test_loss_variant_loss_options() -> None:
 
 
 def test_settings_record_only_non_default_options() -> None:
-    args = parsers.search_parser().parse_args([])
+    args = parsers.parse_search([])
     space = SearchSpace(make_slots(["model.bbox_head"]), space_options(args))
-    base = study_settings(args, config_sha="x", data_identity={}, space=space)
+    base = study_settings(args, config_sha="x", data_identity={}, space=space).to_json()
     assert "space_options" not in base and "loss_options" not in base
-    args = parsers.search_parser().parse_args(
+    args = parsers.parse_search(
         ["--segments", "3", "--shared-params", "--fixed-lambda", "--loc-score", "iou",
          "--no-block-grad"]
     )  # fmt: skip
     space = SearchSpace(make_slots(["model.bbox_head"]), space_options(args))
-    other = study_settings(args, config_sha="x", data_identity={}, space=space)
+    other = study_settings(args, config_sha="x", data_identity={}, space=space).to_json()
     assert other["space_options"] == {"num_segments": 3, "shared": True, "fixed_lambda": 1.0}
     assert other["loss_options"] == loss_variant(args).loss_options()
     assert other["loss_options"] == {"loc_score": "iou", "block_denominator_grad": False}
@@ -233,11 +233,19 @@ def test_theta_lambda_scale_unchanged() -> None:  # the fixed-lambda map relies 
 
 
 # ------------------------------------------------------------------------------ command lines
+COMMANDS = {
+    "search": "paploss.study.search.command",
+    "train": "paploss.study.train",
+    "split": "paploss.study.split",
+}
+"""The module of each command's ``main``."""
+
+
 def _main(module: str, argv: list[str], capsys) -> tuple[int, str]:
     import importlib
 
     try:
-        code = importlib.import_module(f"paploss.study.{module}").main(argv)
+        code = importlib.import_module(COMMANDS[module]).main(argv)
     except SystemExit as exc:  # argparse errors
         code = exc.code
     return code, capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Early stop of collapsed search trials (paploss.study.early_stop and its use by the search)."""
+"""Early stop of collapsed search trials (paploss.study.config.early_stop and its use by the search)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from paploss.errors import ConfigError
 from paploss.study import keys
-from paploss.study.early_stop import CollapseRule
+from paploss.study.config.early_stop import CollapseRule
 from tests.test_progress import _progress
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -68,10 +68,10 @@ def test_no_entry_is_no_rule() -> None:
 
 
 def test_only_search_trials_keep_the_rule_and_the_digest_ignores_it(tmp_path: Path) -> None:
-    from paploss.study.data import DataSplit
-    from paploss.study.early_stop import CONFIG_KEY
-    from paploss.study.loss_slots import search_space_of
-    from paploss.study.mmcfg import config_digest, load_config, prepare_config
+    from paploss.study.config.early_stop import CONFIG_KEY
+    from paploss.study.config.loss_slots import search_space_of
+    from paploss.study.config.mmcfg import config_digest, load_config, prepare_config
+    from paploss.study.data.sources import DataSplit
 
     cfg = load_config(CONFIGS / "proxy_retinanet_paploss.py")
     assert CollapseRule.from_config(cfg.get(CONFIG_KEY)) is not None, "the proxy declares one"
@@ -102,7 +102,7 @@ def test_only_search_trials_keep_the_rule_and_the_digest_ignores_it(tmp_path: Pa
 def test_the_round_line_counts_the_trials_stopped_early(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from paploss.study.records import progress_line
+    from paploss.study.search.records import progress_line
 
     study = optuna.create_study(direction="maximize")
     for value, collapsed in [(0.3, False), (0.0, True), (0.0, False)]:
@@ -206,11 +206,11 @@ def test_the_proxy_rule_stops_a_collapsing_draw_and_not_a_healthy_one(tmp_path: 
     import json
 
     from paploss import LossParams
-    from paploss.study.data import resolve_data
-    from paploss.study.early_stop import CONFIG_KEY
-    from paploss.study.loss_slots import search_space_of
-    from paploss.study.mmcfg import ensure_backbones, load_config, prepare_config
-    from paploss.study.warm import WarmRunner
+    from paploss.study.config.early_stop import CONFIG_KEY
+    from paploss.study.config.loss_slots import search_space_of
+    from paploss.study.config.mmcfg import ensure_backbones, load_config, prepare_config
+    from paploss.study.data.sources import resolve_data
+    from paploss.study.runner.warm import WarmRunner
 
     cfg = load_config(CONFIGS / "proxy_retinanet_paploss.py")
     rule = CollapseRule.from_config(cfg[CONFIG_KEY])

@@ -202,7 +202,7 @@ def test_split_coco_rejects_a_malformed_json_in_one_line(tmp_path: Path, case: s
 
 def test_validate_coco_names_the_first_bad_entry_and_keeps_degenerate_boxes() -> None:
     from paploss.errors import InputError
-    from paploss.study.coco import validate_coco
+    from paploss.study.data.coco import validate_coco
 
     coco = _coco(6)
     coco["annotations"][0]["bbox"] = [5, 5, 0.0, 7]  # zero width: COCO has such boxes
@@ -481,7 +481,7 @@ def test_redact_hides_passwords_in_urls_and_command_lines() -> None:
 
 
 def test_the_recorded_search_command_hides_the_password() -> None:
-    from paploss.study.search_setup import recorded_command
+    from paploss.study.search.setup import recorded_command
 
     argv = ["--storage", f"postgresql://alice:{SECRET}@h/db", "--study-name", "x"]
     command = recorded_command(argv)
@@ -494,15 +494,15 @@ def test_the_reproduction_hides_the_password_in_lines_commands_and_report(
 ) -> None:
     import optuna
 
+    from paploss.reproduce.command import parse
+    from paploss.reproduce.report import write_report
+    from paploss.reproduce.runner import Reproduction, display_command
     from paploss.study import keys
-    from paploss.study.report import write_report
-    from paploss.study.reproduce import parser
-    from paploss.study.reproduce_runner import Reproduction, display_command
 
     url = f"postgresql://alice:{SECRET}@127.0.0.1:1/db"
     cmd = [sys.executable, "-m", "paploss.study.train", "--storage", url, "--seed", "0"]
     assert SECRET not in display_command(cmd)
-    repro = Reproduction(parser().parse_args(["tab2", "--budget", "quick", "--storage", url]))
+    repro = Reproduction(parse(["tab2", "--budget", "quick", "--storage", url]))
     repro.jobs = []  # only the first line: no storage is opened
     repro.run()
     printed = capsys.readouterr().out
@@ -521,8 +521,8 @@ def test_the_reproduction_hides_the_password_in_lines_commands_and_report(
 
 # ------------------------------------------------------------------------------ 3. two reproductions
 def test_a_second_reproduction_on_one_storage_is_refused(tmp_path: Path) -> None:
+    from paploss.reproduce.lock import LOCK_STUDY, ReproductionLock
     from paploss.study.cli import UsageError
-    from paploss.study.reproduce_lock import LOCK_STUDY, ReproductionLock
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     first = ReproductionLock(url)
@@ -534,7 +534,7 @@ def test_a_second_reproduction_on_one_storage_is_refused(tmp_path: Path) -> None
         # The command itself: one line, exit 2, no job run (no row or search study).
         work = tmp_path / "wd"
         proc = _run(
-            [sys.executable, "-m", "paploss.study.reproduce", "tab2", "--budget", "quick",
+            [sys.executable, "-m", "paploss.reproduce", "tab2", "--budget", "quick",
              "--storage", url, "--work-dir", str(work), "--report", str(tmp_path / "r.md"),
              "--device", "cpu"],
         )  # fmt: skip
@@ -555,14 +555,14 @@ def test_the_lock_of_a_killed_reproduction_expires(tmp_path: Path) -> None:
     import optuna
     from optuna.trial import TrialState
 
+    from paploss.reproduce.lock import LOCK_STUDY, ReproductionLock
     from paploss.study.cli import UsageError
-    from paploss.study.reproduce_lock import LOCK_STUDY, ReproductionLock
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time\n"
-         "from paploss.study.reproduce_lock import ReproductionLock\n"
+         "from paploss.reproduce.lock import ReproductionLock\n"
          f"ReproductionLock({url!r}, heartbeat_interval=1, grace_period=3).acquire()\n"
          "print('locked', flush=True)\n"
          "time.sleep(600)\n"],
@@ -618,7 +618,7 @@ def test_a_misspelled_cfg_options_key_is_exit_2(tmp_path: Path) -> None:
 def test_cfg_options_keys_must_exist_unless_marked_new() -> None:
     from paploss.errors import ConfigError
     from paploss.study.cli import DEFAULT_CONFIG
-    from paploss.study.mmcfg import load_config
+    from paploss.study.config.mmcfg import load_config
 
     cfg = load_config(
         DEFAULT_CONFIG,
@@ -675,7 +675,7 @@ def test_a_coco_json_without_annotations_is_exit_2_and_creates_nothing(tmp_path:
 
 def test_a_split_without_annotations_in_one_part_is_refused() -> None:
     from paploss.errors import DataError
-    from paploss.study.coco import split_coco
+    from paploss.study.data.coco import split_coco
 
     coco = _coco(10)
     coco["annotations"] = coco["annotations"][:1]  # one annotated image of 10
@@ -715,7 +715,7 @@ def test_image_files_that_are_not_images_are_exit_2_before_the_study(
 
 def test_train_opens_a_sample_of_the_val_images(tmp_path: Path) -> None:
     from paploss.errors import DataError
-    from paploss.study.data import check_training_data
+    from paploss.study.data.sources import check_training_data
 
     coco = _coco(5)
     ann, img = tmp_path / "a.json", tmp_path / "img"

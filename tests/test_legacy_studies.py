@@ -9,8 +9,8 @@ import pytest
 
 from paploss.study import keys
 from paploss.study.cli import UsageError
-from paploss.study.mmcfg import config_digest, load_config
-from paploss.study.search_setup import check_existing
+from paploss.study.config.mmcfg import config_digest, load_config
+from paploss.study.search.setup import check_existing
 
 CONFIG = Path(__file__).resolve().parents[1] / "paploss" / "configs" / "proxy_retinanet_paploss.py"
 DIGEST_0_1 = "fc84b5a298960660209d1b91438506e2384f1bf9af27a90b83178dbf45d223bc"

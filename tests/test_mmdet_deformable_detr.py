@@ -293,13 +293,15 @@ def test_proxy_deformable_detr_paploss_trains_and_evaluates(
     # tests/test_mmdet_retinanet.py hold the floors of the other heads)
     assert set(result.metrics) >= {"coco/bbox_mAP", "coco/bbox_mAP_50"}
     model = result.model
-    # with_box_refine=False: the prediction layers are shared across decoder layers.
+    # with_box_refine=True: every decoder layer has its own prediction layers.
+    num_layers = cfg.model.decoder.num_layers
     for name in (
         "bbox_head.cls_branches.0.weight",
+        f"bbox_head.cls_branches.{num_layers - 1}.weight",
         "bbox_head.reg_branches.0.4.weight",
-        "bbox_head.reg_branches.0.0.weight",
+        f"bbox_head.reg_branches.{num_layers - 1}.0.weight",
         "query_embedding.weight",
-        "neck.convs.0.conv.weight",
+        "neck.lateral_convs.0.conv.weight",
     ):
         grad = grad_of(model, name)
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0, name

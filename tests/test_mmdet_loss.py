@@ -1,5 +1,5 @@
 """The registered mmdet loss ``'ParameterizedAPLoss'`` (paploss.mmdet.loss) and the studies'
-config handling of the loss heads (paploss.study.loss_slots, paploss.study.mmcfg): ``loss_cls=dict(
+config handling of the loss heads (paploss.study.config.loss_slots, paploss.study.config.mmcfg): ``loss_cls=dict(
 type='ParameterizedAPLoss', params=..., ...)``; the 0.1 head arguments ``loss_params`` /
 ``loss_options`` are refused, and the config digests studies of 0.1 recorded still match.
 
@@ -30,20 +30,20 @@ from paploss import LossParams  # noqa: E402
 from paploss import ParameterizedAPLoss as TorchAPLoss  # noqa: E402
 from paploss.errors import ConfigError  # noqa: E402
 from paploss.mmdet.loss import ParameterizedAPLoss, accepted_keys  # noqa: E402
-from paploss.study.data import DataSplit  # noqa: E402
-from paploss.study.loss_slots import (  # noqa: E402
+from paploss.study.config.loss_slots import (  # noqa: E402
     find_loss_slots,
     search_space_of,
     set_loss_options,
     set_loss_params,
 )
-from paploss.study.mmcfg import (  # noqa: E402
+from paploss.study.config.mmcfg import (  # noqa: E402
     config_digest,
     legacy_config_digest,
     load_config,
     prepare_config,
     study_digest,
 )
+from paploss.study.data.sources import DataSplit  # noqa: E402
 
 STUDIES_CONFIGS = Path(__file__).resolve().parents[1] / "studies" / "configs"
 RECORDED_BY_0_1 = {

@@ -23,10 +23,10 @@ from paploss.study.cli import CONFIG_DIR, DEFAULT_CONFIG
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(paploss.__file__).resolve().parent
 SCRIPTS = {
-    "paploss-search": "paploss.study.search:main",
+    "paploss-search": "paploss.study.search.command:main",
     "paploss-train": "paploss.study.train:main",
     "paploss-split-coco": "paploss.study.split:main",
-    "paploss-reproduce": "paploss.study.reproduce:main",
+    "paploss-reproduce": "paploss.reproduce.command:main",
 }
 
 
@@ -185,7 +185,7 @@ def test_wheel_installs_and_runs_a_search_outside_the_checkout(tmp_path: Path) -
     probe = run(
         str(python), "-c",
         "import paploss; from paploss.study.cli import DEFAULT_CONFIG; "
-        "from paploss.study.trial import child_env; "
+        "from paploss.study.runner.trial import child_env; "
         "print(paploss.__file__); print(DEFAULT_CONFIG); print(child_env('cpu').get('PYTHONPATH'))",
     )  # fmt: skip
     assert probe.returncode == 0, probe.stderr[-3000:]

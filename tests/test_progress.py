@@ -1,16 +1,16 @@
-"""The search worker's stop conditions (paploss.study.progress.Progress.callbacks)."""
+"""The search worker's stop conditions (paploss.study.search.progress.Progress.callbacks)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from argparse import Namespace
 from pathlib import Path
 
 import optuna
 import pytest
 
-from paploss.study.progress import Progress
+from paploss.study.options import SearchOptions
+from paploss.study.search.progress import Progress
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -19,7 +19,7 @@ def _progress(study: optuna.Study, tmp_path: Path, *, rounds: int, samples: int)
     from optuna.artifacts import FileSystemArtifactStore
 
     (tmp_path / "artifacts").mkdir(parents=True, exist_ok=True)
-    args = Namespace(
+    options = SearchOptions(
         rounds=rounds,
         samples_per_round=samples,
         sampler="random",
@@ -30,7 +30,7 @@ def _progress(study: optuna.Study, tmp_path: Path, *, rounds: int, samples: int)
     return Progress(
         study=study,
         sampler=study.sampler,
-        args=args,
+        options=options,
         study_dir=tmp_path,
         artifact_store=FileSystemArtifactStore(str(tmp_path / "artifacts")),
     )

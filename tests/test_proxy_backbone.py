@@ -109,7 +109,7 @@ def test_proxy_resnet_loads_the_cached_weights_into_a_config(cache: Path) -> Non
 
 
 def test_proxy_configs_name_the_pretrained_backbone() -> None:
-    from paploss.study.mmcfg import load_config, pretrained_backbones
+    from paploss.study.config.mmcfg import load_config, pretrained_backbones
 
     root = Path(__file__).resolve().parents[1] / "studies" / "configs"
     found = pretrained_backbones(load_config(root / "proxy_retinanet_paploss.py"))

@@ -20,18 +20,19 @@ from optuna.trial import TrialState, create_trial
 from paploss import LossParams
 from paploss.errors import InputError
 from paploss.params import search_space_names
-from paploss.study import cli, parsers, records, storage
-from paploss.study.child import _select_metrics, is_numerical_blowup
-from paploss.study.coco import split_coco
-from paploss.study.data import (
+from paploss.study import cli, parsers, storage
+from paploss.study.config.space import LossSlot, SearchSpace, make_slots, slot_name_for_key
+from paploss.study.data.coco import split_coco
+from paploss.study.data.sources import (
     DataSplit,
     check_data_arg,
     default_eval_images,
     merge_coco,
     resolve_data,
 )
-from paploss.study.space import LossSlot, SearchSpace, make_slots, slot_name_for_key
-from paploss.study.trial import loss_buckets
+from paploss.study.runner.child import _select_metrics, is_numerical_blowup
+from paploss.study.runner.trial import loss_buckets
+from paploss.study.search import records
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -48,11 +49,19 @@ def run_script(script: str, *args: str, cwd: Path | None = None) -> subprocess.C
     )
 
 
+COMMANDS = {
+    "search": "paploss.study.search.command",
+    "train": "paploss.study.train",
+    "split": "paploss.study.split",
+}
+"""The module of each command's ``main``."""
+
+
 def run_main(module: str, argv: list[str], capsys) -> tuple[int, str, str]:
     """Run a script's main() in this process: (exit code, stdout, stderr)."""
     import importlib
 
-    main = importlib.import_module(f"paploss.study.{module}").main
+    main = importlib.import_module(COMMANDS[module]).main
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse errors
@@ -154,11 +163,12 @@ def test_unknown_sampler_exits_2_without_a_database(tmp_path: Path) -> None:
 
 
 def test_samples_per_round_1_is_accepted_outside_ppo2() -> None:
-    from paploss.study.parsers import search_parser
-    from paploss.study.search_setup import prepare
+    from paploss.study.parsers import parse_search
+    from paploss.study.search.setup import prepare
 
-    args = search_parser().parse_args(["--sampler", "random", "--samples-per-round", "1"])
-    prepare(args)  # no UsageError: only PPO2 needs two rewards per round
+    prepare(
+        parse_search(["--sampler", "random", "--samples-per-round", "1"])
+    )  # no UsageError: only PPO2 needs two rewards per round
 
 
 def test_unknown_preset_lists_the_presets_once(tmp_path: Path, capsys) -> None:
@@ -387,14 +397,14 @@ def test_slot_names() -> None:
 # ------------------------------------------------------------------------------ run configs
 @pytest.fixture(scope="module")
 def proxy_cfg():
-    from paploss.study.mmcfg import load_config
+    from paploss.study.config.mmcfg import load_config
 
     return load_config(CONFIGS / "proxy_retinanet_paploss.py")
 
 
 def test_loss_slots_of_the_configs() -> None:
-    from paploss.study.loss_slots import find_loss_slots
-    from paploss.study.mmcfg import load_config
+    from paploss.study.config.loss_slots import find_loss_slots
+    from paploss.study.config.mmcfg import load_config
 
     assert find_loss_slots(load_config(CONFIGS / "proxy_retinanet_paploss.py")) == [
         "model.bbox_head"
@@ -409,8 +419,8 @@ def test_loss_slots_of_the_configs() -> None:
 def test_prepare_config_sets_params_data_epochs(proxy_cfg, tmp_path: Path) -> None:
     from mmengine.config import Config
 
-    from paploss.study.loss_slots import search_space_of
-    from paploss.study.mmcfg import prepare_config
+    from paploss.study.config.loss_slots import search_space_of
+    from paploss.study.config.mmcfg import prepare_config
 
     space = search_space_of(proxy_cfg, Path("x"))
     params = LossParams.preset("paper-retinanet")
@@ -450,7 +460,7 @@ def test_prepare_config_sets_params_data_epochs(proxy_cfg, tmp_path: Path) -> No
 def test_stretch_schedule_moves_only_schedulers_that_end_with_the_run() -> None:
     from mmengine.config import Config
 
-    from paploss.study.mmcfg import stretch_schedule
+    from paploss.study.config.mmcfg import stretch_schedule
 
     cfg = Config(
         dict(
@@ -471,8 +481,8 @@ def test_stretch_schedule_moves_only_schedulers_that_end_with_the_run() -> None:
 def test_faster_rcnn_gets_one_param_set_per_head(tmp_path: Path) -> None:
     from mmengine.config import Config
 
-    from paploss.study.loss_slots import search_space_of
-    from paploss.study.mmcfg import config_digest, load_config, prepare_config
+    from paploss.study.config.loss_slots import search_space_of
+    from paploss.study.config.mmcfg import config_digest, load_config, prepare_config
 
     cfg = load_config(CONFIGS / "proxy_faster_rcnn_paploss.py")
     space = search_space_of(cfg, Path("x"))
@@ -515,7 +525,7 @@ def test_faster_rcnn_gets_one_param_set_per_head(tmp_path: Path) -> None:
 
 
 def test_study_settings_conflicts_ignore_worker_local_options() -> None:
-    from paploss.study.mmcfg import is_machine_local
+    from paploss.study.config.mmcfg import is_machine_local
     from paploss.study.storage import settings_conflicts
 
     assert is_machine_local("train_dataloader.num_workers")
@@ -529,7 +539,7 @@ def test_study_settings_conflicts_ignore_worker_local_options() -> None:
 
 
 def test_dashboard_command_has_absolute_sqlite_path(tmp_path: Path, monkeypatch) -> None:
-    from paploss.study.progress import dashboard_command
+    from paploss.study.search.progress import dashboard_command
     from paploss.study.storage import dashboard_url
 
     monkeypatch.chdir(tmp_path)

@@ -506,7 +506,7 @@ def _postgres_or_skip() -> optuna.storages.RDBStorage:
 def _trial_children(spec: Path) -> list[int]:
     """PIDs of the live training processes running ``spec`` (the warm runner's forked child
     writes its pid next to the spec)."""
-    from paploss.study.warm import PID_FILE
+    from paploss.study.runner.warm import PID_FILE
 
     try:
         pid = int((spec.parent / PID_FILE).read_text())
@@ -652,7 +652,7 @@ def test_postgres_password_appears_in_no_record_line_or_report(
                 assert secret.encode() not in path.read_bytes(), path
         report = tmp_path / "reproduction.md"
         rep = run(
-            [PY, "-m", "paploss.study.reproduce", "tab2", "--budget", "quick", "--storage", url,
+            [PY, "-m", "paploss.reproduce", "tab2", "--budget", "quick", "--storage", url,
              "--report-only", "--report", str(report), "--work-dir", str(tmp_path / "rw")],
             cwd=tmp_path,
         )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The warm trial runner (paploss.study.warm): forked trainings, crashes, kills, timeouts."""
+"""The warm trial runner (paploss.study.runner.warm): forked trainings, crashes, kills, timeouts."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from paploss.study.trial import RESULT_FILE, TrialCrashed, TrialResult
-from paploss.study.warm import WarmRunner
+from paploss.study.runner.trial import RESULT_FILE, TrialCrashed, TrialResult
+from paploss.study.runner.warm import WarmRunner
 
 # Trainings are stood in for by configs whose code acts at parse time: mmengine executes a Python
 # config in Config.fromfile, inside the forked child, before any training would start. (They use
@@ -52,7 +52,7 @@ def _wait_dead(pid: int, seconds: float = 10.0) -> bool:
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch):
     # A zygote that preloads nothing heavy: the protocol is what is tested here.
-    monkeypatch.setattr("paploss.study.warm.PRELOAD", LIGHT)
+    monkeypatch.setattr("paploss.study.runner.warm.PRELOAD", LIGHT)
     with WarmRunner(device="cpu") as r:
         yield r
 
@@ -125,7 +125,7 @@ def test_children_die_with_the_worker(tmp_path: Path) -> None:
             "-c",
             textwrap.dedent(
                 f"""\
-                import paploss.study.warm as warm
+                import paploss.study.runner.warm as warm
                 warm.PRELOAD = {LIGHT!r}
                 r = warm.WarmRunner(device="cpu")
                 r.start()

@@ -4,7 +4,7 @@
 _base_ = [
     "_base_/models/deformable_detr_r18_proxy.py",
     "_base_/datasets/proxy_detection.py",
-    "_base_/schedules/proxy_1epoch.py",
+    "_base_/schedules/proxy_1epoch_detr.py",
     "_base_/proxy_runtime.py",
 ]
 
@@ -16,14 +16,7 @@ model = dict(
         loss_iou=dict(type="GIoULoss", loss_weight=2.0),
     ),
 )
-
-# Deformable DETR's optimizer, as in proxy_deformable_detr_paploss.py.
-optim_wrapper = dict(
-    _delete_=True,
-    type="OptimWrapper",
-    optimizer=dict(type="AdamW", lr=2e-4, weight_decay=1e-4),
-    clip_grad=dict(max_norm=0.1, norm_type=2),
-    paramwise_cfg=dict(
-        custom_keys={"sampling_offsets": dict(lr_mult=0.1), "reference_points": dict(lr_mult=0.1)}
-    ),
-)
+# The schedule's lr (2e-3, _base_/schedules/proxy_1epoch_detr.py) was chosen on the PAPLoss head
+# and is kept: at it this baseline reaches AP 0.375 on D_eval after one epoch (AP50 0.658, AP75
+# 0.384; one torch thread), the PAPLoss linear preset 0.228 (AP75 0.101). No other lr or box
+# coding was tried for it.

@@ -23,3 +23,7 @@ model = dict(
         ),
     ),
 )
+# lr 0.02, as the PAPLoss and Cross Entropy + L1 configs (the schedule's 0.1 is the RetinaNet
+# proxy's; 0.1 collapsed Cross Entropy + L1's R-CNN head). One epoch of D_train, AP on D_eval, one
+# torch thread: lr 0.02 0.398 (AP50 0.752, AP75 0.380). Box coding: mmdet's; not swept.
+optim_wrapper = dict(optimizer=dict(lr=0.02))

@@ -27,7 +27,7 @@ model = dict(
         ),
     ),
 )
-# Search trials whose training has collapsed stop early (paploss.study.early_stop): at iteration
+# Search trials whose training has collapsed stop early (paploss.study.config.early_stop): at iteration
 # check_at, a loss that moved less than min_motion per iteration (mean absolute change) over the
 # last `window` iterations has stopped learning (reward 0). Measured on 28 draws of the search
 # (benchmarks/RESULTS.md, "Early stop of collapsed trials"): the two collapsed draws whose loss

@@ -5,8 +5,8 @@ Importing this package registers, in mmdet's ``MODELS`` registry, the loss
 ``'ParameterizedAPLoss'`` (``paploss.mmdet.loss``; a head's
 ``loss_cls=dict(type='ParameterizedAPLoss', params=..., loc_score=..., loss_weight=...)``), the
 heads it trains (``PAPLossRetinaHead``, ``PAPLossRPNHead``, ``PAPLossBBoxHead``,
-``PAPLossDeformableDETRHead``) and ``ProxyResNet``, and installs the checkpoint loader that works
-under torch >= 2.6 (``paploss.mmdet.checkpoint``).
+``PAPLossDeformableDETRHead``), ``ProxyResNet`` and ``FinestLevelFPN`` (``paploss.mmdet.neck``), and
+installs the checkpoint loader that works under torch >= 2.6 (``paploss.mmdet.checkpoint``).
 """
 
 # Imported for their side effects: registration and the weights_only-safe checkpoint loader.
@@ -16,5 +16,6 @@ from paploss.mmdet import (  # noqa: F401
     deformable_detr,
     faster_rcnn,
     loss,
+    neck,
     retinanet,
 )

@@ -217,7 +217,7 @@ class APLossHead:
             spelling).
     """
 
-    #: Marks the heads trained by the AP loss (``paploss.study.loss_slots`` finds them by it).
+    #: Marks the heads trained by the AP loss (``paploss.study.config.loss_slots`` finds them by it).
     ap_loss_head: ClassVar[bool] = True
     #: The mmdet head's own losses that the AP loss replaces (refused, then set to None).
     separate_losses: ClassVar[tuple[str, ...]] = ("loss_bbox",)

@@ -1,12 +1,14 @@
 """The argument parsers of the command-line entry points: ``paploss-search``
 (:func:`search_parser`), ``paploss-train`` (:func:`train_parser`) and ``paploss-split-coco``
 (:func:`split_parser`); ``studies/search.py``, ``studies/train.py`` and ``studies/split_coco.py``
-run the same. The value types, shared options and exit-code convention are in
-:mod:`paploss.study.cli`."""
+run the same. :func:`parse_search`, :func:`parse_train` and :func:`parse_split` turn a command
+line into the command's typed options (:mod:`paploss.study.options`). The value types, shared
+options and exit-code convention are in :mod:`paploss.study.cli`."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from paploss.samplers import SAMPLER_NAMES
@@ -22,6 +24,7 @@ from paploss.study.cli import (
     positive_int,
     wrap,
 )
+from paploss.study.options import SearchOptions, SplitOptions, TrainOptions, from_namespace
 
 
 def search_parser() -> argparse.ArgumentParser:
@@ -358,7 +361,7 @@ def split_parser() -> argparse.ArgumentParser:
 
 
 def add_nproc(parser: argparse.ArgumentParser) -> None:
-    """``--nproc-per-trial``: the ranks of every training (paploss.study.distributed)."""
+    """``--nproc-per-trial``: the ranks of every training (paploss.study.runner.distributed)."""
     parser.add_argument(
         "--nproc-per-trial",
         type=positive_int,
@@ -372,3 +375,18 @@ def add_nproc(parser: argparse.ArgumentParser) -> None:
         "scaling rule at a constant total batch). Only rank 0 reports; a crashed rank fails the "
         "trial and the other ranks are killed",
     )
+
+
+def parse_search(argv: Sequence[str] | None = None) -> SearchOptions:
+    """``paploss-search``'s command line (``sys.argv[1:]`` when None) as its options."""
+    return from_namespace(SearchOptions, search_parser().parse_args(argv))
+
+
+def parse_train(argv: Sequence[str] | None = None) -> TrainOptions:
+    """``paploss-train``'s command line (``sys.argv[1:]`` when None) as its options."""
+    return from_namespace(TrainOptions, train_parser().parse_args(argv))
+
+
+def parse_split(argv: Sequence[str] | None = None) -> SplitOptions:
+    """``paploss-split-coco``'s command line (``sys.argv[1:]`` when None) as its options."""
+    return from_namespace(SplitOptions, split_parser().parse_args(argv))

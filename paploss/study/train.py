@@ -23,10 +23,12 @@ from paploss.errors import InputError
 from paploss.params import LossParams
 from paploss.study import keys
 from paploss.study.cli import EXIT_USAGE, UsageError, check_config_path
-from paploss.study.devices import check_device
-from paploss.study.distributed import check_nproc
-from paploss.study.parsers import train_parser
-from paploss.study.space import LossVariant, SearchSpace
+from paploss.study.config.space import LossVariant, SearchSpace
+from paploss.study.options import TrainOptions
+from paploss.study.parsers import parse_train
+from paploss.study.runner.devices import check_device
+from paploss.study.runner.distributed import check_nproc
+from paploss.study.runner.summary import TrainingSummary
 from paploss.study.storage import render_url
 
 
@@ -81,7 +83,7 @@ def params_from_study(
     the retraining to use."""
     import optuna
 
-    from paploss.study.space import SearchSpace
+    from paploss.study.config.space import SearchSpace
     from paploss.study.storage import open_storage
 
     storage = open_storage(storage_url, must_exist=True)
@@ -111,7 +113,7 @@ def params_from_study(
                 f"study {study_name!r} searched the loss heads {stored}, but the config has "
                 f"{space.to_json()}; give the --config the study was searched with"
             )
-    from paploss.study.space import SpaceOptions
+    from paploss.study.config.space import SpaceOptions
 
     space = SearchSpace(
         space.slots, SpaceOptions.from_json(study.user_attrs.get(keys.SPACE_OPTIONS))
@@ -131,9 +133,9 @@ def export_paths(path: Path, slots: Sequence[str]) -> dict[str, Path]:
     return {s: path.with_name(f"{path.stem}.{s}{suffix}") for s in slots}
 
 
-def training_data(args: Any, work_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+def training_data(options: TrainOptions, work_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
     """(train split, val split, description) of ``--data`` / ``--val-data``."""
-    from paploss.study.data import (
+    from paploss.study.data.sources import (
         PROXY,
         DataSplit,
         check_training_data,
@@ -141,67 +143,69 @@ def training_data(args: Any, work_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
         resolve_data,
     )
 
-    check_training_data(args.data, args.val_data)  # both COCO jsons valid before anything is built
-    if len(args.data) == 2:
-        train = DataSplit(*(Path(p).expanduser().resolve() for p in args.data))
+    check_training_data(
+        options.data, options.val_data
+    )  # both COCO jsons valid before anything is built
+    if len(options.data) == 2:
+        train = DataSplit(*(Path(p).expanduser().resolve() for p in options.data))
         val = None
     else:
-        data = resolve_data(args.data, work_dir=work_dir)
+        data = resolve_data(options.data, work_dir=work_dir)
         val = data.splits.get("val")
-        if data.kind != PROXY and val is None and args.val_data is None:
-            raise UsageError(f"--data {args.data[0]} has no val/ split; give --val-data ANN IMG")
+        if data.kind != PROXY and val is None and options.val_data is None:
+            raise UsageError(f"--data {options.data[0]} has no val/ split; give --val-data ANN IMG")
         splits = [data.splits["train"], data.splits["eval"]]
         train = merge_coco(splits, work_dir / "data" / "train_eval.json")
-    if args.val_data is not None:
-        val = DataSplit(*(Path(p).expanduser().resolve() for p in args.val_data))
+    if options.val_data is not None:
+        val = DataSplit(*(Path(p).expanduser().resolve() for p in options.val_data))
     if val is None:
         raise UsageError("a COCO --data needs --val-data ANN.json IMG_DIR for the evaluation")
     return train, val, {"train": train.to_json(), "val": val.to_json()}
 
 
-def run(args: Any) -> int:
-    from paploss.study.loss_slots import find_loss_slots, search_space_of
-    from paploss.study.mmcfg import load_config
-    from paploss.study.trial import child_env
+def run(options: TrainOptions) -> int:
+    from paploss.study.config.loss_slots import find_loss_slots, search_space_of
+    from paploss.study.config.mmcfg import load_config
+    from paploss.study.runner.trial import child_env
 
-    check_device(args.device)  # a GPU that is not there: exit 2, no fallback to the CPU
-    if args.device != "auto":  # before torch is imported
+    check_device(options.device)  # a GPU that is not there: exit 2, no fallback to the CPU
+    if options.device != "auto":  # before torch is imported
         os.environ.update(
-            {k: v for k, v in child_env(args.device).items() if k == "CUDA_VISIBLE_DEVICES"}
+            {k: v for k, v in child_env(options.device).items() if k == "CUDA_VISIBLE_DEVICES"}
         )
-    if (args.storage is None) != (args.study_name is None):
+    if (options.storage is None) != (options.study_name is None):
         raise UsageError("--storage and --study-name go together (the study to take params from)")
-    if args.trial is not None and args.study_name is None:
+    if options.trial is not None and options.study_name is None:
         raise UsageError("--trial needs --storage and --study-name")
-    if args.export_only and args.export is None:
+    if options.export_only and options.export is None:
         raise UsageError("--export-only needs --export PATH")
-    config_path = check_config_path(args.config)
-    from paploss.study.data import (
+    config_path = check_config_path(options.config)
+    from paploss.study.data.sources import (
         check_data_arg,
         check_training_data,
         check_writable_dir,
         check_writable_file,
     )
 
-    check_data_arg(args.data)
+    check_data_arg(options.data)
     # Outputs writable before the storage is opened or any data is built.
-    if args.export is not None:
-        check_writable_file(args.export, "--export")
-    if not args.export_only:
-        check_writable_dir(args.work_dir, "--work-dir")
-    cfg = load_config(config_path, args.cfg_options)
-    if not args.export_only:
-        check_training_data(args.data, args.val_data)
-        check_nproc(cfg, args.nproc_per_trial, args.device)
+    if options.export is not None:
+        check_writable_file(options.export, "--export")
+    if not options.export_only:
+        check_writable_dir(options.work_dir, "--work-dir")
+    cfg = load_config(config_path, options.cfg_options)
+    if not options.export_only:
+        check_training_data(options.data, options.val_data)
+        check_nproc(cfg, options.nproc_per_trial, options.device)
     if not find_loss_slots(cfg):
-        return _train_baseline(args, config_path, cfg)
+        return _train_baseline(options, config_path, cfg)
     space = search_space_of(cfg, config_path)
     slot_names = [s.name for s in space.slots]
-    params = explicit_params(args.preset, args.params, slot_names)
+    params = explicit_params(options.preset, options.params, slot_names)
     loss_options: dict[str, Any] = {}
-    if args.study_name is not None:
+    if options.study_name is not None:
         from_study, trial, study_options = params_from_study(
-            args.storage, args.study_name, args.trial, space
+            options.storage, options.study_name, options.trial, space
         )
         for slot, p in from_study.items():
             if slot in params:
@@ -212,14 +216,16 @@ def run(args: Any) -> int:
             params[slot] = p
         loss_options.update(study_options)
         value = f"{trial.value:.4f}" if trial.value is not None else "-"
-        print(f"[train] params of trial {trial.number} of study {args.study_name!r} (AP {value})")
-    loss_options.update(_loss_variant(args).loss_options())
-    params = _apply_lambda_and_substitution(args, params, slot_names)
-    if args.export is not None:
+        print(
+            f"[train] params of trial {trial.number} of study {options.study_name!r} (AP {value})"
+        )
+    loss_options.update(_loss_variant(options).loss_options())
+    params = _apply_lambda_and_substitution(options, params, slot_names)
+    if options.export is not None:
         if not params:
             raise UsageError("--export needs params: --storage/--study-name, --preset or --params")
         keys = {s.name: s.key for s in space.slots}
-        for slot, path in export_paths(args.export, list(params)).items():
+        for slot, path in export_paths(options.export, list(params)).items():
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 params[slot].save(path)
@@ -229,52 +235,54 @@ def run(args: Any) -> int:
                     "writable path"
                 ) from exc
             print(f"[train] wrote {path}: {keys[slot]}.loss_cls.params=dict(file='{path}')")
-        if args.export_only:
+        if options.export_only:
             return 0
-    return _train_and_evaluate(args, config_path, cfg, space, params, loss_options)
+    return _train_and_evaluate(options, config_path, cfg, space, params, loss_options)
 
 
-def _loss_variant(args: Any) -> LossVariant:
+def _loss_variant(options: TrainOptions) -> LossVariant:
     return LossVariant(
-        loc_score=args.loc_score, block_grad=not args.no_block_grad, substitution=args.substitution
+        loc_score=options.loc_score,
+        block_grad=not options.no_block_grad,
+        substitution=options.substitution,
     )
 
 
 def _apply_lambda_and_substitution(
-    args: Any, params: dict[str, LossParams], slot_names: Sequence[str]
+    options: TrainOptions, params: dict[str, LossParams], slot_names: Sequence[str]
 ) -> dict[str, LossParams]:
     """``--substitution`` (its heads carry only lambda: linear params, lambda 1) and
     ``--fixed-lambda`` (every head's lambda replaced)."""
-    if args.substitution is not None:
+    if options.substitution is not None:
         if params:
             raise UsageError(
-                f"--substitution {args.substitution} replaces the loss functions; give no "
+                f"--substitution {options.substitution} replaces the loss functions; give no "
                 "--preset/--params/--study-name with it (--fixed-lambda sets lambda)"
             )
         params = {slot: LossParams.preset("linear") for slot in slot_names}
-    if args.fixed_lambda is not None:
+    if options.fixed_lambda is not None:
         if not params:
             raise UsageError(
                 "--fixed-lambda needs params to set it on: --storage/--study-name, --preset, "
                 "--params or --substitution"
             )
-        params = {slot: p.with_gradient_scale(args.fixed_lambda) for slot, p in params.items()}
+        params = {slot: p.with_gradient_scale(options.fixed_lambda) for slot, p in params.items()}
     return params
 
 
-def _train_baseline(args: Any, config_path: Path, cfg: Any) -> int:
+def _train_baseline(options: TrainOptions, config_path: Path, cfg: Any) -> int:
     """A config without PAPLoss heads (e.g. the Focal+GIoU baselines): train it as it is."""
     given = [
         flag
         for flag, value in (
-            ("--preset", args.preset),
-            ("--params", args.params),
-            ("--storage/--study-name", args.study_name),
-            ("--export", args.export),
-            ("--loc-score", args.loc_score),
-            ("--no-block-grad", args.no_block_grad),
-            ("--substitution", args.substitution),
-            ("--fixed-lambda", args.fixed_lambda),
+            ("--preset", options.preset),
+            ("--params", options.params),
+            ("--storage/--study-name", options.study_name),
+            ("--export", options.export),
+            ("--loc-score", options.loc_score),
+            ("--no-block-grad", options.no_block_grad),
+            ("--substitution", options.substitution),
+            ("--fixed-lambda", options.fixed_lambda),
         )
         if value
     ]
@@ -284,11 +292,11 @@ def _train_baseline(args: Any, config_path: Path, cfg: Any) -> int:
             f"...) (a baseline trains with its own losses), so {', '.join(given)} cannot apply; "
             "use a *_paploss.py config"
         )
-    return _train_and_evaluate(args, config_path, cfg, None, {})
+    return _train_and_evaluate(options, config_path, cfg, None, {})
 
 
 def _train_and_evaluate(
-    args: Any,
+    options: TrainOptions,
     config_path: Path,
     cfg: Any,
     space: SearchSpace | None,
@@ -296,13 +304,13 @@ def _train_and_evaluate(
     loss_options: dict[str, Any] | None = None,
 ) -> int:
     """Train ``cfg`` (with ``params`` in its loss slots) on ``--data``, evaluate on val."""
-    from paploss.study.child import execute
-    from paploss.study.data import check_writable_dir, ensure_writable_dir
-    from paploss.study.loss_slots import save_loss_params
-    from paploss.study.mmcfg import prepare_config
+    from paploss.study.config.loss_slots import save_loss_params
+    from paploss.study.config.mmcfg import prepare_config
+    from paploss.study.data.sources import check_writable_dir, ensure_writable_dir
+    from paploss.study.runner.child import execute
 
-    work_dir = check_writable_dir(args.work_dir, "--work-dir").resolve()
-    train, val, data_record = training_data(args, work_dir)
+    work_dir = check_writable_dir(options.work_dir, "--work-dir").resolve()
+    train, val, data_record = training_data(options, work_dir)
     ensure_writable_dir(work_dir, "--work-dir")
     run_cfg = prepare_config(
         cfg,
@@ -311,8 +319,8 @@ def _train_and_evaluate(
         train=train,
         evaluate=val,
         work_dir=work_dir,
-        epochs=args.epochs,
-        seed=args.seed,
+        epochs=options.epochs,
+        seed=options.seed,
         search=False,
         loss_options=loss_options,
     )
@@ -324,34 +332,37 @@ def _train_and_evaluate(
         f"{train.ann_file}, evaluation on {val.ann_file}; work dir {work_dir}",
         flush=True,
     )
-    if args.nproc_per_trial > 1:  # N ranks forked by the warm runner (paploss.study.distributed)
-        from paploss.study.trial import TrialCrashed
-        from paploss.study.warm import WarmRunner
+    # N ranks forked by the warm runner (paploss.study.runner.distributed)
+    if options.nproc_per_trial > 1:
+        from paploss.study.runner.trial import TrialCrashed
+        from paploss.study.runner.warm import WarmRunner
 
         try:
-            with WarmRunner(device=args.device, nproc_per_trial=args.nproc_per_trial) as runner:
+            with WarmRunner(
+                device=options.device, nproc_per_trial=options.nproc_per_trial
+            ) as runner:
                 result = runner.run(work_dir, config=config_file)
         except TrialCrashed as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     else:
         result = execute(config_file, work_dir / "result.json")
-    summary = {
-        "status": result.status,
-        "metrics": result.metrics,
-        "train_seconds": result.train_seconds,
-        "eval_seconds": result.eval_seconds,
-        "config": str(config_path),
-        "data": data_record,
-        "loss_params": {slot or "default": p.to_dict() for slot, p in params.items()},
-        "loss_options": loss_options or {},
-    }
-    (work_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
+    summary = TrainingSummary(
+        status=result.status,
+        metrics=result.metrics,
+        train_seconds=result.train_seconds,
+        eval_seconds=result.eval_seconds,
+        config=str(config_path),
+        data=data_record,
+        loss_params={slot or "default": p.to_dict() for slot, p in params.items()},
+        loss_options=loss_options or {},
+    )
+    summary_path = summary.write(work_dir)
     m = result.metrics
     print(
         f"[train] {result.status}: AP {m['AP']:.4f}  AP50 {m['AP50']:.4f}  AP75 {m['AP75']:.4f}"
         f"  APs {m['APs']:.4f}  APm {m['APm']:.4f}  APl {m['APl']:.4f}  "
-        f"(train {result.train_seconds:.0f} s); {work_dir / 'metrics.json'}",
+        f"(train {result.train_seconds:.0f} s); {summary_path}",
         flush=True,
     )
     return 0
@@ -359,9 +370,9 @@ def _train_and_evaluate(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``paploss-train`` (``studies/train.py``); returns the exit code."""
-    args = train_parser().parse_args(argv)
+    options = parse_train(argv)
     try:
-        return run(args)
+        return run(options)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

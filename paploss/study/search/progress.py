@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from paploss.study import keys
+from paploss.study.options import SearchOptions
 from paploss.study.storage import command_url, dashboard_url
 
 
@@ -38,20 +39,26 @@ class Progress:
     Args:
         study: the study.
         sampler: its sampler (PPO2 rounds are read from it).
-        args: the search's parsed arguments (rounds, samples_per_round, sampler, max_failures).
+        options: the search's parsed arguments (rounds, samples_per_round, sampler, max_failures).
         study_dir: the study's folder (the best-so-far PNG goes there).
         artifact_store: the study's artifact store.
     """
 
     def __init__(
-        self, *, study: Any, sampler: Any, args: Any, study_dir: Path, artifact_store: Any
+        self,
+        *,
+        study: Any,
+        sampler: Any,
+        options: SearchOptions,
+        study_dir: Path,
+        artifact_store: Any,
     ) -> None:
         self.study = study
         self.sampler = sampler
-        self.args = args
+        self.options = options
         self.study_dir = study_dir
         self.artifact_store = artifact_store
-        self.total = args.rounds * args.samples_per_round
+        self.total = options.rounds * options.samples_per_round
         self.started = time.monotonic()
         self.complete_at_start = len(self.complete_trials())
         self.consecutive_failures = 0
@@ -115,13 +122,13 @@ class Progress:
                 f"(work dir {frozen.user_attrs.get(keys.WORK_DIR, '?')})",
                 flush=True,
             )
-            if self.consecutive_failures >= self.args.max_failures:
+            if self.consecutive_failures >= self.options.max_failures:
                 self.stopped_for_failures = True
                 study.stop()
 
     def _print_trial_line(self, frozen: Any, complete: list[Any]) -> int:
         """Print the finished trial's progress line; its round index."""
-        from paploss.study.records import progress_line
+        from paploss.study.search.records import progress_line
 
         n = len(complete)
         best = max(complete, key=lambda t: t.value)
@@ -131,12 +138,12 @@ class Progress:
         eta = elapsed / done_here * remaining if done_here > 0 else None
         round_index = frozen.user_attrs.get(keys.ROUND)
         if round_index is None:
-            round_index = (n - 1) // self.args.samples_per_round
+            round_index = (n - 1) // self.options.samples_per_round
         print(
             progress_line(
                 trial_number=frozen.number,
                 round_index=int(round_index),
-                rounds=self.args.rounds,
+                rounds=self.options.rounds,
                 ap=float(frozen.value),
                 diverged=bool(frozen.user_attrs.get(keys.DIVERGED)),
                 collapsed_at=frozen.user_attrs.get(keys.COLLAPSED_AT),
@@ -159,7 +166,7 @@ class Progress:
         rounds: dict[int, list[Any]] = {}
         for k, t in enumerate(sorted(complete, key=lambda t: t.number)):
             r = t.user_attrs.get(keys.ROUND)
-            r = k // self.args.samples_per_round if r is None else int(r)
+            r = k // self.options.samples_per_round if r is None else int(r)
             rounds.setdefault(r, []).append(t)
         return rounds
 
@@ -188,7 +195,7 @@ class Progress:
         to AP < 0.001 (and how many of those the CollapseRule stopped early), and how far the
         sampling mean moved to draw them."""
         rewards = self.round_rewards(complete).get(round_index, [])
-        if len(rewards) != self.args.samples_per_round:
+        if len(rewards) != self.options.samples_per_round:
             return
         shift = self.mean_shift(round_index)
         moved = "" if shift is None else f" | mean moved {shift:.3f} (L2, unit space)"
@@ -199,7 +206,7 @@ class Progress:
             if t.user_attrs.get(keys.COLLAPSED)
         )
         print(
-            f"[search] == round {round_index + 1}/{self.args.rounds} done: best "
+            f"[search] == round {round_index + 1}/{self.options.rounds} done: best "
             f"{max(rewards):.4f} | mean {sum(rewards) / len(rewards):.4f} | "
             f"{collapsed}/{len(rewards)} at AP < 0.001 ({stopped} stopped early){moved}",
             flush=True,
@@ -207,31 +214,31 @@ class Progress:
 
     def update_study_plot(self) -> None:
         """Best AP so far per round: the study's PNG artifact."""
-        from paploss.study.records import (
+        from paploss.study.search.records import (
             BEST_PLOT_NAME,
             best_so_far,
             plot_best_so_far,
             update_study_artifact,
         )
 
-        rows = best_so_far(self.study.get_trials(deepcopy=False), self.args.samples_per_round)
-        title = f"{self.study.study_name}: best AP so far per round ({self.args.sampler})"
+        rows = best_so_far(self.study.get_trials(deepcopy=False), self.options.samples_per_round)
+        title = f"{self.study.study_name}: best AP so far per round ({self.options.sampler})"
         png = plot_best_so_far(rows, self.study_dir / BEST_PLOT_NAME, title)
         update_study_artifact(self.study, self.artifact_store, png)
 
     # ---- the end ---------------------------------------------------------------------------
     def print_summary(self, *, space: Any, config_path: Path, work_dir: Path) -> None:
         """Best trial against round 1, its parameters, the export and dashboard commands."""
-        from paploss.study.records import params_note
+        from paploss.study.search.records import params_note
 
-        args = self.args
+        options = self.options
         complete = self.complete_trials()
         state = (
             "complete"
             if self.is_finished()
             else "not complete yet (run the command again to resume)"
         )
-        print(f"[search] study {args.study_name!r}: {len(complete)} complete trials, {state}")
+        print(f"[search] study {options.study_name!r}: {len(complete)} complete trials, {state}")
         if complete:
             best = self.study.best_trial
             round_index = best.user_attrs.get(keys.ROUND)
@@ -247,13 +254,13 @@ class Progress:
             print(params_note(space.from_params(best.params), "Best loss parameters"))
             print("Search values (study.best_params):")
             print(json.dumps({k: round(v, 6) for k, v in sorted(best.params.items())}))
-            export = work_dir / f"{args.study_name}.best.json"
+            export = work_dir / f"{options.study_name}.best.json"
             print(
                 "\nExport them for loss_cls=dict(type='ParameterizedAPLoss', "
                 "params=dict(file=...)) / retrain:\n  "
                 f"{script_command('paploss-train')} --storage "
-                f"{command_url(args.storage)} --study-name {args.study_name} "
+                f"{command_url(options.storage)} --study-name {options.study_name} "
                 f"--config {config_path} --export {export}"
             )
         print("\nInspect the study in optuna-dashboard:")
-        print(f"  {dashboard_command(args.storage, work_dir / 'artifacts')}", flush=True)
+        print(f"  {dashboard_command(options.storage, work_dir / 'artifacts')}", flush=True)

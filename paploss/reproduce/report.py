@@ -1,8 +1,9 @@
 """The reproduction report: the paper's tables beside the proxy's, Fig. 3 and Fig. 4.
 
-:func:`write_report` reads the studies of a :class:`paploss.study.reproduce_runner.Reproduction`
-from its storage and writes markdown (and two PNG figures beside it): how it was run, the summary,
-the tables (:mod:`paploss.study.report_tables`), the figures (:mod:`paploss.study.report_figures`)
+:func:`write_report` reads the studies of a :class:`paploss.reproduce.runner.Reproduction`
+from its storage once into a :class:`~paploss.reproduce.snapshot.ReportSnapshot` and writes, from
+that snapshot, markdown (and two PNG figures beside it): how it was run, the summary,
+the tables (:mod:`paploss.reproduce.report_tables`), the figures (:mod:`paploss.reproduce.report_figures`)
 and the commands of the searches and rows. Rows that have not run yet say so; every row is shown
 whether or not it agrees with the paper. AP is in % for both (the proxy's bbox mAP on its val
 split x 100).
@@ -13,25 +14,23 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from paploss.study import keys
-from paploss.study.paper_tables import TABLE_KEYS, TABLES
-from paploss.study.report_figures import fig3, fig4
-from paploss.study.report_paths import portable_command, user_path, user_storage
-from paploss.study.report_tables import (
-    RowResult,
+from paploss.reproduce.paper_tables import PROTOCOL_KEY, TABLE_KEYS, TABLES
+from paploss.reproduce.report_figures import fig3, fig4
+from paploss.reproduce.report_paths import portable_command, user_path, user_storage
+from paploss.reproduce.report_protocol import HEADING as PROTOCOL_HEADING
+from paploss.reproduce.report_protocol import protocol_section, read_protocol
+from paploss.reproduce.report_tables import (
     claims_markdown,
-    load_study,
     ordering_markdown,
-    row_commands,
-    row_result,
     summary_markdown,
     table_markdown,
 )
-from paploss.study.reproduce_runner import ROW_PREFIX, SEARCH_PREFIX, display_command
+from paploss.reproduce.runner import SEARCH_PREFIX, display_command
+from paploss.reproduce.snapshot import ReportSnapshot, RowResult, read_snapshot
 from paploss.study.storage import redact
 
 
@@ -51,52 +50,27 @@ def _command(repro: Any) -> str:
     the storage and work dir are in the lines below it."""
     import shlex
 
-    args = repro.args
-    parts = ["paploss-reproduce", *args.experiments, "--budget", repro.budget.name]
-    if list(args.data) != ["proxy"]:
-        parts += ["--data", *args.data]
-    if getattr(args, "workers", 1) != 1:
-        parts += ["--workers", str(args.workers)]
+    options = repro.options
+    parts = ["paploss-reproduce", *options.experiments, "--budget", repro.budget.name]
+    if list(options.data) != ["proxy"]:
+        parts += ["--data", *options.data]
+    if options.workers != 1:
+        parts += ["--workers", str(options.workers)]
     return portable_command(shlex.join(parts))
 
 
 def _second_dataset() -> str:
     """The folder of Tab. 8's generated dataset, as the user types it."""
     from paploss.proxy import default_root
-    from paploss.study.experiments import dataset_settings
-    from paploss.study.paper_tables import SECOND
+    from paploss.reproduce.experiments import dataset_settings
+    from paploss.reproduce.paper_tables import SECOND
 
     return user_path(default_root(dataset_settings(SECOND)))
 
 
-def _summaries(storage: Any) -> list[Any]:
-    import optuna
-
-    return optuna.get_all_study_summaries(storage)
-
-
-def _durations(storage: Any) -> tuple[float, float]:
-    """(sum of the trainings' durations, seconds from the first start to the last end)."""
-    import optuna
-
-    total = 0.0
-    starts, ends = [], []
-    for summary in _summaries(storage):
-        if not summary.study_name.startswith((SEARCH_PREFIX, ROW_PREFIX)):
-            continue  # e.g. the reproduction's lock study: no training
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        for t in study.get_trials(deepcopy=False):
-            if t.datetime_start and t.datetime_complete:
-                total += (t.datetime_complete - t.datetime_start).total_seconds()
-                starts.append(t.datetime_start)
-                ends.append(t.datetime_complete)
-    span = (max(ends) - min(starts)).total_seconds() if starts else 0.0
-    return total, span
-
-
-def _header(repro: Any) -> list[str]:
+def _header(repro: Any, snapshot: ReportSnapshot) -> list[str]:
     """The title, the introduction and how the reproduction was run."""
-    busy, span = (v / 3600.0 for v in _durations(repro.storage))
+    busy, span = snapshot.busy_seconds / 3600.0, snapshot.span_seconds / 3600.0
     b = repro.budget
     return [
         "# Reproducing the paper's ablations on the proxy",
@@ -149,10 +123,10 @@ def _tables(results: Mapping[str, RowResult]) -> list[str]:
     return lines
 
 
-def _figures(storage: Any, budget: Any, figures: Path) -> list[str]:
+def _figures(snapshot: ReportSnapshot, budget: Any, figures: Path) -> list[str]:
     """Fig. 3 and Fig. 4: their PNG files written to ``figures``, their sections returned."""
     fig3_path = figures / "fig3_ppo2_vs_random.png"
-    fig3_lines, drawn = fig3(storage, budget, fig3_path)
+    fig3_lines, drawn = fig3(snapshot, budget, fig3_path)
     others = ", ".join(budget.fig3_samplers[2:])
     more = f" (and {others})" if others else ""
     lines = [f"## Fig. 3: PPO2 vs random search{more} (best AP so far per round)", ""]
@@ -160,7 +134,7 @@ def _figures(storage: Any, budget: Any, figures: Path) -> list[str]:
         lines += [f"![Fig. 3]({figures.name}/{fig3_path.name})", ""]
     lines += [*fig3_lines, ""]
     fig4_path = figures / "fig4_searched_functions.png"
-    fig4_lines = fig4(storage, fig4_path)
+    fig4_lines = fig4(snapshot, fig4_path)
     lines += ["## Fig. 4: the searched functions", ""]
     if fig4_path.is_file():
         lines += [f"![Fig. 4]({figures.name}/{fig4_path.name})", ""]
@@ -182,36 +156,75 @@ def _search_command(recorded: str) -> str:
         return recorded
 
 
-def _commands(storage: Any, row_keys: set[str]) -> list[str]:
+def _commands(snapshot: ReportSnapshot, row_keys: set[str]) -> list[str]:
     """The command of every search and of the first seed of every row that ran."""
     lines = ["## Commands of the searches", ""]
-    for name in sorted(s.study_name for s in _summaries(storage)):
-        if name.startswith(SEARCH_PREFIX):
-            command = load_study(storage, name).user_attrs.get(keys.COMMAND)
-            if command:
-                lines.append(f"- `{name}`: `{_search_command(command)}`")
+    for key in sorted(snapshot.searches):
+        command = snapshot.searches[key].command
+        if command:
+            lines.append(f"- `{SEARCH_PREFIX}{key}`: `{_search_command(command)}`")
     lines.append("")
     lines += ["## Commands of the rows (seed 0; the other seeds differ in --seed)", ""]
     for key in sorted(row_keys):
-        commands = row_commands(storage, key)
-        if commands:
-            lines += [f"- `{key}`: `{portable_command(commands[0])}`"]
+        record = snapshot.rows.get(key)
+        if record is not None and record.commands:
+            lines += [f"- `{key}`: `{portable_command(record.commands[0])}`"]
     lines.append("")
     return lines
 
 
+def _protocol(
+    repro: Any, snapshot: ReportSnapshot, results: Mapping[str, RowResult], figures: Path
+) -> list[str]:
+    """The section of the paper's search protocol (:mod:`paploss.reproduce.report_protocol`)."""
+    run = read_protocol(snapshot, repro.budget.protocol_samples)
+    lines = protocol_section(run, results, figures / "protocol_search.png")
+    command = f"paploss-reproduce protocol --budget {repro.budget.name}"
+    where = (
+        f"Run by `{command}`; storage `{user_storage(redact(repro.storage_url))}`; machine: "
+        f"{_machine()}."
+    )
+    return [*lines[:2], where, "", *lines[2:]]
+
+
+def splice_section(text: str, heading: str, section: Sequence[str], before: str) -> str:
+    """``text`` with the section titled ``heading`` (up to the next ``## `` heading) replaced by
+    ``section``, or ``section`` inserted before the heading that starts with ``before`` (at the end
+    where there is none)."""
+    lines = text.split("\n")
+    if heading in lines:
+        start = lines.index(heading)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+    else:
+        start = end = next(
+            (i for i, line in enumerate(lines) if line.startswith(before)), len(lines)
+        )
+    return "\n".join([*lines[:start], *section, *lines[end:]])
+
+
 def write_report(repro: Any, path: Path) -> Path:
-    """Write the report of ``repro``'s storage to ``path`` (figures in ``<stem>_figures/``)."""
+    """Write the report of ``repro``'s storage to ``path`` (figures in ``<stem>_figures/``).
+
+    A reproduction of the ``protocol`` experiment alone updates only that section of an existing
+    report (the other sections stay as their run wrote them)."""
     path = Path(path).expanduser().resolve()
     figures = path.parent / f"{path.stem}_figures"
-    storage = repro.storage
+    snapshot = read_snapshot(repro.storage)
     row_keys = {row.training.key for t in TABLES.values() for row in t.rows}
-    results = {k: row_result(storage, k) for k in row_keys}
-    lines = _header(repro)
+    results = snapshot.results(row_keys)
+    protocol = _protocol(repro, snapshot, results, figures)
+    if list(repro.options.experiments) == [PROTOCOL_KEY] and path.is_file():
+        text = splice_section(path.read_text(), PROTOCOL_HEADING, protocol, "## Fig. 3")
+        path.write_text(text)
+        return path
+    lines = _header(repro, snapshot)
     lines += summary_markdown(results)
     lines += _tables(results)
-    lines += _figures(storage, repro.budget, figures)
-    lines += _commands(storage, row_keys)
+    lines += protocol
+    lines += _figures(snapshot, repro.budget, figures)
+    lines += _commands(snapshot, row_keys)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return path

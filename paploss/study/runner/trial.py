@@ -1,10 +1,10 @@
 """One training run (a search trial or a final training) and its result, as the parent sees it.
 
-:class:`paploss.study.warm.WarmRunner` forks the child that runs a spec file (:func:`write_spec`,
-:func:`paploss.study.child.run_spec`) with stdout/stderr going to ``<run dir>/child.log``;
+:class:`paploss.study.runner.warm.WarmRunner` forks the child that runs a spec file (:func:`write_spec`,
+:func:`paploss.study.runner.child.run_spec`) with stdout/stderr going to ``<run dir>/child.log``;
 :func:`read_result` turns what the child left into a :class:`TrialResult`, or raises
 :class:`TrialCrashed` when the child failed, was killed (e.g. out of memory) or timed out. A crash
-therefore fails only that trial. The child side is :mod:`paploss.study.child`.
+therefore fails only that trial. The child side is :mod:`paploss.study.runner.child`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ FINISHED = ("ok", "diverged", "collapsed")
 @dataclass(frozen=True)
 class TrialResult:
     """What a finished training reports (``result.json`` in its run folder): written by the child
-    (:func:`paploss.study.child.execute`), read by the parent (:func:`read_result`).
+    (:func:`paploss.study.runner.child.execute`), read by the parent (:func:`read_result`).
 
     Attributes:
         status: "ok", "diverged" (a non-finite loss or blow-up) or "collapsed" (stopped by the

@@ -4,7 +4,7 @@
 torchrun's semantics (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``,
 ``MASTER_ADDR``, ``MASTER_PORT``) and mmengine's ``launcher='pytorch'``:
 
-* **Launch.** The warm runner's zygote (:mod:`paploss.study.warm`) forks the N ranks of a
+* **Launch.** The warm runner's zygote (:mod:`paploss.study.runner.warm`) forks the N ranks of a
   training (:func:`fork_ranks`), each with its :class:`RankEnv` in ``os.environ``, and waits for
   all of them (:func:`wait_ranks`): the first rank that fails or is killed makes the zygote kill
   the others at once, so a crashed rank fails that trial only and leaves no rank hanging in a

@@ -3,8 +3,8 @@ best AP so far per round, the mean with a min-max band over the repeated searche
 test of the final best) and Fig. 4 (the main search's best functions beside the authors'
 published RetinaNet functions).
 
-:func:`fig3` and :func:`fig4` read the searches (``search/<key>``) from the storage, draw the PNG
-and return the report's lines about it.
+:func:`fig3` and :func:`fig4` take the searches of the report's snapshot
+(:mod:`paploss.reproduce.snapshot`), draw the PNG and return the report's lines about it.
 """
 
 from __future__ import annotations
@@ -15,24 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paploss.study.experiments import Search
-from paploss.study.paper_tables import MAIN
-from paploss.study.report_stats import ALPHA, PairedTest, paired_test
-from paploss.study.report_tables import load_study
-from paploss.study.reproduce_plan import fig3_searches
-from paploss.study.reproduce_runner import SEARCH_PREFIX
+from paploss.reproduce.experiments import Search
+from paploss.reproduce.paper_tables import MAIN
+from paploss.reproduce.plan import fig3_searches
+from paploss.reproduce.report_stats import ALPHA, PairedTest, paired_test
+from paploss.reproduce.snapshot import ReportSnapshot, snapshot_of
 
 
-def search_curves(storage: Any, searches: Sequence[Search], samples: int) -> dict[int, list[float]]:
+def search_curves(
+    snapshot: ReportSnapshot, searches: Sequence[Search], samples: int
+) -> dict[int, list[float]]:
     """Best-so-far AP (%) per round of each started search, keyed by its sampler seed."""
-    from paploss.study.records import best_so_far
+    from paploss.study.search.records import best_so_far
 
     curves = {}
     for search in searches:
-        study = load_study(storage, SEARCH_PREFIX + search.key)
-        if study is None:
+        record = snapshot.search(search.key)
+        if record is None:
             continue
-        rows = best_so_far(study.get_trials(deepcopy=False), samples)
+        rows = best_so_far(record.trials, samples)
         if rows:
             curves[search.seed] = [100.0 * r["best"] for r in rows]
     return curves
@@ -72,10 +73,12 @@ def final_best_tests(
     return out
 
 
-def fig3(storage: Any, budget: Any, path: Path) -> tuple[list[str], bool]:
-    """Fig. 3's plot and lines; (lines, whether a figure was written)."""
+def fig3(source: ReportSnapshot | Any, budget: Any, path: Path) -> tuple[list[str], bool]:
+    """Fig. 3's plot and lines; (lines, whether a figure was written). ``source``: the report's
+    snapshot, or a storage to read one from."""
+    snapshot = snapshot_of(source)
     runs = fig3_searches(budget)
-    curves = {name: search_curves(storage, s, budget.samples) for name, s in runs.items()}
+    curves = {name: search_curves(snapshot, s, budget.samples) for name, s in runs.items()}
     lines = []
     rounds = budget.rounds
     stats: dict[str, list[RoundStats | None]] = {}
@@ -154,16 +157,13 @@ def _plot_fig3(stats: Mapping[str, Sequence[RoundStats | None]], rounds: int, pa
     plt.close(fig)
 
 
-def fig4(storage: Any, path: Path) -> list[str]:
+def fig4(snapshot: ReportSnapshot, path: Path) -> list[str]:
     """The main search's best functions beside the authors' published RetinaNet functions."""
     from paploss.params import LossParams
-    from paploss.study.space import SearchSpace, SpaceOptions, make_slots
+    from paploss.study.config.space import SearchSpace, SpaceOptions, make_slots
 
-    study = load_study(storage, SEARCH_PREFIX + MAIN.key)
-    try:
-        best = study.best_trial if study is not None else None
-    except ValueError:
-        best = None
+    record = snapshot.search(MAIN.key)
+    best = record.best if record is not None else None
     if best is None:
         return ["The main search has no complete trial yet."]
     space = SearchSpace(make_slots(["model.bbox_head"]), SpaceOptions())

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from paploss.study.cli import UsageError
-from paploss.study.trial import child_env
+from paploss.study.runner.trial import child_env
 
 
 def check_device(device: str) -> None:

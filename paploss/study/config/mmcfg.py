@@ -6,7 +6,7 @@
   :func:`study_digest` also accepts the digest paploss 0.1 recorded (:func:`legacy_config_digest`).
 - :func:`prepare_config` makes the config of one run: the loss params of every slot, the data
   splits, the number of epochs, the work dir and the training seed; the loss heads themselves are
-  found and written by :mod:`paploss.study.loss_slots`.
+  found and written by :mod:`paploss.study.config.loss_slots`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 from paploss.errors import ConfigError
 from paploss.loss_config import REMOVED_HEAD_KEYS, is_ap_loss_config
 from paploss.params import LossParams
-from paploss.study.data import DataSplit
-from paploss.study.early_stop import CONFIG_KEY as COLLAPSE_KEY
-from paploss.study.loss_slots import set_loss_options, set_loss_params
-from paploss.study.space import SearchSpace
+from paploss.study.config.early_stop import CONFIG_KEY as COLLAPSE_KEY
+from paploss.study.config.loss_slots import set_loss_options, set_loss_params
+from paploss.study.config.space import SearchSpace
+from paploss.study.data.sources import DataSplit
 
 DATALOADERS = {"train": "train_dataloader", "val": "val_dataloader", "test": "test_dataloader"}
 EVALUATORS = {"val": "val_evaluator", "test": "test_evaluator"}
@@ -34,10 +34,10 @@ EVALUATORS = {"val": "val_evaluator", "test": "test_evaluator"}
 def load_config(path: Path, cfg_options: Mapping[str, Any] | None = None) -> Any:
     """``mmengine.Config.fromfile`` + ``merge_from_dict(cfg_options)``; errors -> ConfigError.
     Every option key must exist in the config unless marked new (``+KEY``, see
-    :mod:`paploss.study.cfg_options`)."""
+    :mod:`paploss.study.config.cfg_options`)."""
     from mmengine.config import Config
 
-    from paploss.study.cfg_options import checked_options
+    from paploss.study.config.cfg_options import checked_options
 
     try:
         cfg = Config.fromfile(str(path))
@@ -251,7 +251,7 @@ def prepare_config(
         search: a search trial: validation only after the last epoch, no checkpoints.
         loss_options: merged into every loss slot's ``loss_cls`` (see LossVariant).
         early_stop: a search trial keeps the config's ``collapse_rule``
-            (:mod:`paploss.study.early_stop`); any other run, or ``early_stop=False``, drops it.
+            (:mod:`paploss.study.config.early_stop`); any other run, or ``early_stop=False``, drops it.
     """
     cfg = copy.deepcopy(cfg)
     for slot in space.slots if space is not None else []:

@@ -1,12 +1,12 @@
 """A warm trial runner: one pre-imported process forks a child per training.
 
 Importing torch, mmengine, mmcv and mmdet takes ~5-12 s on a 2-core machine, longer than a third of
-a proxy trial. :class:`WarmRunner` starts ``python -m paploss.study.warm`` once (the *zygote*); it
+a proxy trial. :class:`WarmRunner` starts ``python -m paploss.study.runner.warm`` once (the *zygote*); it
 imports those modules, says ``ready`` and then, for every spec file written to its stdin, forks a
-child that runs the training (:func:`paploss.study.child.run_spec`) with stdout/stderr going to
+child that runs the training (:func:`paploss.study.runner.child.run_spec`) with stdout/stderr going to
 the run's ``child.log``. The zygote answers ``pid N`` when the child starts and ``exit RC`` when it
 ends (RC < 0: killed by signal -RC); :meth:`WarmRunner.run` returns the child's
-:class:`~paploss.study.trial.TrialResult`, or raises :class:`TrialCrashed` for a child that
+:class:`~paploss.study.runner.trial.TrialResult`, or raises :class:`TrialCrashed` for a child that
 failed, was killed or ran past the timeout. A crash fails only that trial; a zygote that died is
 started again for the next one.
 
@@ -17,7 +17,7 @@ Lifetime: the zygote dies with the process that started it and every child dies 
 (``PR_SET_PDEATHSIG`` plus a watchdog thread in both), so a killed search worker leaves no
 training behind.
 
-Multi-process trials (``nproc_per_trial`` N > 1, :mod:`paploss.study.distributed`): the zygote
+Multi-process trials (``nproc_per_trial`` N > 1, :mod:`paploss.study.runner.distributed`): the zygote
 forks the N ranks of a training, answers ``pid P0 P1 ...`` and, once all have ended or the first
 one failed (the others are then killed), ``exit RC RANK``; rank ``r > 0`` logs to
 ``child.rank<r>.log``. Every rank follows the zygote and the parent kills every rank on timeout.
@@ -37,9 +37,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from paploss.study.child import die_with_parent, run_spec
-from paploss.study.distributed import fork_ranks, rank_log, rank_pid_file, wait_ranks
-from paploss.study.trial import (
+from paploss.study.runner.child import die_with_parent, run_spec
+from paploss.study.runner.distributed import fork_ranks, rank_log, rank_pid_file, wait_ranks
+from paploss.study.runner.trial import (
     LOG_FILE,
     RESULT_FILE,
     TrialCrashed,
@@ -88,7 +88,7 @@ class WarmRunner:
             return
         self._ready = False
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "paploss.study.warm"],
+            [sys.executable, "-m", "paploss.study.runner.warm"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,

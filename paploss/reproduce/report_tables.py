@@ -1,111 +1,22 @@
 """The report's tables: the proxy's results of every row beside the paper's numbers, the orderings
 and claims of each table checked on the proxy, and the summary over all tables.
 
-:func:`row_result` and :func:`row_commands` read a row's study (``row/<key>``) from the storage;
-the ``*_markdown`` functions turn the results into markdown lines. AP is in % for both (the
-proxy's bbox mAP on its val split x 100).
+The ``*_markdown`` functions turn the rows' results (:class:`~paploss.reproduce.snapshot.RowResult`
+of the report's snapshot) into markdown lines. AP is in % for both (the proxy's bbox mAP on its
+val split x 100).
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from paploss.study import keys
-from paploss.study.experiments import Row, Table
-from paploss.study.paper_tables import CLAIMS, TABLE_KEYS, TABLES
-from paploss.study.report_stats import ALPHA, FAR_BELOW_AP, PairedTest, paired_test
-from paploss.study.reproduce_runner import ROW_PREFIX
-from paploss.study.storage import redact
-
-
-@dataclass(frozen=True)
-class RowResult:
-    """The proxy's numbers of one row: per-seed values in %, keyed by metric.
-
-    Attributes:
-        values: ``{"AP": [...], "AP50": [...], "AP75": [...]}``, one value per trained seed.
-        seeds: the training seed of each value (same order); empty: seeds 0, 1, ... in order.
-    """
-
-    values: Mapping[str, list[float]]
-    seeds: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.seeds and any(len(v) != len(self.seeds) for v in self.values.values()):
-            raise ValueError("RowResult: one seed per value of every metric")
-
-    def by_seed(self, metric: str = "AP") -> dict[int, float]:
-        """``{seed: value}`` of ``metric``."""
-        seeds = self.seeds or tuple(range(len(self.values.get(metric, []))))
-        return dict(zip(seeds, self.values.get(metric, [])))
-
-    def paired(self, other: RowResult, metric: str = "AP") -> tuple[list[float], list[float]]:
-        """This row's and ``other``'s values of the seeds both have, in seed order."""
-        mine, theirs = self.by_seed(metric), other.by_seed(metric)
-        common = sorted(set(mine) & set(theirs))
-        return [mine[s] for s in common], [theirs[s] for s in common]
-
-    @property
-    def n(self) -> int:
-        return len(self.values.get("AP", []))
-
-    def mean(self, metric: str = "AP") -> float:
-        return statistics.fmean(self.values[metric])
-
-    def std(self, metric: str = "AP") -> float:
-        v = self.values[metric]
-        return statistics.stdev(v) if len(v) > 1 else 0.0
-
-    def cell(self, metric: str) -> str:
-        if self.n == 0:
-            return "not run"
-        return f"{self.mean(metric):.1f} ± {self.std(metric):.1f}"
-
-
-def load_study(storage: Any, name: str) -> Any:
-    """The study ``name`` of ``storage``, or None where it does not exist."""
-    import optuna
-
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        return None
-
-
-def row_result(storage: Any, key: str) -> RowResult:
-    from optuna.trial import TrialState
-
-    study = load_study(storage, ROW_PREFIX + key)
-    values: dict[str, list[float]] = {"AP": [], "AP50": [], "AP75": []}
-    if study is None:
-        return RowResult(values)
-    seeds: list[int] = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        seed = t.user_attrs.get(keys.SEED)
-        if seed is None or int(seed) in seeds:  # not a seed of the row, or a repeated one
-            continue
-        seeds.append(int(seed))
-        for metric in values:
-            values[metric].append(100.0 * float(t.user_attrs.get(metric, t.value)))
-    return RowResult(values, tuple(seeds))
-
-
-def row_commands(storage: Any, key: str) -> list[str]:
-    from optuna.trial import TrialState
-
-    study = load_study(storage, ROW_PREFIX + key)
-    if study is None:
-        return []
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return [redact(t.user_attrs[keys.COMMAND]) for t in trials if keys.COMMAND in t.user_attrs]
-
-
-METRICS = ("AP", "AP50", "AP75")
-"""The metrics of a row, in the order of :attr:`Row.paper`."""
+from paploss.reproduce.experiments import Row, Table
+from paploss.reproduce.paper_claims import CLAIMS
+from paploss.reproduce.paper_tables import TABLE_KEYS, TABLES
+from paploss.reproduce.report_stats import ALPHA, FAR_BELOW_AP, PairedTest, paired_test
+from paploss.reproduce.snapshot import METRICS, RowResult
 
 
 def _fmt_paper(row: Row) -> list[str]:

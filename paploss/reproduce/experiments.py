@@ -4,8 +4,8 @@ Every table row is a :class:`Row`: a label, the paper's AP / AP50 / AP75 (COCO v
 and the :class:`Training` that produces the proxy's number (a config trained with fixed params, a
 closed-form substitution, its own baseline losses, or the best params of a :class:`Search`). A
 :class:`Budget` says how much a reproduction trains. The paper's tables built from these types are
-in :mod:`paploss.study.paper_tables`; the jobs each experiment runs in
-:mod:`paploss.study.reproduce_plan`.
+in :mod:`paploss.reproduce.paper_tables`; the jobs each experiment runs in
+:mod:`paploss.reproduce.plan`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from paploss.proxy.settings import ProxySettings
-from paploss.study.space import LossVariant, SpaceOptions
+from paploss.study.config.space import LossVariant, SpaceOptions
 
 RETINANET = "proxy_retinanet_paploss.py"
 DATASETS = {"clutter": ProxySettings.clutter}
@@ -34,10 +34,12 @@ class Budget:
 
     Attributes:
         name: "quick", "full" or "extended".
-        rounds, samples: T and S of every search.
+        rounds, samples: T and S of every search but the protocol's.
+        protocol_rounds, protocol_samples: T and S of the paper's full search protocol (the
+            ``protocol`` experiment: T = 40, S = 8 as in the paper, Sec. 4.1).
         seeds: trainings per row (seeds 0 .. seeds - 1, each row reported as mean +- std).
         claim_seeds: trainings of the rows named in a stated ordering
-            (:func:`paploss.study.paper_tables.claim_training_keys`), seeds 0 .. claim_seeds - 1,
+            (:func:`paploss.reproduce.paper_claims.claim_training_keys`), seeds 0 .. claim_seeds - 1,
             so that the paired test of every ordering has this many pairs (0: ``seeds``).
         epochs: epochs of every training (search trials and rows).
         repeats: searches per sampler in Fig. 3 (sampler seeds 0 .. repeats - 1, the same seeds
@@ -55,6 +57,8 @@ class Budget:
     epochs: int
     repeats: int
     claim_seeds: int = 0
+    protocol_rounds: int = 40
+    protocol_samples: int = 8
     fig3_samplers: tuple[str, ...] = ("ppo2", "random")
     storage_name: str = ""
 
@@ -70,7 +74,16 @@ class Budget:
 
 
 BUDGETS = {
-    "quick": Budget("quick", rounds=2, samples=2, seeds=3, epochs=1, repeats=2),
+    "quick": Budget(
+        "quick",
+        rounds=2,
+        samples=2,
+        seeds=3,
+        epochs=1,
+        repeats=2,
+        protocol_rounds=3,
+        protocol_samples=2,
+    ),
     "full": Budget("full", rounds=4, samples=4, seeds=3, epochs=1, repeats=6, claim_seeds=5),
     "extended": Budget(
         "extended",
@@ -101,6 +114,8 @@ class Search:
         variant: loss options on every head (loc score, blocked gradient).
         config: config file name in paploss/configs (``cli.CONFIG_DIR``).
         dataset: "" (the run's ``--data``) or a generated dataset of :data:`DATASETS`.
+        protocol: True for the paper's full protocol (``Budget.protocol_rounds`` x
+            ``protocol_samples``), False for the budget's ``rounds`` x ``samples``.
     """
 
     key: str
@@ -110,6 +125,13 @@ class Search:
     variant: LossVariant = field(default_factory=LossVariant)
     config: str = RETINANET
     dataset: str = ""
+    protocol: bool = False
+
+    def shape(self, budget: Budget) -> tuple[int, int]:
+        """(rounds, samples per round) of this search under ``budget``."""
+        if self.protocol:
+            return budget.protocol_rounds, budget.protocol_samples
+        return budget.rounds, budget.samples
 
     def flags(self) -> list[str]:
         """The search.py flags of the options and the variant."""

@@ -2,10 +2,10 @@
 (paper Alg. 1).
 
 Order of work, so that bad input never leaves a half-created study
-(:mod:`paploss.study.search_setup`): parse and check the arguments, load the config and find its
-loss heads, build the sampler (:func:`~paploss.study.search_setup.prepare`); check and prepare
+(:mod:`paploss.study.search.setup`): parse and check the arguments, load the config and find its
+loss heads, build the sampler (:func:`~paploss.study.search.setup.prepare`); check and prepare
 ``--data`` (the proxy is generated, a COCO json split), and only then open the storage and create
-or join the study (:func:`~paploss.study.search_setup.open_study`; a study created with other
+or join the study (:func:`~paploss.study.search.setup.open_study`; a study created with other
 settings: exit 2). Then :func:`run` trains trials until the study has
 ``rounds x samples_per_round`` complete trials (or ``--n-trials`` / ``--timeout`` end this worker).
 """
@@ -19,36 +19,36 @@ from typing import Any
 
 from paploss.errors import InputError
 from paploss.study.cli import EXIT_USAGE
-from paploss.study.parsers import search_parser
-from paploss.study.search_setup import OpenStudy, SearchPlan, open_study, prepare
+from paploss.study.parsers import parse_search
+from paploss.study.search.setup import OpenStudy, SearchPlan, open_study, prepare
 
 
 def run(plan: SearchPlan, opened: OpenStudy) -> int:
     """Run trials until the study is complete (or this worker's limits end it); exit code."""
-    from paploss.study.objective import Objective, TrialSetup
-    from paploss.study.progress import Progress
-    from paploss.study.trial import TrialCrashed
-    from paploss.study.warm import WarmRunner
+    from paploss.study.runner.trial import TrialCrashed
+    from paploss.study.runner.warm import WarmRunner
+    from paploss.study.search.objective import Objective, TrialSetup
+    from paploss.study.search.progress import Progress
 
-    args, study = plan.args, opened.study
+    options, study = plan.options, opened.study
     progress = Progress(
         study=study,
         sampler=plan.sampler,
-        args=args,
+        options=options,
         study_dir=opened.study_dir,
         artifact_store=opened.artifact_store,
     )
     if progress.is_finished():
         print(
-            f"[search] study {args.study_name!r} is already complete "
+            f"[search] study {options.study_name!r} is already complete "
             f"({progress.complete_at_start} complete trials)",
             flush=True,
         )
     else:
         print(
-            f"[search] study {args.study_name!r}: {progress.complete_at_start}/"
-            f"{progress.total} trials complete; {args.sampler}, {args.rounds} rounds x "
-            f"{args.samples_per_round} samples, {args.epochs} epoch(s) per trial; "
+            f"[search] study {options.study_name!r}: {progress.complete_at_start}/"
+            f"{progress.total} trials complete; {options.sampler}, {options.rounds} rounds x "
+            f"{options.samples_per_round} samples, {options.epochs} epoch(s) per trial; "
             f"work dir {opened.study_dir}",
             flush=True,
         )
@@ -57,28 +57,28 @@ def run(plan: SearchPlan, opened: OpenStudy) -> int:
             space=plan.space,
             data=opened.data,
             loss_options=plan.loss_options,
-            epochs=args.epochs,
-            train_seed=args.train_seed,
-            trial_timeout=args.trial_timeout,
+            epochs=options.epochs,
+            train_seed=options.train_seed,
+            trial_timeout=options.trial_timeout,
             study_dir=opened.study_dir,
             artifact_store=opened.artifact_store,
             early_stop=plan.collapse_rule is not None,
         )
         # One pre-imported process forks every trial's training (no imports per trial).
-        with WarmRunner(device=args.device, nproc_per_trial=args.nproc_per_trial) as runner:
+        with WarmRunner(device=options.device, nproc_per_trial=options.nproc_per_trial) as runner:
             runner.start()  # imports while the first trial is being suggested
             objective = Objective(setup, runner)
             try:
                 study.optimize(
                     objective,
-                    n_trials=args.n_trials,
-                    timeout=args.timeout,
+                    n_trials=options.n_trials,
+                    timeout=options.timeout,
                     catch=(TrialCrashed,),
                     callbacks=progress.callbacks(),
                     gc_after_trial=False,
                 )
             except KeyboardInterrupt:
-                retry_interrupted(study, objective.current_trial, max_retry=args.max_retry)
+                retry_interrupted(study, objective.current_trial, max_retry=options.max_retry)
                 raise
     progress.print_summary(space=plan.space, config_path=plan.config_path, work_dir=plan.work_dir)
     return _exit_code(progress)
@@ -130,14 +130,14 @@ def retry_interrupted(study: Any, number: int | None, *, max_retry: int) -> None
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``paploss-search`` (``studies/search.py``); returns the exit code."""
-    args = search_parser().parse_args(argv)
+    options = parse_search(argv)
     # Ctrl-C / SIGINT and SIGTERM (kill, a job scheduler's stop) interrupt the worker alike: the
     # running trial is failed and its sample queued again at once, also when this process was
     # started in the background, which inherits SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        plan = prepare(args)
+        plan = prepare(options)
         return run(plan, open_study(plan))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,12 +18,14 @@ from typing import Any
 
 from paploss.study import keys
 from paploss.study.cli import UsageError, check_config_path, check_study_name, study_dir
-from paploss.study.data import SearchData
-from paploss.study.devices import check_device
-from paploss.study.distributed import check_nproc
-from paploss.study.early_stop import CONFIG_KEY as COLLAPSE_KEY
-from paploss.study.early_stop import CollapseRule
-from paploss.study.space import LossVariant, SearchSpace, SpaceOptions
+from paploss.study.config.early_stop import CONFIG_KEY as COLLAPSE_KEY
+from paploss.study.config.early_stop import CollapseRule
+from paploss.study.config.space import LossVariant, SearchSpace, SpaceOptions
+from paploss.study.data.sources import SearchData
+from paploss.study.options import SearchOptions
+from paploss.study.runner.devices import check_device
+from paploss.study.runner.distributed import check_nproc
+from paploss.study.search.settings import StudySettings
 from paploss.study.storage import (
     describe_conflict,
     is_journal,
@@ -35,24 +37,31 @@ from paploss.study.storage import (
 
 
 # ------------------------------------------------------------------------------ settings
-def space_options(args: Any) -> SpaceOptions:
+def space_options(options: SearchOptions) -> SpaceOptions:
     """The SpaceOptions of ``--segments``, ``--shared-params``, ``--fixed-lambda``."""
     try:
         return SpaceOptions(
-            num_segments=args.segments, shared=args.shared_params, fixed_lambda=args.fixed_lambda
+            num_segments=options.segments,
+            shared=options.shared_params,
+            fixed_lambda=options.fixed_lambda,
         )
     except ValueError as exc:
         raise UsageError(f"--segments/--fixed-lambda: {exc}") from exc
 
 
-def loss_variant(args: Any) -> LossVariant:
+def loss_variant(options: SearchOptions) -> LossVariant:
     """The LossVariant of ``--loc-score`` and ``--no-block-grad``."""
-    return LossVariant(loc_score=args.loc_score, block_grad=not args.no_block_grad)
+    return LossVariant(loc_score=options.loc_score, block_grad=not options.no_block_grad)
 
 
 def study_settings(
-    args: Any, *, config_sha: str, data_identity: dict, space: Any, rule: Any = None
-) -> dict:
+    options: SearchOptions,
+    *,
+    config_sha: str,
+    data_identity: dict,
+    space: Any,
+    rule: Any = None,
+) -> StudySettings:
     """What all workers of a study must agree on (compared when a study is resumed/joined);
     ``--cfg-options`` of machine-local keys (``mmcfg.LOCATION_KEYS``) may differ.
 
@@ -60,30 +69,26 @@ def study_settings(
     defaults, so studies of the default search keep the settings they were created with; the
     CollapseRule its trials apply (``rule``, from the config unless ``--no-early-stop``) only when
     there is one."""
-    from paploss.study.mmcfg import is_machine_local
+    from paploss.study.config.mmcfg import is_machine_local
 
-    settings = {
-        "config_sha256": config_sha,
-        "cfg_options": {
-            k: v for k, v in sorted(args.cfg_options.items()) if not is_machine_local(k)
+    loss_options = loss_variant(options).loss_options()
+    return StudySettings(
+        config_sha256=config_sha,
+        cfg_options={
+            k: v for k, v in sorted(options.cfg_options.items()) if not is_machine_local(k)
         },
-        "data": data_identity,
-        "epochs": args.epochs,
-        "train_seed": args.train_seed,
-        "sampler": args.sampler,
-        "rounds": args.rounds,
-        "samples_per_round": args.samples_per_round,
-        "sigma_init": args.sigma_init,
-        "loss_slots": space.to_json(),
-    }
-    if not space.options.is_default:
-        settings[keys.SPACE_OPTIONS] = space.options.to_json()
-    if rule is not None:
-        settings[keys.COLLAPSE_RULE] = rule.to_json()
-    options = loss_variant(args).loss_options()
-    if options:
-        settings[keys.LOSS_OPTIONS] = options
-    return settings
+        data=data_identity,
+        epochs=options.epochs,
+        train_seed=options.train_seed,
+        sampler=options.sampler,
+        rounds=options.rounds,
+        samples_per_round=options.samples_per_round,
+        sigma_init=options.sigma_init,
+        loss_slots=space.to_json(),
+        space_options=None if space.options.is_default else space.options.to_json(),
+        collapse_rule=None if rule is None else rule.to_json(),
+        loss_options=loss_options or None,
+    )
 
 
 # ------------------------------------------------------------------------------ prepare
@@ -92,19 +97,19 @@ class SearchPlan:
     """What a worker's arguments resolve to before anything is written.
 
     Attributes:
-        args: the parsed ``studies/search.py`` arguments.
+        options: the parsed ``studies/search.py`` arguments.
         work_dir: the checked (not yet created) ``--work-dir``.
         config_path: the resolved ``--config``.
         cfg: the loaded mmengine config with ``--cfg-options`` applied.
         space: the search space over the config's loss heads.
         loss_options: the LossVariant's options set on every head (empty for the defaults).
-        config_sha: :func:`~paploss.study.mmcfg.config_digest` of ``cfg``.
+        config_sha: :func:`~paploss.study.config.mmcfg.config_digest` of ``cfg``.
         sampler: the study's sampler (:func:`paploss.samplers.make_sampler`).
         collapse_rule: the config's CollapseRule its trials apply (None: the config declares
             none, or ``--no-early-stop``).
     """
 
-    args: Any
+    options: SearchOptions
     work_dir: Path
     config_path: Path
     cfg: Any
@@ -115,37 +120,37 @@ class SearchPlan:
     collapse_rule: CollapseRule | None = None
 
 
-def prepare(args: Any) -> SearchPlan:
+def prepare(options: SearchOptions) -> SearchPlan:
     """Everything that can fail on bad input, in the order that writes nothing first."""
-    from paploss.study.data import check_data_arg, check_writable_dir
-    from paploss.study.loss_slots import search_space_of
-    from paploss.study.mmcfg import check_model_builds, config_digest, epochs_of, load_config
+    from paploss.study.config.loss_slots import search_space_of
+    from paploss.study.config.mmcfg import check_model_builds, config_digest, epochs_of, load_config
+    from paploss.study.data.sources import check_data_arg, check_writable_dir
 
-    if args.sampler == "ppo2" and args.samples_per_round < 2:
+    if options.sampler == "ppo2" and options.samples_per_round < 2:
         raise UsageError(
             "--samples-per-round must be >= 2 with --sampler ppo2 (its update needs at least "
             "two rewards per round)"
         )
-    check_study_name(args.study_name)
-    config_path = check_config_path(args.config)
-    check_data_arg(args.data)
-    work_dir = check_writable_dir(args.work_dir, "--work-dir").resolve()
-    check_device(args.device)
-    cfg = load_config(config_path, args.cfg_options)
-    space = search_space_of(cfg, config_path, space_options(args))
+    check_study_name(options.study_name)
+    config_path = check_config_path(options.config)
+    check_data_arg(options.data)
+    work_dir = check_writable_dir(options.work_dir, "--work-dir").resolve()
+    check_device(options.device)
+    cfg = load_config(config_path, options.cfg_options)
+    space = search_space_of(cfg, config_path, space_options(options))
     epochs_of(cfg)
-    check_model_builds(cfg, args.cfg_options)
-    check_nproc(cfg, args.nproc_per_trial, args.device)
+    check_model_builds(cfg, options.cfg_options)
+    check_nproc(cfg, options.nproc_per_trial, options.device)
     return SearchPlan(
-        args=args,
+        options=options,
         work_dir=work_dir,
         config_path=config_path,
         cfg=cfg,
         space=space,
-        loss_options=loss_variant(args).loss_options(),
+        loss_options=loss_variant(options).loss_options(),
         config_sha=config_digest(cfg),
-        sampler=_make_sampler(args, space),
-        collapse_rule=None if args.no_early_stop else collapse_rule_of(cfg),
+        sampler=_make_sampler(options, space),
+        collapse_rule=None if options.no_early_stop else collapse_rule_of(cfg),
     )
 
 
@@ -154,22 +159,22 @@ def collapse_rule_of(cfg: Any) -> CollapseRule | None:
     return CollapseRule.from_config(cfg.get(COLLAPSE_KEY))
 
 
-def _make_sampler(args: Any, space: SearchSpace) -> Any:
+def _make_sampler(options: SearchOptions, space: SearchSpace) -> Any:
     from paploss.samplers import make_sampler
 
     try:
         return make_sampler(
-            args.sampler,
+            options.sampler,
             search_space=space.distributions(),
             init_mean=space.init_mean(),
-            seed=args.seed,
-            samples_per_round=args.samples_per_round,
-            rounds=args.rounds,
-            sigma_init=args.sigma_init,
-            round_timeout=args.round_timeout,
+            seed=options.seed,
+            samples_per_round=options.samples_per_round,
+            rounds=options.rounds,
+            sigma_init=options.sigma_init,
+            round_timeout=options.round_timeout,
         )
     except (ValueError, ImportError) as exc:
-        raise UsageError(f"--sampler {args.sampler}: {exc}") from exc
+        raise UsageError(f"--sampler {options.sampler}: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------ open
@@ -198,23 +203,26 @@ def open_study(plan: SearchPlan) -> OpenStudy:
     from optuna.artifacts import FileSystemArtifactStore
     from optuna.exceptions import ExperimentalWarning
 
-    from paploss.study.data import ensure_writable_dir, resolve_data
-    from paploss.study.mmcfg import ensure_backbones
+    from paploss.study.config.mmcfg import ensure_backbones
+    from paploss.study.data.sources import ensure_writable_dir, resolve_data
 
-    args = plan.args
+    options = plan.options
     # The data first: a bad COCO json must not leave a database or a work dir behind.
     data = resolve_data(
-        args.data, work_dir=plan.work_dir, eval_images=args.eval_images, split_seed=args.split_seed
+        options.data,
+        work_dir=plan.work_dir,
+        eval_images=options.eval_images,
+        split_seed=options.split_seed,
     )
     ensure_writable_dir(plan.work_dir, "--work-dir")
     ensure_backbones(plan.cfg, log=lambda msg: print(f"[search] {msg}", flush=True))
     storage = open_storage(
-        args.storage,
-        heartbeat_interval=args.heartbeat_interval,
-        grace_period=args.grace_period,
-        max_retry=args.max_retry,
+        options.storage,
+        heartbeat_interval=options.heartbeat_interval,
+        grace_period=options.grace_period,
+        max_retry=options.max_retry,
     )
-    if is_journal(args.storage) and args.grace_period is not None:
+    if is_journal(options.storage) and options.grace_period is not None:
         print(
             "[search] warning: --grace-period has no effect on a journal storage (heartbeats "
             "exist only on RDB storage): a killed worker's trial stays RUNNING and is not retried",
@@ -222,20 +230,20 @@ def open_study(plan: SearchPlan) -> OpenStudy:
             flush=True,
         )
     settings = study_settings(
-        args,
+        options,
         config_sha=plan.config_sha,
         data_identity=data.identity(),
         space=plan.space,
         rule=plan.collapse_rule,
-    )
+    ).to_json()
     try:
-        storage.get_study_id_from_name(args.study_name)
+        storage.get_study_id_from_name(options.study_name)
         exists = True
     except KeyError:
         exists = False
     if exists:
         study = optuna.load_study(
-            study_name=args.study_name,
+            study_name=options.study_name,
             storage=storage,
             sampler=plan.sampler,
             pruner=optuna.pruners.NopPruner(),
@@ -243,7 +251,7 @@ def open_study(plan: SearchPlan) -> OpenStudy:
         check_existing(study, settings, plan.cfg)
     else:
         study = optuna.create_study(
-            study_name=args.study_name,
+            study_name=options.study_name,
             storage=storage,
             sampler=plan.sampler,
             pruner=optuna.pruners.NopPruner(),
@@ -255,7 +263,7 @@ def open_study(plan: SearchPlan) -> OpenStudy:
             study.set_metric_names(["AP"])  # the objective's name in optuna-dashboard
     artifact_dir = plan.work_dir / "artifacts"
     artifact_dir.mkdir(parents=True, exist_ok=True)
-    run_dir = study_dir(plan.work_dir, args.study_name)
+    run_dir = study_dir(plan.work_dir, options.study_name)
     run_dir.mkdir(parents=True, exist_ok=True)
     opened = OpenStudy(
         study=study,
@@ -275,10 +283,10 @@ def check_existing(study: Any, settings: dict, cfg: Any = None) -> None:
     """Refuse a study that is not one maximized value or was created with other settings.
 
     ``cfg``: the worker's config; a study created by paploss 0.1 recorded its digest in the 0.1
-    spelling (:func:`~paploss.study.mmcfg.study_digest`), which it is then compared with."""
+    spelling (:func:`~paploss.study.config.mmcfg.study_digest`), which it is then compared with."""
     from optuna.study import StudyDirection
 
-    from paploss.study.mmcfg import study_digest
+    from paploss.study.config.mmcfg import study_digest
 
     if study.directions != [StudyDirection.MAXIMIZE]:
         raise UsageError(
@@ -302,24 +310,24 @@ def _record_study(plan: SearchPlan, opened: OpenStudy, settings: dict) -> None:
     dashboard note."""
     from optuna.artifacts import upload_artifact
 
-    from paploss.study.records import dashboard_note
+    from paploss.study.search.records import dashboard_note
 
-    args, study = plan.args, opened.study
+    options, study = plan.options, opened.study
     study.set_user_attr(keys.CONFIG, str(plan.config_path))
-    study.set_user_attr(keys.CFG_OPTIONS, args.cfg_options)
+    study.set_user_attr(keys.CFG_OPTIONS, options.cfg_options)
     study.set_user_attr(keys.DATA, opened.data.record())
     study.set_user_attr(
         keys.SAMPLER,
         {
-            "name": args.sampler,
-            "rounds": args.rounds,
-            "samples_per_round": args.samples_per_round,
-            "sigma_init": args.sigma_init,
-            "seed": args.seed,
+            "name": options.sampler,
+            "rounds": options.rounds,
+            "samples_per_round": options.samples_per_round,
+            "sigma_init": options.sigma_init,
+            "seed": options.seed,
         },
     )
-    study.set_user_attr(keys.EPOCHS, args.epochs)
-    study.set_user_attr(keys.TRAIN_SEED, args.train_seed)
+    study.set_user_attr(keys.EPOCHS, options.epochs)
+    study.set_user_attr(keys.TRAIN_SEED, options.train_seed)
     study.set_user_attr(keys.LOSS_SLOTS, plan.space.to_json())
     study.set_user_attr(keys.SPACE_OPTIONS, plan.space.options.to_json())
     study.set_user_attr(keys.LOSS_OPTIONS, plan.loss_options)
@@ -345,19 +353,19 @@ def recorded_command(argv: list[str]) -> str:
 
 def _study_note(plan: SearchPlan, opened: OpenStudy, config_name: str) -> str:
     """The study's optuna-dashboard note (markdown)."""
-    args, data, space = plan.args, opened.data, plan.space
+    options, data, space = plan.options, opened.data, plan.space
     slots = ", ".join(f"`{s.key}`" + (f" (`{s.prefix}*`)" if s.name else "") for s in space.slots)
     return "\n".join(
         [
             f"## Parameterized AP Loss search `{opened.study.study_name}`",
             "",
             f"- config: `{plan.config_path}` (resolved: artifact {config_name})",
-            f"- cfg-options: `{args.cfg_options}`",
+            f"- cfg-options: `{options.cfg_options}`",
             f"- data: {data.kind} `{' '.join(data.source)}`; D_train "
             f"`{data.splits['train'].ann_file}`, D_eval `{data.splits['eval'].ann_file}`",
-            f"- sampler: {args.sampler}, {args.rounds} rounds x {args.samples_per_round} "
-            f"samples, sigma_init {args.sigma_init}, seed {args.seed}",
-            f"- inner training: {args.epochs} epoch(s), seed {args.train_seed}",
+            f"- sampler: {options.sampler}, {options.rounds} rounds x {options.samples_per_round} "
+            f"samples, sigma_init {options.sigma_init}, seed {options.seed}",
+            f"- inner training: {options.epochs} epoch(s), seed {options.train_seed}",
             f"- loss heads: {slots}",
             f"- search space: {space.options.describe()} ({len(space.names())} parameters)",
             f"- loss options on every head: `{plan.loss_options or 'config defaults'}`",

@@ -2,8 +2,8 @@
 the proxy, resumable.
 
 This module holds the command line (:func:`parser`, :func:`main`): it runs the jobs of the chosen
-experiments with :class:`paploss.study.reproduce_runner.Reproduction` and then, also with
-``--report-only``, writes the report (:mod:`paploss.study.report`).
+experiments with :class:`paploss.reproduce.runner.Reproduction` and then, also with
+``--report-only``, writes the report (:mod:`paploss.reproduce.report`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from paploss.errors import InputError
+from paploss.reproduce.experiments import BUDGETS
+from paploss.reproduce.lock import GRACE_PERIOD, LOCK_STUDY, ReproductionLock
+from paploss.reproduce.options import ReproduceOptions
+from paploss.reproduce.plan import ALL_ORDER, EXPERIMENTS
+from paploss.reproduce.report import write_report
+from paploss.reproduce.runner import Reproduction
 from paploss.study.cli import EXIT_USAGE, device_type, positive_int
-from paploss.study.experiments import BUDGETS
-from paploss.study.report import write_report
-from paploss.study.reproduce_lock import GRACE_PERIOD, LOCK_STUDY, ReproductionLock
-from paploss.study.reproduce_plan import ALL_ORDER, EXPERIMENTS
-from paploss.study.reproduce_runner import Reproduction
+from paploss.study.options import from_namespace
 
 DEFAULT_REPORT = Path("docs") / "reproduction.md"
 """Relative to the current folder: a checkout's root holds the committed report."""
@@ -99,24 +101,29 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse(argv: Sequence[str] | None = None) -> ReproduceOptions:
+    """``paploss-reproduce``'s command line (``sys.argv[1:]`` when None) as its options."""
+    return from_namespace(ReproduceOptions, parser().parse_args(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``paploss-reproduce`` (``studies/reproduce.py``); returns the exit code."""
-    args = parser().parse_args(argv)
+    options = parse(argv)
     # Ctrl-C and SIGTERM stop the run the same way (children stopped, a message, exit 130), also
     # when this process was started in the background, which inherits SIGINT ignored; the
     # children exec with the default action again.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    repro = Reproduction(args)
+    repro = Reproduction(options)
     try:
         repro.check()
         repro.open()
-        if args.report_only:
+        if options.report_only:
             rc = 0
         else:
             with ReproductionLock(repro.storage_url):
                 rc = repro.run()
-        path = write_report(repro, args.report)
+        path = write_report(repro, options.report)
         print(f"[reproduce] report: {path}", flush=True)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

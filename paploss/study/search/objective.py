@@ -1,7 +1,7 @@
 """The objective of one search trial: Theta -> run config -> forked training -> TrialResult -> the
 trial's records (user attrs, dashboard note, functions plot, loss curve as intermediate values).
 
-A training that crashes raises :class:`~paploss.study.trial.TrialCrashed` (the trial FAILS, its
+A training that crashes raises :class:`~paploss.study.runner.trial.TrialCrashed` (the trial FAILS, its
 error recorded); a diverged one returns AP 0 with ``diverged=True``, one stopped by the config's
 CollapseRule AP 0 with ``collapsed=True`` (it still counts as its round's sample).
 """
@@ -52,7 +52,7 @@ class Objective:
 
     Args:
         setup: the worker's TrialSetup.
-        runner: a started :class:`~paploss.study.warm.WarmRunner`.
+        runner: a started :class:`~paploss.study.runner.warm.WarmRunner`.
 
     ``current_trial`` is the number of the trial whose training runs (None between trials and
     after a crash), so that an interrupt can queue that trial's sample again.
@@ -64,7 +64,7 @@ class Objective:
         self.current_trial: int | None = None
 
     def __call__(self, trial: Any) -> float:
-        from paploss.study.trial import TrialCrashed
+        from paploss.study.runner.trial import TrialCrashed
 
         params = self.setup.space.suggest(trial)  # may wait for a PPO2 round, or end the search
         self.current_trial = trial.number
@@ -83,8 +83,13 @@ class Objective:
 
     def _record_start(self, trial: Any, params: dict[str, Any]) -> Path:
         """The trial's run folder, user attrs, dashboard note and functions plot."""
-        from paploss.study.loss_slots import save_loss_params
-        from paploss.study.records import dashboard_note, lambda_attrs, params_note, plot_functions
+        from paploss.study.config.loss_slots import save_loss_params
+        from paploss.study.search.records import (
+            dashboard_note,
+            lambda_attrs,
+            params_note,
+            plot_functions,
+        )
 
         run_dir = self.setup.study_dir / f"trial_{trial.number:05d}"
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +122,7 @@ class Objective:
 
     def _write_config(self, params: dict[str, Any], run_dir: Path) -> Path:
         """The run's config (params, data splits, schedule, seed) dumped into its folder."""
-        from paploss.study.mmcfg import prepare_config
+        from paploss.study.config.mmcfg import prepare_config
 
         setup = self.setup
         cfg = prepare_config(
@@ -140,7 +145,7 @@ class Objective:
     @staticmethod
     def _record_result(trial: Any, result: Any) -> None:
         """The TrialResult as user attrs; the loss curve as intermediate values."""
-        from paploss.study.trial import METRICS, loss_buckets
+        from paploss.study.runner.trial import METRICS, loss_buckets
 
         for step, value in loss_buckets(result.loss_curve):
             trial.report(value, step)

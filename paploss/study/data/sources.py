@@ -8,12 +8,12 @@
   the same for ``eval`` and optionally ``val`` (``python -m paploss.proxy --out DIR``);
 - ``ANN.json IMG_DIR``: a COCO detection json and its image folder (e.g. COCO's
   ``instances_train2017.json`` and ``train2017/``), split by image into D_train / D_eval with
-  :func:`~paploss.study.coco.split_coco` (seeded; by default 5,000 images, at most 20 %, go to
+  :func:`~paploss.study.data.coco.split_coco` (seeded; by default 5,000 images, at most 20 %, go to
   D_eval as in the paper's 113k / 5k split of train2017). The two split jsons are written once under
   ``<work dir>/data/`` and reused; the images are read from ``IMG_DIR``.
 
 Every COCO json that enters (``--data``, ``--val-data``, ``studies/split_coco.py``) is checked by
-:func:`~paploss.study.coco.validate_coco` first; an output folder by :func:`check_writable_dir`
+:func:`~paploss.study.data.coco.validate_coco` first; an output folder by :func:`check_writable_dir`
 before any work.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 from paploss._files import writable_dir_problem, write_json_atomic
 from paploss.errors import DataError
-from paploss.study.coco import (
+from paploss.study.data.coco import (
     check_coco_file,
     check_coco_files,
     check_image_files,
@@ -199,7 +199,7 @@ def check_writable_file(path: str | os.PathLike[str], flag: str) -> Path:
 def check_training_data(data: Sequence[str] | None, val_data: Sequence[str] | None) -> None:
     """The checks of ``studies/train.py``'s ``--data`` and ``--val-data`` that need no data to be
     built: the paths exist and every COCO json given (``ANN.json IMG_DIR``) passes
-    :func:`~paploss.study.coco.validate_coco` (all jsons before any of their image files are
+    :func:`~paploss.study.data.coco.validate_coco` (all jsons before any of their image files are
     opened). Creates nothing; a json accepted once is not read again.
 
     Raises:
@@ -260,21 +260,51 @@ def resolve_data(
     n_eval = default_eval_images(len(source["images"]), eval_images)
     digest = hashlib.sha256(f"{file_sha256(ann)}:{n_eval}:{split_seed}".encode()).hexdigest()[:12]
     out = Path(work_dir).resolve() / "data" / f"{ann.stem}-{digest}"
-    train_json, eval_json = out / "train.json", out / "eval.json"
+    train_json, eval_json = split_paths(out)
     if not (train_json.is_file() and eval_json.is_file()):
-        d_train, d_eval = split_coco(source, eval_images=n_eval, seed=split_seed)
         check_writable_dir(work_dir, "--work-dir")
-        try:
-            write_json_atomic(train_json, d_train)
-            write_json_atomic(eval_json, d_eval)
-        except OSError as exc:
-            raise DataError(
-                f"--work-dir {work_dir}: cannot write the D_train / D_eval split "
-                f"({one_line(exc)}); choose a writable folder with free space"
-            ) from exc
+        write_split(source, out, eval_images=n_eval, seed=split_seed, flag="--work-dir")
     splits = {"train": DataSplit(train_json, img), "eval": DataSplit(eval_json, img)}
     details = {"split": {"eval_images": n_eval, "seed": split_seed, "source_json": str(ann)}}
     return SearchData("coco", splits, [str(ann), str(img)], details)
+
+
+def split_paths(out_dir: Path) -> tuple[Path, Path]:
+    """The D_train and D_eval jsons of a split written to ``out_dir``."""
+    return out_dir / "train.json", out_dir / "eval.json"
+
+
+def write_split(
+    source: Mapping[str, Any], out_dir: Path, *, eval_images: int, seed: int, flag: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a COCO dict with :func:`~paploss.study.data.coco.split_coco` and write D_train /
+    D_eval atomically to :func:`split_paths` of ``out_dir`` (created if missing). The one writer of
+    a split: ``--data ANN.json IMG_DIR`` and ``studies/split_coco.py`` both use it.
+
+    Args:
+        source: the validated COCO dict.
+        out_dir: the folder of ``train.json`` and ``eval.json``.
+        eval_images, seed: D_eval's size and the split's seed.
+        flag: the option that named the folder (``--work-dir``, ``--out-dir``), for the message.
+
+    Returns:
+        ``(d_train, d_eval)``, the dicts written.
+
+    Raises:
+        DataError: a bad split size, a split that leaves a part without annotations, or a folder
+            that cannot be written.
+    """
+    d_train, d_eval = split_coco(source, eval_images=eval_images, seed=seed)
+    ensure_writable_dir(out_dir, flag)
+    try:
+        for path, part in zip(split_paths(out_dir), (d_train, d_eval), strict=True):
+            write_json_atomic(path, part)
+    except OSError as exc:
+        raise DataError(
+            f"{flag} {out_dir}: cannot write the D_train / D_eval split ({one_line(exc)}); "
+            "choose a writable folder with free space"
+        ) from exc
+    return d_train, d_eval
 
 
 def default_eval_images(num_images: int, eval_images: int | None) -> int:

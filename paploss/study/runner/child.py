@@ -3,14 +3,14 @@
 :func:`execute` builds the mmengine Runner from the dumped config, trains, evaluates with the
 config's CocoMetric, and writes ``result.json`` (``TrialResult.to_json``; a failed run writes
 ``{"status": "error", "error", "traceback"}`` instead). :func:`run_spec` runs what a spec file
-written by the parent (:func:`paploss.study.trial.write_spec`) describes; the warm runner calls it
+written by the parent (:func:`paploss.study.runner.trial.write_spec`) describes; the warm runner calls it
 in a forked child, ``studies/train.py`` calls :func:`execute` in its own process.
 
 Divergence: a non-finite total loss stops training at once (the monitor hook raises
 :class:`TrainingDiverged`), and a :class:`paploss.errors.NonFiniteError` from the loss or
 non-finite weights end it too; the run then counts as a measured AP of 0 (the paper's protocol),
 ``status = "diverged"``. Collapse: a config's ``collapse_rule`` (search trials only,
-:mod:`paploss.study.early_stop`) ends a training whose loss has not dropped enough at its check,
+:mod:`paploss.study.config.early_stop`) ends a training whose loss has not dropped enough at its check,
 with AP 0 and ``status = "collapsed"``. AP values are fractions in [0, 1] as in mmdet (-1 where COCOeval has no
 ground truth of that size), taken at full precision from COCOeval's stats (mmdet's metric dict
 rounds to 3 decimals).
@@ -35,9 +35,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from paploss.study.early_stop import CONFIG_KEY as COLLAPSE_KEY
-from paploss.study.early_stop import CollapseRule
-from paploss.study.trial import ENV_PARENT, METRICS, TrialResult
+from paploss.study.config.early_stop import CONFIG_KEY as COLLAPSE_KEY
+from paploss.study.config.early_stop import CollapseRule
+from paploss.study.runner.trial import ENV_PARENT, METRICS, TrialResult
 
 _MMDET_SUFFIX = {
     "AP": "bbox_mAP",
@@ -162,7 +162,7 @@ def _monitor_hook_class() -> type:
             if self.rule is not None and iteration == self.rule.check_at:
                 losses = [v for _, v in self.curve]
                 if self.rule.collapsed(losses):
-                    from paploss.study.early_stop import TrainingCollapsed
+                    from paploss.study.config.early_stop import TrainingCollapsed
 
                     self.stop_clock()
                     raise TrainingCollapsed(iteration, self.rule.motion(losses), self.rule)
@@ -256,7 +256,7 @@ def execute(
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from paploss.study.distributed import RankEnv, loss_sync_hook, setup_rank
+    from paploss.study.runner.distributed import RankEnv, loss_sync_hook, setup_rank
 
     rank = RankEnv.from_environ()  # None: one process
     if rank is not None and rank.rank != 0:
@@ -265,7 +265,7 @@ def execute(
     started = time.perf_counter()
     try:
         cfg = Config.fromfile(str(config))
-        if rank is not None:  # one of N ranks (paploss.study.distributed)
+        if rank is not None:  # one of N ranks (paploss.study.runner.distributed)
             setup_rank(cfg, rank)
         rule = CollapseRule.from_config(cfg.get(COLLAPSE_KEY))
         runner = Runner.from_cfg(cfg)
@@ -320,7 +320,7 @@ def _train(runner: Any, monitor: Any) -> tuple[int | None, str | None, int | Non
     A divergence is the monitor's non-finite loss, or an exception after the loss or the weights
     went non-finite, or one that reports non-finite numbers by its type
     (:func:`is_numerical_blowup`); any other exception propagates."""
-    from paploss.study.early_stop import TrainingCollapsed
+    from paploss.study.config.early_stop import TrainingCollapsed
 
     try:
         runner.train()
@@ -351,7 +351,7 @@ def _error_record(exc: BaseException) -> dict[str, str]:
 
 
 def _write(path: Path, data: Mapping[str, Any]) -> None:
-    from paploss.study.data import write_json_atomic
+    from paploss.study.data.sources import write_json_atomic
 
     write_json_atomic(path, data, indent=1)
 
@@ -373,9 +373,9 @@ def run_spec(spec_path: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Child entry point: ``python -m paploss.study.child SPEC.json``."""
+    """Child entry point: ``python -m paploss.study.runner.child SPEC.json``."""
     parser = argparse.ArgumentParser(
-        prog="python -m paploss.study.child",
+        prog="python -m paploss.study.runner.child",
         description="Run one training of a study in this process (started by studies/search.py).",
     )
     parser.add_argument("spec", type=Path, help="spec.json written by the parent")

@@ -26,7 +26,7 @@ from paploss.loss_config import (
     removed_keys_message,
 )
 from paploss.params import LossParams
-from paploss.study.space import SearchSpace, SpaceOptions, make_slots
+from paploss.study.config.space import SearchSpace, SpaceOptions, make_slots
 
 
 def _is_loss_slot(node: Mapping[str, Any], path: str) -> bool:

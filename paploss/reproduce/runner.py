@@ -1,6 +1,6 @@
 """The runner of a reproduction: every job of the plan as a child command against one storage.
 
-Each experiment is a list of jobs (:mod:`paploss.study.reproduce_plan`): searches, run as
+Each experiment is a list of jobs (:mod:`paploss.reproduce.plan`): searches, run as
 ``paploss-search`` commands (study ``search/<key>``), and row trainings, run as
 ``paploss-train`` commands once per seed (seed k is a trial of the study ``row/<key>`` with the
 metrics in its user attrs). All studies live in one Optuna storage, by default a SQLite file under
@@ -27,15 +27,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from paploss.reproduce.experiments import BUDGETS, Budget, Search, Training, dataset_settings
+from paploss.reproduce.options import ReproduceOptions
+from paploss.reproduce.plan import plan, row_seeds
 from paploss.study import keys
 from paploss.study.cli import CONFIG_DIR, UsageError
-from paploss.study.experiments import BUDGETS, Budget, Search, Training, dataset_settings
-from paploss.study.reproduce_plan import plan, row_seeds
+from paploss.study.runner.summary import FILE as SUMMARY_FILE
+from paploss.study.runner.summary import TrainingSummary
 from paploss.study.storage import normalize_storage_url, redact, redact_argv
 
 SEARCH_PREFIX = "search/"
 ROW_PREFIX = "row/"
-METRICS_FILE = "metrics.json"
 COMMAND_FILE = "command.json"
 """Written beside a row seed's metrics.json when its training command succeeded."""
 SCRIPTS = {"paploss.study.search": "paploss-search", "paploss.study.train": "paploss-train"}
@@ -50,28 +52,28 @@ def cache_root() -> Path:
 class Reproduction:
     """Runs the jobs of the chosen experiments against one storage."""
 
-    def __init__(self, args: Any) -> None:
-        self.args = args
-        self.budget: Budget = BUDGETS[args.budget]
+    def __init__(self, options: ReproduceOptions) -> None:
+        self.options = options
+        self.budget: Budget = BUDGETS[options.budget]
         base = cache_root() / "reproduce"
-        self.work_dir = (args.work_dir or base / self.budget.storage_name).expanduser().resolve()
-        if args.storage is None:
+        self.work_dir = (options.work_dir or base / self.budget.storage_name).expanduser().resolve()
+        if options.storage is None:
             db = base / f"{self.budget.storage_name}.db"
             self.storage_url = f"sqlite:///{db}"
         else:
-            self.storage_url = normalize_storage_url(args.storage)
-        self.jobs = plan(list(args.experiments), self.budget)
+            self.storage_url = normalize_storage_url(options.storage)
+        self.jobs = plan(list(options.experiments), self.budget)
         self.failures: list[str] = []
 
     # ---- set-up ------------------------------------------------------------------------
     def check(self) -> None:
         """Input checks that write nothing."""
-        from paploss.study.data import check_data_arg
-        from paploss.study.devices import check_device
+        from paploss.study.data.sources import check_data_arg
+        from paploss.study.runner.devices import check_device
 
-        check_data_arg(self.args.data)
-        if not self.args.report_only:
-            check_device(self.args.device)
+        check_data_arg(self.options.data)
+        if not self.options.report_only:
+            check_device(self.options.device)
         for job in self.jobs:
             config = CONFIG_DIR / job.config
             if not config.is_file():
@@ -97,7 +99,7 @@ class Reproduction:
     def run(self) -> int:
         total = len(self.jobs)
         print(
-            f"[reproduce] {' '.join(self.args.experiments)}, budget {self.budget.name}: {total} "
+            f"[reproduce] {' '.join(self.options.experiments)}, budget {self.budget.name}: {total} "
             f"jobs; storage {redact(self.storage_url)}; runs in {self.work_dir}",
             flush=True,
         )
@@ -117,7 +119,7 @@ class Reproduction:
             from paploss.proxy import default_root
 
             return ["--data", str(default_root(dataset_settings(job.dataset)))]
-        return ["--data", *self.args.data]
+        return ["--data", *self.options.data]
 
     def generate_dataset(self, name: str) -> None:
         """Generate the dataset ``name`` of :data:`DATASETS` in the proxy cache (kept there)."""
@@ -136,16 +138,17 @@ class Reproduction:
 
     def search_command(self, search: Search) -> list[str]:
         b = self.budget
+        rounds, samples = search.shape(b)
         return [
             sys.executable, "-m", "paploss.study.search",
             "--config", str(CONFIG_DIR / search.config),
             "--storage", self.storage_url,
             "--study-name", SEARCH_PREFIX + search.key,
             "--work-dir", str(self.work_dir / "search"),
-            "--rounds", str(b.rounds),
-            "--samples-per-round", str(b.samples),
+            "--rounds", str(rounds),
+            "--samples-per-round", str(samples),
             "--epochs", str(b.epochs),
-            "--device", self.args.device,
+            "--device", self.options.device,
             *self.data_flags(search),
             *search.flags(),
         ]  # fmt: skip
@@ -159,14 +162,15 @@ class Reproduction:
         except KeyError:
             return False
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return len(done) >= self.budget.rounds * self.budget.samples
+        rounds, samples = search.shape(self.budget)
+        return len(done) >= rounds * samples
 
     def run_search(self, search: Search, label: str) -> bool:
         if self.search_is_complete(search):
             print(f"{label}: search {search.key} complete", flush=True)
             return True
         calls = []
-        for worker in range(self.args.workers):
+        for worker in range(self.options.workers):
             cmd = self.search_command(search)
             if worker and search.sampler != "ppo2":
                 # PPO2 workers with one seed draw different samples; other samplers need seeds.
@@ -193,7 +197,7 @@ class Reproduction:
             "--work-dir", str(run_dir),
             "--epochs", str(self.budget.epochs),
             "--seed", str(seed),
-            "--device", self.args.device,
+            "--device", self.options.device,
             *self.data_flags(training),
         ]  # fmt: skip
         for preset in training.presets:
@@ -237,8 +241,8 @@ class Reproduction:
         pending = [s for s in range(row_seeds(training, self.budget)) if s not in done]
         if not pending:
             print(f"{label}: row {training.key} complete", flush=True)
-        for start in range(0, len(pending), self.args.workers):
-            self._train_seeds(training, study, pending[start : start + self.args.workers], label)
+        for start in range(0, len(pending), self.options.workers):
+            self._train_seeds(training, study, pending[start : start + self.options.workers], label)
 
     def _train_seeds(self, training: Training, study: Any, seeds: list[int], label: str) -> None:
         """Train ``seeds`` of a row side by side; each seed is one trial of the row's study."""
@@ -269,11 +273,11 @@ class Reproduction:
                 self.failures.append(f"row {training.key} seed {seed} (exit {rc}, see {log})")
                 print(f"{label}: row {training.key} seed {seed} FAILED; see {log}", flush=True)
                 continue
-            metrics = summary["metrics"]
+            metrics = summary.metrics
             for name, value in metrics.items():
                 trial.set_user_attr(name, float(value))
-            trial.set_user_attr(keys.STATUS, summary["status"])
-            trial.set_user_attr(keys.TRAIN_SECONDS, float(summary["train_seconds"]))
+            trial.set_user_attr(keys.STATUS, summary.status)
+            trial.set_user_attr(keys.TRAIN_SECONDS, summary.train_seconds)
             study.tell(trial, float(metrics["AP"]))
             print(
                 f"{label}: row {training.key} seed {seed}: AP {metrics['AP']:.4f} "
@@ -282,17 +286,16 @@ class Reproduction:
             )
 
     @staticmethod
-    def _recorded_summary(run_dir: Path, cmd: list[str]) -> dict[str, Any] | None:
+    def _recorded_summary(run_dir: Path, cmd: list[str]) -> TrainingSummary | None:
         """The metrics.json of a finished training of exactly ``cmd``, else None."""
-        path = run_dir / METRICS_FILE
         marker = run_dir / COMMAND_FILE
-        if not (path.is_file() and marker.is_file()):
+        if not ((run_dir / SUMMARY_FILE).is_file() and marker.is_file()):
             return None
         try:
             if _run_key(json.loads(marker.read_text())) != _run_key(redact_argv(cmd[1:])):
                 return None
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            return TrainingSummary.read(run_dir)
+        except (OSError, ValueError):  # json.JSONDecodeError is a ValueError
             return None
 
     def _call_all(self, calls: Sequence[tuple[list[str], Path]]) -> list[int]:

@@ -1,0 +1,7 @@
+"""``python -m paploss.reproduce``: the reproduction command (:mod:`paploss.reproduce.command`)."""
+
+import sys
+
+from paploss.reproduce.command import main
+
+sys.exit(main())

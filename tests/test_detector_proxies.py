@@ -1,0 +1,64 @@
+"""The Faster R-CNN and Deformable DETR proxy configs learn: a short training of each (preset
+linear, the config's own model, schedule and lr) reaches a clearly non-zero D_eval AP, far above
+the untrained model's (same seed, same initial weights), on generated proxy data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mmdet")
+pytest.importorskip("sklearn")
+
+from mmengine.config import Config  # noqa: E402
+
+import paploss.mmdet  # noqa: E402,F401  (registers the heads)
+from paploss.mmdet._common import set_data_root  # noqa: E402
+from paploss.proxy import generate_proxy_dataset  # noqa: E402
+
+CONFIGS = Path(paploss.__file__).parent / "configs"
+LEARN_IMAGES = 2000
+EVAL_IMAGES = 200
+
+# D_eval AP after one epoch of LEARN_IMAGES images (63 iterations of 32; the config's warm-up and
+# cosine run over them), measured with one torch thread: Faster R-CNN 0.147, Deformable DETR 0.059
+# (0.000 for both untrained). The floors are about half of that, far above the untrained level
+# that a head whose loss does not train it stays at.
+MIN_AP = {
+    "proxy_faster_rcnn_paploss.py": 0.07,
+    "proxy_deformable_detr_paploss.py": 0.025,
+}
+
+
+@pytest.fixture(scope="module")
+def learn_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("proxy")
+    generate_proxy_dataset(root, seed=0, num_train=LEARN_IMAGES, num_eval=EVAL_IMAGES, num_val=8)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(MIN_AP))
+def test_short_proxy_training_reaches_non_zero_ap(
+    name: str, learn_root: Path, tmp_path: Path
+) -> None:
+    from mmengine.runner import Runner
+
+    def cfg_for(work_dir: Path) -> Config:
+        cfg = Config.fromfile(str(CONFIGS / name))
+        set_data_root(cfg, learn_root)
+        cfg.work_dir = str(work_dir)
+        cfg.train_cfg.max_epochs = 1
+        cfg.train_cfg.val_interval = 1
+        cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=100)
+        cfg.default_hooks.visualization = dict(type="DetVisualizationHook", draw=False)
+        cfg.log_level = "WARNING"
+        return cfg
+
+    untrained = Runner.from_cfg(cfg_for(tmp_path / "untrained")).val()["coco/bbox_mAP"]
+    runner = Runner.from_cfg(cfg_for(tmp_path / "trained"))
+    runner.train()
+    trained = runner.val_loop.run()["coco/bbox_mAP"]
+    print(f"{name}: D_eval AP untrained {untrained:.4f}, after one epoch {trained:.4f}")
+    assert untrained < 0.01 and trained >= MIN_AP[name], (untrained, trained)

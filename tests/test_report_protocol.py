@@ -132,6 +132,26 @@ def test_the_protocol_section_is_read_once_and_matches_a_direct_computation(
     assert "| 3 | 30.0 | 12.5 | 1/2 |" in "\n".join(lines)
     assert "rounds complete: 3 of 40" in "\n".join(lines)
     assert protocol_section(None, results, figure)[2].startswith("Not run")
+    assert "- Searched, 40 x 8 > Linear: not run yet" in lines
+
+
+def test_the_protocol_orderings_are_decided_by_the_paired_test_alone(tmp_path: Path) -> None:
+    from scipy.stats import ttest_rel
+
+    def row(aps: list[float]) -> RowResult:
+        return RowResult({"AP": aps, "AP50": aps, "AP75": aps}, (0, 1, 2))
+
+    searched, published = [38.0, 38.4, 38.9], [36.5, 37.0, 37.2]
+    rows = dict(zip((r.training.key for r in TABLES["protocol"].rows), TABLES["protocol"].rows))
+    results = {key: row(published) for key in rows}
+    results["searched-protocol"] = row(searched)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    _study(storage)
+    lines = protocol_section(read_protocol(storage, samples=2), results, tmp_path / "p.png")
+    p = ttest_rel(searched, published, alternative="greater").pvalue
+    line = next(x for x in lines if x.startswith("- Searched, 40 x 8 > Published"))
+    assert line.endswith(": higher") and f"p = {p:.3f}" in line, (line, p)
+    assert not any("paper yes" in x or "paper no" in x for x in lines)
 
 
 def test_splice_replaces_the_section_or_inserts_it_before_fig3() -> None:

@@ -167,8 +167,8 @@ TABLES: dict[str, Table] = {
             ),
         ),
         note="The RetinaNet PAPLoss row is searched on the proxy. No search runs for Faster R-CNN "
-        "and Deformable DETR (a proxy trial of them takes 3-8x a RetinaNet trial): their PAPLoss "
-        "rows use published parameters.",
+        "and Deformable DETR (a proxy trial of them takes about 2x a RetinaNet trial, "
+        "benchmarks/RESULTS.md): their PAPLoss rows use published parameters.",
     ),
     "tab2": Table(
         "tab2",

@@ -24,7 +24,7 @@ ALL_ORDER = (
 """Order of ``all``: the cheap RetinaNet rows and the main search first, then one search per
 ablation row, then the repeated searches of Fig. 3, so that a stopped run has the most tables. In
 every plan the RetinaNet jobs run before the Faster R-CNN and Deformable DETR trainings (a proxy
-training of those takes 3-8x as long)."""
+training of those takes about 2x as long)."""
 
 
 def fig3_searches(budget: Budget) -> dict[str, list[Search]]:

@@ -55,7 +55,6 @@ def test_the_runner_gives_the_protocol_search_its_own_rounds(tmp_path: Path) -> 
 def _study(storage: optuna.storages.BaseStorage) -> list[dict]:
     """A 3-round x 2-sample protocol search, recorded as PPO2 and the search command record it."""
     study = optuna.create_study(storage=storage, study_name="search/protocol", direction="maximize")
-    study.set_user_attr(keys.SETTINGS, {"rounds": 40})
     dist = {"x": FloatDistribution(0.0, 1.0)}
     plan_ = [  # round, AP, collapsed, seconds, mu
         (0, 0.10, False, 60, {"a": 0.2, "b": 0.5}),
@@ -106,7 +105,7 @@ def test_the_protocol_section_is_read_once_and_matches_a_direct_computation(
 ) -> None:
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
     records = _study(storage)
-    run = read_protocol(storage, samples=2)
+    run = read_protocol(storage, rounds=40, samples=2)
     assert run is not None and run.target_rounds == 40
     assert [r.round for r in run.rounds] == [1, 2, 3]
     best = 0.0
@@ -147,7 +146,9 @@ def test_the_protocol_orderings_are_decided_by_the_paired_test_alone(tmp_path: P
     results["searched-protocol"] = row(searched)
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
     _study(storage)
-    lines = protocol_section(read_protocol(storage, samples=2), results, tmp_path / "p.png")
+    lines = protocol_section(
+        read_protocol(storage, rounds=40, samples=2), results, tmp_path / "p.png"
+    )
     p = ttest_rel(searched, published, alternative="greater").pvalue
     line = next(x for x in lines if x.startswith("- Searched, 40 x 8 > Published"))
     assert line.endswith(": higher") and f"p = {p:.3f}" in line, (line, p)

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from paploss.reproduce.paper_tables import PROTOCOL_KEY, TABLE_KEYS, TABLES
+from paploss.reproduce.paper_tables import PROTOCOL, PROTOCOL_KEY, TABLE_KEYS, TABLES
 from paploss.reproduce.report_figures import fig3, fig4
 from paploss.reproduce.report_paths import portable_command, user_path, user_storage
 from paploss.reproduce.report_protocol import HEADING as PROTOCOL_HEADING
@@ -177,7 +177,7 @@ def _protocol(
     repro: Any, snapshot: ReportSnapshot, results: Mapping[str, RowResult], figures: Path
 ) -> list[str]:
     """The section of the paper's search protocol (:mod:`paploss.reproduce.report_protocol`)."""
-    run = read_protocol(snapshot, repro.budget.protocol_samples)
+    run = read_protocol(snapshot, *PROTOCOL.shape(repro.budget))
     lines = protocol_section(run, results, figures / "protocol_search.png")
     command = f"paploss-reproduce protocol --budget {repro.budget.name}"
     where = (

@@ -74,9 +74,10 @@ def _rms(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     return math.sqrt(statistics.fmean((float(a[n]) - float(b[n])) ** 2 for n in names))
 
 
-def read_protocol(source: ReportSnapshot | Any, samples: int) -> ProtocolRun | None:
+def read_protocol(source: ReportSnapshot | Any, rounds: int, samples: int) -> ProtocolRun | None:
     """The protocol's search of ``source`` (the report's snapshot, or a storage to read one from;
-    None where the search has not started). mu_t and sigma_t are the user attrs PPO2 records on
+    None where the search has not started), planned as ``rounds`` x ``samples`` (the budget's
+    protocol shape, :meth:`~paploss.reproduce.experiments.Search.shape`). mu_t and sigma_t are the user attrs PPO2 records on
     every trial of round t (``ppo2_mean``, ``ppo2_sigma``)."""
     from paploss.samplers._ppo2 import USER_ATTR_MEAN, USER_ATTR_SIGMA
     from paploss.study.search.records import best_so_far
@@ -90,11 +91,11 @@ def read_protocol(source: ReportSnapshot | Any, samples: int) -> ProtocolRun | N
     numbers = {t.number: t for t in trials}
     by_round = best_so_far(trials, samples)
     first_mean = numbers[by_round[0]["trials"][0]].user_attrs.get(USER_ATTR_MEAN) or {}
-    rounds = []
+    per_round = []
     for row in by_round:
         members = [numbers[n] for n in row["trials"]]
         attrs = members[0].user_attrs
-        rounds.append(
+        per_round.append(
             ProtocolRound(
                 round=row["round"] + 1,
                 best=100.0 * row["best"],
@@ -114,10 +115,9 @@ def read_protocol(source: ReportSnapshot | Any, samples: int) -> ProtocolRun | N
     full = [s for n, s in seconds.items() if n not in stopped]
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
-    target = record.user_attrs.get(keys.SETTINGS, {}).get("rounds", len(rounds))
     return ProtocolRun(
-        rounds=tuple(rounds),
-        target_rounds=int(target),
+        rounds=tuple(per_round),
+        target_rounds=rounds,
         wall_hours=(max(ends) - min(starts)).total_seconds() / 3600 if starts else 0.0,
         trial_hours=sum(seconds.values()) / 3600,
         full_trial_seconds=statistics.median(full) if full else 0.0,

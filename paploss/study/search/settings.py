@@ -2,7 +2,9 @@
 study's user attrs (``keys.SETTINGS``) by the worker that creates the study and compared by every
 worker that joins or resumes it (:func:`paploss.study.search.setup.check_existing`, which compares
 the records as stored, so that the settings of every earlier version compare as they did).
-:class:`StudySettings` is the record's one writer (:meth:`StudySettings.to_json`)."""
+:class:`StudySettings` is the record's one writer (:meth:`StudySettings.to_json`) and
+``check_existing`` its one reader; it reads the record as JSON, not as a StudySettings, because
+records of earlier versions lack entries that this class requires."""
 
 from __future__ import annotations
 

@@ -130,7 +130,9 @@ def test_the_protocol_section_is_read_once_and_matches_a_direct_computation(
     assert lines[0] == HEADING and figure.stat().st_size > 0
     assert "| 3 | 30.0 | 12.5 | 1/2 |" in "\n".join(lines)
     assert "rounds complete: 3 of 40" in "\n".join(lines)
-    assert protocol_section(None, results, figure)[2].startswith("Not run")
+    assert protocol_section(None, results, figure, provenance="Run by x.")[2].startswith("Not run")
+    ran = protocol_section(run, results, figure, provenance="Run by x.")
+    assert ran[:4] == [HEADING, "", "Run by x.", ""] and ran[4:] == lines[2:]
     assert "- Searched, 40 x 8 > Linear: not run yet" in lines
 
 

@@ -178,13 +178,12 @@ def _protocol(
 ) -> list[str]:
     """The section of the paper's search protocol (:mod:`paploss.reproduce.report_protocol`)."""
     run = read_protocol(snapshot, *PROTOCOL.shape(repro.budget))
-    lines = protocol_section(run, results, figures / "protocol_search.png")
     command = f"paploss-reproduce protocol --budget {repro.budget.name}"
     where = (
         f"Run by `{command}`; storage `{user_storage(redact(repro.storage_url))}`; machine: "
         f"{_machine()}."
     )
-    return [*lines[:2], where, "", *lines[2:]]
+    return protocol_section(run, results, figures / "protocol_search.png", provenance=where)
 
 
 def splice_section(text: str, heading: str, section: Sequence[str], before: str) -> str:

@@ -131,13 +131,20 @@ def _fmt(value: float, digits: int = 1) -> str:
 
 
 def protocol_section(
-    run: ProtocolRun | None, results: Mapping[str, RowResult], figure: Path
+    run: ProtocolRun | None,
+    results: Mapping[str, RowResult],
+    figure: Path,
+    *,
+    provenance: str = "",
 ) -> list[str]:
-    """The section's lines; its figure is written to ``figure`` when the search has rounds."""
+    """The section's lines; its figure is written to ``figure`` when the search has rounds.
+    ``provenance`` (how, where and on what it ran) opens the section of a search that ran."""
     table = TABLES[PROTOCOL_KEY]
     lines = [HEADING, ""]
     if run is None:
         return lines + ["Not run: `paploss-reproduce protocol` runs it (~2 h on 2 cores).", ""]
+    if provenance:
+        lines += [provenance, ""]
     done = len(run.rounds)
     last = run.rounds[-1]
     first = run.rounds[0]

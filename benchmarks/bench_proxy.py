@@ -118,6 +118,8 @@ class Run:
     split: str  # "eval" (D_eval, the reward) or "val"
     early_stop: bool = False  # apply the config's collapse_rule (as a search trial does)
     repeat: int = 0  # > 0: the same training again (a timing taken beside another one)
+    nproc: int = 1  # torch.distributed ranks of the training (bench_ranks.py)
+    threads: int = 0  # > 0: torch threads of each process, part of the key (bench_ranks.py)
 
     def key(self) -> str:
         """Cache key: the settings of the training and the proxy config's digest."""
@@ -126,6 +128,8 @@ class Run:
             settings.append(dict(collapse_rule=COLLAPSE_RULE))
         if self.repeat:
             settings.append(dict(repeat=self.repeat))
+        if self.nproc != 1 or self.threads:
+            settings.append(dict(nproc=self.nproc, threads=self.threads))
         text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -207,22 +211,28 @@ class Trainer:
                     record = json.loads(line)
                     self.done[record["key"]] = record
 
-    def run_all(self, runs: list[Run], *, workers: int | None = None) -> dict[str, dict[str, Any]]:
-        """Train the runs not cached yet, ``workers`` (default: the Trainer's) at once."""
+    def run_all(
+        self, runs: list[Run], *, workers: int | None = None, nproc: int = 1, threads: int = 0
+    ) -> dict[str, dict[str, Any]]:
+        """Train the runs not cached yet, ``workers`` (default: the Trainer's) at once, each as
+        ``nproc`` ranks with ``threads`` torch threads per process (0: one thread per process
+        with several workers, torch's default else)."""
         from paploss.study.runner.warm import WarmRunner
 
         workers = self.workers if workers is None else workers
         todo = list({r.key(): r for r in runs if r.key() not in self.done}.values())
         print(f"[bench] {len(runs)} trainings, {len(todo)} to run", flush=True)
         if todo:
-            if workers > 1:
-                os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the warm runners' children
+            if threads:
+                os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by the runners' children
+            elif workers > 1:
+                os.environ["OMP_NUM_THREADS"] = "1"
             local = threading.local()
             runners: list[Any] = []
 
             def work(run: Run) -> None:
                 if not hasattr(local, "runner"):
-                    local.runner = WarmRunner(device="cpu")
+                    local.runner = WarmRunner(device="cpu", nproc_per_trial=nproc)
                     with self.lock:
                         runners.append(local.runner)
                 self._train(local.runner, run)
@@ -276,6 +286,7 @@ class Trainer:
             wall_seconds=time.perf_counter() - started,
             trial_seconds=result.wall_seconds,
             threads=os.environ.get("OMP_NUM_THREADS", "default"),
+            nproc=run.nproc,
             loss_curve=[v for _, v in result.loss_curve] if run.epochs == 1 else [],
         )
         if not record:

@@ -292,7 +292,7 @@ def test_train_reads_the_space_and_loss_options_of_a_study(tmp_path) -> None:
     import optuna
 
     from paploss.study import keys
-    from paploss.study.train import params_from_study
+    from paploss.study.train_params import params_from_study
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     options = SpaceOptions(num_segments=3, shared=True, fixed_lambda=2.0)

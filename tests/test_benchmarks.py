@@ -202,3 +202,36 @@ def test_bench_proxy_smoke_writes_the_draws_and_early_stop_tables(tmp_path: Path
     for row, rec in zip(early[1:], results["early_stop"]["rows"]):
         assert row[2] == f"{rec['AP']:.4f}"
         assert (row[4] != "no") == rec["stopped"]
+
+
+def test_bench_ranks_smoke_writes_its_table(tmp_path: Path) -> None:
+    """The multi-process benchmark on the tiny proxy: one row per layout whose APs, mean and std
+    are the JSON's (recomputed here), and a verdict that follows from them."""
+    md, raw = tmp_path / "RESULTS.md", tmp_path / "ranks.json"
+    md.write_text(OTHER_TEXT)
+    _run("bench_ranks.py", "--smoke", "--results-md", str(md), "--results-json", str(raw))
+    result = json.loads(raw.read_text())
+    text = _section(md, "bench_ranks")
+    (table,) = _tables(text)
+    assert table[0] == ["layout", "AP per seed", "mean AP", "seed std", "wall s", "train s"]
+    assert [row[0] for row in table[1:]] == ["1 process x 2 threads", "2 gloo ranks x 1 thread"]
+    for row, rec in zip(table[1:], result["rows"]):
+        assert len(rec["aps"]) == 2 and rec["wall"] > 0
+        assert row[1] == " / ".join(f"{ap:.3f}" for ap in rec["aps"])
+        assert row[2] == f"{statistics.fmean(rec['aps']):.3f}"
+        assert row[3] == f"{statistics.stdev(rec['aps']):.3f}"
+    one, two = result["rows"]
+    diff = two["mean"] - one["mean"]
+    assert abs(result["difference"] - diff) < 1e-12
+    assert result["same_ap"] == (abs(diff) <= max(one["std"], two["std"]))
+    assert ("within" in text) == result["same_ap"]
+
+
+def test_bench_ranks_rejects_an_unknown_preset() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_ranks.py"), "--preset", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "--preset must be one of" in result.stderr

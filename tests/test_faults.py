@@ -481,7 +481,7 @@ def test_redact_hides_passwords_in_urls_and_command_lines() -> None:
 
 
 def test_the_recorded_search_command_hides_the_password() -> None:
-    from paploss.study.search.setup import recorded_command
+    from paploss.study.search.record import recorded_command
 
     argv = ["--storage", f"postgresql://alice:{SECRET}@h/db", "--study-name", "x"]
     command = recorded_command(argv)

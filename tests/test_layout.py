@@ -33,7 +33,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("paploss.study.data",),
     ("paploss.study.config",),
     ("paploss.study.runner",),
-    ("paploss.study.search", "paploss.study.train", "paploss.study.split"),
+    ("paploss.study.search", "paploss.study.train", "paploss.study.train_params",
+     "paploss.study.split"),
     ("paploss.reproduce",),
 )  # fmt: skip
 """The floors of the study layer and of the reproduction above it, from the ground up."""

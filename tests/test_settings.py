@@ -8,12 +8,13 @@ from paploss.study.config.early_stop import CollapseRule
 from paploss.study.config.space import SearchSpace, make_slots
 from paploss.study.parsers import parse_search
 from paploss.study.search.settings import OPTIONAL
-from paploss.study.search.setup import space_options, study_settings
+from paploss.study.search.setup import resolve_sampler, space_options, study_settings
 
 
 def _record(argv: list[str], rule: CollapseRule | None = None) -> tuple[dict, SearchSpace]:
     options = parse_search(argv)
     space = SearchSpace(make_slots(["model.bbox_head"]), space_options(options))
+    options = resolve_sampler(options, space)
     settings = study_settings(
         options, config_sha="abc", data_identity={"d": 1}, space=space, rule=rule
     )
@@ -39,7 +40,12 @@ def test_the_default_search_records_the_previous_entries_only() -> None:
 def test_the_optional_entries_appear_when_set_under_their_keys() -> None:
     rule = CollapseRule(check_at=30, window=10, min_motion=0.003)
     record, space = _record(["--segments", "3", "--loc-score", "iou", "--rounds", "2"], rule)
-    assert set(OPTIONAL) == {keys.SPACE_OPTIONS, keys.COLLAPSE_RULE, keys.LOSS_OPTIONS}
+    assert set(OPTIONAL) == {
+        keys.SPACE_OPTIONS,
+        keys.COLLAPSE_RULE,
+        keys.LOSS_OPTIONS,
+        keys.HYPER_SPACE,
+    }
     assert record[keys.SPACE_OPTIONS] == space.options.to_json() and record["rounds"] == 2
     assert record[keys.COLLAPSE_RULE] == rule.to_json()
     assert record[keys.LOSS_OPTIONS] == {"loc_score": "iou"}

@@ -136,13 +136,16 @@ def test_help_documents_every_flag_with_default(script: str, flags: list[str]) -
         text = " ".join(proc.stdout.split())
         assert "(default: sqlite:///paploss.db)" in text
         assert "proxy_retinanet_paploss.py" in text
-        assert "(default: ppo2)" in text and "(default: 1)" in text
+        assert "(default: ppo2 for a config with a PAPLoss head" in text
+        assert "(default: 1)" in text
 
 
 def test_search_parser_defaults_are_the_papers() -> None:
     args = parsers.search_parser().parse_args([])
     assert args.rounds == 40 and args.samples_per_round == 8 and args.sigma_init == 0.2
-    assert args.epochs == 1 and args.sampler == "ppo2" and args.storage == cli.DEFAULT_STORAGE
+    # the sampler is chosen with the config: PPO2 for a loss search (TPE for a baseline's
+    # search_space, tests/test_hyper_space.py)
+    assert args.epochs == 1 and args.sampler is None and args.storage == cli.DEFAULT_STORAGE
     assert args.config == cli.DEFAULT_CONFIG and args.config.is_file()
     assert args.data == ["proxy"] and args.cfg_options == {}
 
@@ -169,6 +172,7 @@ def test_samples_per_round_1_is_accepted_outside_ppo2() -> None:
     prepare(
         parse_search(["--sampler", "random", "--samples-per-round", "1"])
     )  # no UsageError: only PPO2 needs two rewards per round
+    assert prepare(parse_search([])).options.sampler == "ppo2"
 
 
 def test_unknown_preset_lists_the_presets_once(tmp_path: Path, capsys) -> None:
@@ -191,7 +195,16 @@ def test_unknown_preset_lists_the_presets_once(tmp_path: Path, capsys) -> None:
         (["--cfg-options", "model.backbone.depth=7"], "model does not build"),
         # pretrain=dict() in the config: its fields are new keys (+), checked when built
         (["--cfg-options", "+model.backbone.pretrain.lr=20"], "lr must lie in (0, 10), got 20"),
-        (["--config", str(CONFIGS / "proxy_retinanet_focal_l1.py")], "no head trained by"),
+        # a baseline without its search_space: nothing to search
+        (
+            [
+                "--config",
+                str(CONFIGS / "proxy_retinanet_focal_l1.py"),
+                "--cfg-options",
+                "search_space=None",
+            ],
+            "no head trained by",
+        ),
     ],
 )
 def test_bad_input_exits_2_without_touching_storage(
@@ -718,7 +731,7 @@ def test_update_study_artifact_keeps_one_artifact(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------ train.py
 def test_train_param_sources_per_head(tmp_path: Path) -> None:
-    from paploss.study.train import explicit_params, export_paths
+    from paploss.study.train_params import explicit_params, export_paths
 
     linear, sqrt = LossParams.preset("linear"), LossParams.preset("sqrt")
     assert explicit_params(["linear"], [], [""]) == {"": linear}

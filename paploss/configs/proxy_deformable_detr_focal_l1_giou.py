@@ -20,3 +20,15 @@ model = dict(
 # and is kept: at it this baseline reaches AP 0.375 on D_eval after one epoch (AP50 0.658, AP75
 # 0.384; one torch thread), the PAPLoss linear preset 0.228 (AP75 0.101). No other lr or box
 # coding was tried for it.
+
+# Equal-budget tuning (paploss.study.config.hyper_space): `paploss-search --config <this file>`
+# searches these hyperparameters (TPE by default; trial 0 trains the values above) with the data,
+# epochs and number of trials of a PAPLoss search, and `paploss-train --study-name` retrains the
+# best ones. Each range holds the hand-set value.
+search_space = dict(
+    lr=dict(key="optim_wrapper.optimizer.lr", low=0.0002, high=0.02, log=True),
+    alpha=dict(key="model.bbox_head.loss_cls.alpha", low=0.1, high=0.75),
+    gamma=dict(key="model.bbox_head.loss_cls.gamma", low=0.5, high=4.0),
+    l1_weight=dict(key="model.bbox_head.loss_bbox.loss_weight", low=1.0, high=20.0, log=True),
+    giou_weight=dict(key="model.bbox_head.loss_iou.loss_weight", low=0.5, high=8.0, log=True),
+)

@@ -27,3 +27,32 @@ model = dict(
 # proxy's; 0.1 collapsed Cross Entropy + L1's R-CNN head). One epoch of D_train, AP on D_eval, one
 # torch thread: lr 0.02 0.398 (AP50 0.752, AP75 0.380). Box coding: mmdet's; not swept.
 optim_wrapper = dict(optimizer=dict(lr=0.02))
+
+# Equal-budget tuning (paploss.study.config.hyper_space): `paploss-search --config <this file>`
+# searches these hyperparameters (TPE by default; trial 0 trains the values above) with the data,
+# epochs and number of trials of a PAPLoss search, and `paploss-train --study-name` retrains the
+# best ones. Each range holds the hand-set value.
+search_space = dict(
+    lr=dict(key="optim_wrapper.optimizer.lr", low=0.002, high=0.2, log=True),
+    stds_xy=dict(
+        key=[
+            "model.roi_head.bbox_head.bbox_coder.target_stds.0",
+            "model.roi_head.bbox_head.bbox_coder.target_stds.1",
+        ],
+        low=0.02,
+        high=1.0,
+        log=True,
+    ),
+    stds_wh=dict(
+        key=[
+            "model.roi_head.bbox_head.bbox_coder.target_stds.2",
+            "model.roi_head.bbox_head.bbox_coder.target_stds.3",
+        ],
+        low=0.04,
+        high=2.0,
+        log=True,
+    ),
+    box_weight=dict(
+        key="model.roi_head.bbox_head.loss_bbox.loss_weight", low=1.0, high=30.0, log=True
+    ),
+)

@@ -23,3 +23,32 @@ model = dict(
 # one. AP on val after one epoch on D_train + D_eval (studies/train.py, seed 0): lr 0.01 0.202,
 # 0.03 0.239, 0.05 0.214; at 0.1 it reached 0.060 on D_eval (benchmarks/bench_proxy.py).
 optim_wrapper = dict(optimizer=dict(lr=0.03))
+
+# Equal-budget tuning (paploss.study.config.hyper_space): `paploss-search --config <this file>`
+# searches these hyperparameters (TPE by default; trial 0 trains the values above) with the data,
+# epochs and number of trials of a PAPLoss search, and `paploss-train --study-name` retrains the
+# best ones. Each range holds the hand-set value.
+search_space = dict(
+    lr=dict(key="optim_wrapper.optimizer.lr", low=0.003, high=0.3, log=True),
+    stds_xy=dict(
+        key=[
+            "model.bbox_head.bbox_coder.target_stds.0",
+            "model.bbox_head.bbox_coder.target_stds.1",
+        ],
+        low=0.05,
+        high=2.0,
+        log=True,
+    ),
+    stds_wh=dict(
+        key=[
+            "model.bbox_head.bbox_coder.target_stds.2",
+            "model.bbox_head.bbox_coder.target_stds.3",
+        ],
+        low=0.05,
+        high=2.0,
+        log=True,
+    ),
+    alpha=dict(key="model.bbox_head.loss_cls.alpha", low=0.1, high=0.75),
+    gamma=dict(key="model.bbox_head.loss_cls.gamma", low=0.5, high=4.0),
+    box_weight=dict(key="model.bbox_head.loss_bbox.loss_weight", low=0.5, high=10.0, log=True),
+)

@@ -50,7 +50,7 @@ def _holds(op: str, a: float, b: float) -> bool:
 
 @dataclass(frozen=True)
 class ClaimCheck:
-    """A stated ordering ``left OP right`` of a table (per detector group in Tab. 1) on the proxy.
+    """A stated ordering ``left OP right`` of a table (per detector group in Tab. 1, 7) on the proxy.
 
     Attributes:
         table, group, left, op, right: where the claim is and what it states.
@@ -86,7 +86,7 @@ def claim_tests(table: Table, results: Mapping[str, RowResult]) -> list[ClaimChe
     """Every stated ordering of ``table`` (:data:`CLAIMS`) with its paired test on the proxy."""
     checks = []
     m = METRICS.index(table.metric)
-    groups = sorted({r.group for r in table.rows}) if table.key == "tab1" else [""]
+    groups = sorted({r.group for r in table.rows})  # [""] for a table without groups
     for group in groups:
         rows = {r.label: r for r in table.rows if not group or r.group == group}
         for left, op, right in CLAIMS.get(table.key, ()):

@@ -11,7 +11,8 @@ the floors below it, never one above (``tests/test_layout.py`` checks it):
 - ``data/``: ``coco`` (COCO json checks, reading and the seeded split), ``sources`` (``--data``
   forms, the search and training data, the one split writer, writable outputs);
 - ``config/``: ``space`` (the search space: one LossParams per loss head, SpaceOptions,
-  LossVariant), ``loss_slots`` (a config's loss heads and their parameters), ``cfg_options``
+  LossVariant), ``hyper_space`` (a baseline config's declared ``search_space`` of its own
+  hyperparameters), ``loss_slots`` (a config's loss heads and their parameters), ``cfg_options``
   (which ``--cfg-options`` keys a config takes, ``+KEY`` for a new one), ``early_stop`` (the
   CollapseRule a config declares for its search trials), ``mmcfg`` (the mmengine config of a run:
   loading, digest, data, schedule, backbones);
@@ -20,9 +21,10 @@ the floors below it, never one above (``tests/test_layout.py`` checks it):
   ``--nproc-per-trial``), ``child`` (the child that trains), ``warm`` (the pre-imported process
   that forks every training and its ranks);
 - the commands: ``search/`` (``setup``: a worker's typed set-up, SearchPlan and OpenStudy;
-  ``objective``: one search trial; ``progress``: a worker's callbacks, lines, plot and summary;
+  ``record``: the study's record from its creation; ``objective``: one search trial; ``progress``: a worker's callbacks, lines, plot and summary;
   ``records``: dashboard notes, plots, progress lines; ``command``: ``paploss-search``, also run as
-  ``python -m paploss.study.search``), ``train`` (``paploss-train``), ``split``
+  ``python -m paploss.study.search``), ``train`` (``paploss-train``; ``train_params``: where its
+  parameters come from), ``split``
   (``paploss-split-coco``);
 The reproduction of the paper's ablations (``paploss.reproduce``) is a client of this layer; nothing
 here imports it.

@@ -52,7 +52,7 @@ class SearchOptions:
     split_seed: int = 0
     storage: str = DEFAULT_STORAGE
     study_name: str = DEFAULT_STUDY
-    sampler: str = "ppo2"
+    sampler: str | None = None  # None: ppo2 for a loss search, tpe for a baseline's hyperparameters
     rounds: int = 40
     samples_per_round: int = 8
     sigma_init: float = 0.2

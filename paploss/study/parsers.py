@@ -98,9 +98,11 @@ def _add_sampler(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sampler",
         choices=SAMPLER_NAMES,
-        default="ppo2",
+        default=None,
         help="ppo2: the paper's PPO2 over truncated normals (rounds of S samples); random / tpe / "
-        "cmaes: Optuna's samplers for comparison, stopped after rounds x S complete trials",
+        "cmaes: Optuna's samplers for comparison, stopped after rounds x S complete trials "
+        "(default: ppo2 for a config with a PAPLoss head, tpe for a baseline config's "
+        "search_space)",
     )
     parser.add_argument("--rounds", type=positive_int, default=40, help="T rounds (paper: 40)")
     parser.add_argument(

@@ -12,7 +12,7 @@ in this process (mmengine's logs and checkpoints go to ``--work-dir``) and write
 
 from __future__ import annotations
 
-import json
+import copy
 import os
 import sys
 from collections.abc import Sequence
@@ -21,116 +21,20 @@ from typing import Any
 
 from paploss.errors import InputError
 from paploss.params import LossParams
-from paploss.study import keys
 from paploss.study.cli import EXIT_USAGE, UsageError, check_config_path
+from paploss.study.config.hyper_space import HyperSpace
 from paploss.study.config.space import LossVariant, SearchSpace
 from paploss.study.options import TrainOptions
 from paploss.study.parsers import parse_train
 from paploss.study.runner.devices import check_device
 from paploss.study.runner.distributed import check_nproc
 from paploss.study.runner.summary import TrainingSummary
-from paploss.study.storage import render_url
-
-
-def _split_spec(text: str, slot_names: Sequence[str]) -> tuple[str | None, str]:
-    """``"rpn=paper-faster-rcnn-rpn"`` -> ("rpn", ...); ``"x.json"`` -> (None, "x.json")."""
-    head, sep, rest = text.partition("=")
-    if sep and head in slot_names and head:
-        return head, rest
-    if sep and "/" not in head and not head.endswith(".json") and head not in slot_names:
-        raise UsageError(
-            f"{text!r}: unknown loss head {head!r}; this config's heads are "
-            f"{[s for s in slot_names if s] or ['(one head: give the value without SLOT=)']}"
-        )
-    return None, text
-
-
-def explicit_params(
-    presets: Sequence[str], files: Sequence[str], slot_names: Sequence[str]
-) -> dict[str, LossParams]:
-    """``{slot: LossParams}`` from ``--preset`` and ``--params`` (UsageError on conflicts)."""
-    out: dict[str, LossParams] = {}
-    source: dict[str, str] = {}
-    items = [("--preset", p) for p in presets] + [("--params", f) for f in files]
-    for flag, text in items:
-        slot, value = _split_spec(text, slot_names)
-        try:
-            if flag == "--preset":
-                params = LossParams.preset(value)
-            else:
-                params = LossParams.load(Path(value).expanduser())
-        except (ValueError, KeyError, json.JSONDecodeError) as exc:
-            # LossParams.preset's own message already lists the presets
-            raise UsageError(f"{flag} {text}: {exc}") from exc
-        targets = [slot] if slot is not None else list(slot_names)
-        for target in targets:
-            if target in out:
-                raise UsageError(
-                    f"loss head {target or 'of the config'} gets two parameter sets "
-                    f"({source[target]} and {flag} {text}); give one per head"
-                )
-            out[target] = params
-            source[target] = f"{flag} {text}"
-    return out
-
-
-def params_from_study(
-    storage_url: str, study_name: str, trial_number: int | None, space: Any
-) -> tuple[dict[str, LossParams], Any, dict[str, Any]]:
-    """``({slot: LossParams}, trial, loss options)`` of the study's best (or given) trial, read in
-    the study's search space (its ``--segments``/``--shared-params``/``--fixed-lambda``); the
-    loss options are those the study searched with (``--loc-score``, ``--no-block-grad``), for
-    the retraining to use."""
-    import optuna
-
-    from paploss.study.config.space import SearchSpace
-    from paploss.study.storage import open_storage
-
-    storage = open_storage(storage_url, must_exist=True)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise UsageError(
-            f"storage {render_url(storage_url)} has no study {study_name!r}; studies: {names}"
-        ) from None
-    if trial_number is None:
-        try:
-            trial = study.best_trial
-        except ValueError:
-            raise UsageError(f"study {study_name!r} has no complete trial yet") from None
-    else:
-        matching = [t for t in study.get_trials(deepcopy=False) if t.number == trial_number]
-        if not matching:
-            raise UsageError(f"study {study_name!r} has no trial {trial_number}")
-        trial = matching[0]
-    stored = study.user_attrs.get(keys.LOSS_SLOTS)
-    if stored is not None:
-        names = [s.name for s in SearchSpace.from_json(stored).slots]
-        mine = [s.name for s in space.slots]
-        if names != mine:
-            raise UsageError(
-                f"study {study_name!r} searched the loss heads {stored}, but the config has "
-                f"{space.to_json()}; give the --config the study was searched with"
-            )
-    from paploss.study.config.space import SpaceOptions
-
-    space = SearchSpace(
-        space.slots, SpaceOptions.from_json(study.user_attrs.get(keys.SPACE_OPTIONS))
-    )
-    options = dict(study.user_attrs.get(keys.LOSS_OPTIONS) or {})
-    try:
-        return space.from_params(trial.params), trial, options
-    except ValueError as exc:
-        raise UsageError(f"trial {trial.number} of {study_name!r}: {exc}") from exc
-
-
-def export_paths(path: Path, slots: Sequence[str]) -> dict[str, Path]:
-    """One file for a single head, ``<stem>.<slot><suffix>`` per head otherwise."""
-    if len(slots) == 1:
-        return {slots[0]: path}
-    suffix = path.suffix or ".json"
-    return {s: path.with_name(f"{path.stem}.{s}{suffix}") for s in slots}
+from paploss.study.train_params import (
+    explicit_params,
+    export_paths,
+    hyper_values_from_study,
+    params_from_study,
+)
 
 
 def training_data(options: TrainOptions, work_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
@@ -271,13 +175,18 @@ def _apply_lambda_and_substitution(
 
 
 def _train_baseline(options: TrainOptions, config_path: Path, cfg: Any) -> int:
-    """A config without PAPLoss heads (e.g. the Focal+GIoU baselines): train it as it is."""
+    """A config without PAPLoss heads (e.g. the Focal+GIoU baselines): train it as it is, or
+    with the best (or ``--trial``) hyperparameters of a study that searched its
+    ``search_space``."""
+    from paploss.study.config.hyper_space import format_values
+
+    hyper = HyperSpace.from_config(cfg, config_path)
     given = [
         flag
         for flag, value in (
             ("--preset", options.preset),
             ("--params", options.params),
-            ("--storage/--study-name", options.study_name),
+            ("--storage/--study-name", hyper is None and options.study_name),
             ("--export", options.export),
             ("--loc-score", options.loc_score),
             ("--no-block-grad", options.no_block_grad),
@@ -291,6 +200,19 @@ def _train_baseline(options: TrainOptions, config_path: Path, cfg: Any) -> int:
             f"{config_path.name} has no head trained by loss_cls=dict(type='ParameterizedAPLoss', "
             f"...) (a baseline trains with its own losses), so {', '.join(given)} cannot apply; "
             "use a *_paploss.py config"
+            + ("" if hyper else " (a study applies to a baseline that declares a search_space)")
+        )
+    if hyper is not None and options.study_name is not None:
+        assert options.storage is not None
+        values, trial = hyper_values_from_study(
+            options.storage, options.study_name, options.trial, hyper
+        )
+        cfg = copy.deepcopy(cfg)
+        hyper.apply(cfg, values)
+        value = f"{trial.value:.4f}" if trial.value is not None else "-"
+        print(
+            f"[train] hyperparameters of trial {trial.number} of study {options.study_name!r} "
+            f"(AP {value}): {format_values(values)}"
         )
     return _train_and_evaluate(options, config_path, cfg, None, {})
 

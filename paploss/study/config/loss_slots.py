@@ -89,7 +89,8 @@ def search_space_of(
         raise ConfigError(
             f"{config_path} has no head trained by {LOSS_SPELLING} (types "
             "PAPLossRetinaHead, PAPLossRPNHead, PAPLossBBoxHead, PAPLossDeformableDETRHead); use a "
-            "*_paploss.py config"
+            "*_paploss.py config, or declare a search_space in a baseline config to tune its "
+            "hyperparameters"
         )
     return SearchSpace(make_slots(keys), options)
 

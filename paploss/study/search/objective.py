@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from paploss.study import keys
+from paploss.study.config.hyper_space import HyperSpace
 
 FUNCTIONS_PNG = "functions.png"
+HYPERPARAMS_JSON = "hyperparams.json"
+"""A baseline trial's searched values ``{name: value}`` in its run folder."""
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,8 @@ class TrialSetup:
 
     Attributes:
         cfg: the loaded config (copied and set up per trial).
-        space: the search space over the config's loss slots.
+        space: the search space over the config's loss slots, or a baseline config's
+            hyperparameters (HyperSpace).
         data: the SearchData (D_train and D_eval splits).
         loss_options: merged into every head's ``loss_cls``.
         epochs, train_seed: of every inner training.
@@ -69,8 +73,12 @@ class Objective:
         params = self.setup.space.suggest(trial)  # may wait for a PPO2 round, or end the search
         self.current_trial = trial.number
         try:
-            run_dir = self._record_start(trial, params)
-            config_file = self._write_config(params, run_dir)
+            if isinstance(self.setup.space, HyperSpace):
+                run_dir = self._record_start_hyper(trial, params)
+                config_file = self._write_config({}, run_dir, hyper_values=params)
+            else:
+                run_dir = self._record_start(trial, params)
+                config_file = self._write_config(params, run_dir)
             result = self.runner.run(run_dir, config=config_file, timeout=self.setup.trial_timeout)
         except Exception as exc:
             self.current_trial = None  # failed for good (an interrupt keeps it for the retry)
@@ -120,14 +128,47 @@ class Objective:
         save_loss_params(params, run_dir)
         return run_dir
 
-    def _write_config(self, params: dict[str, Any], run_dir: Path) -> Path:
-        """The run's config (params, data splits, schedule, seed) dumped into its folder."""
+    def _record_start_hyper(self, trial: Any, values: dict[str, float]) -> Path:
+        """A baseline trial's run folder, user attrs, dashboard note and ``hyperparams.json``."""
+        import json
+
+        from paploss.study.config.hyper_space import format_values
+        from paploss.study.search.records import dashboard_note
+
+        run_dir = self.setup.study_dir / f"trial_{trial.number:05d}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        system_attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
+        retry_of = system_attrs.get(keys.FAILED_TRIAL)
+        trial.set_user_attr(keys.WORKER, f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr(keys.WORK_DIR, str(run_dir))
+        trial.set_user_attr(keys.NPROC, self.runner.nproc_per_trial)
+        if retry_of is not None:
+            trial.set_user_attr(keys.RETRY_OF, int(retry_of))
+        options = self.setup.space.cfg_options(values)
+        dashboard_note(
+            trial,
+            f"## Trial {trial.number}: hyperparameters\n\n{format_values(values)}\n\n"
+            f"`--cfg-options {' '.join(f'{k}={v!r}' for k, v in options.items())}`",
+        )
+        (run_dir / HYPERPARAMS_JSON).write_text(json.dumps(values, indent=1) + "\n")
+        return run_dir
+
+    def _write_config(
+        self,
+        params: dict[str, Any],
+        run_dir: Path,
+        *,
+        hyper_values: dict[str, float] | None = None,
+    ) -> Path:
+        """The run's config (params or a baseline's hyperparameters, data splits, schedule,
+        seed) dumped into its folder."""
         from paploss.study.config.mmcfg import prepare_config
 
         setup = self.setup
+        hyper = isinstance(setup.space, HyperSpace)
         cfg = prepare_config(
             setup.cfg,
-            space=setup.space,
+            space=None if hyper else setup.space,
             loss_params=params,
             train=setup.data.splits["train"],
             evaluate=setup.data.splits["eval"],
@@ -138,6 +179,8 @@ class Objective:
             loss_options=setup.loss_options,
             early_stop=setup.early_stop,
         )
+        if hyper_values is not None:
+            setup.space.apply(cfg, hyper_values)
         config_file = run_dir / "config.py"
         cfg.dump(str(config_file))
         return config_file

@@ -229,7 +229,7 @@ class Progress:
     # ---- the end ---------------------------------------------------------------------------
     def print_summary(self, *, space: Any, config_path: Path, work_dir: Path) -> None:
         """Best trial against round 1, its parameters, the export and dashboard commands."""
-        from paploss.study.search.records import params_note
+        from paploss.study.config.hyper_space import HyperSpace
 
         options = self.options
         complete = self.complete_trials()
@@ -251,16 +251,51 @@ class Progress:
                     f"Best vs round 1: AP {best.value:.4f} vs the round-1 mean {first_mean:.4f} "
                     f"({best.value - first_mean:+.4f}); round 1's best {max(first):.4f}"
                 )
-            print(params_note(space.from_params(best.params), "Best loss parameters"))
-            print("Search values (study.best_params):")
-            print(json.dumps({k: round(v, 6) for k, v in sorted(best.params.items())}))
-            export = work_dir / f"{options.study_name}.best.json"
-            print(
-                "\nExport them for loss_cls=dict(type='ParameterizedAPLoss', "
-                "params=dict(file=...)) / retrain:\n  "
-                f"{script_command('paploss-train')} --storage "
-                f"{command_url(options.storage)} --study-name {options.study_name} "
-                f"--config {config_path} --export {export}"
-            )
+            if isinstance(space, HyperSpace):
+                self._print_best_hyper(space, best, config_path)
+            else:
+                self._print_best_loss(space, best, config_path, work_dir)
         print("\nInspect the study in optuna-dashboard:")
         print(f"  {dashboard_command(options.storage, work_dir / 'artifacts')}", flush=True)
+
+    def _print_best_hyper(self, space: Any, best: Any, config_path: Path) -> None:
+        """A baseline's best hyperparameters against its hand-set trial, and the retraining."""
+        from paploss.study.config.hyper_space import format_values
+
+        options = self.options
+        values = space.from_params(best.params)
+        print(f"Best hyperparameters: {format_values(values)}")
+        hand = [
+            t
+            for t in self.complete_trials()
+            if t.user_attrs.get(keys.HAND_SET) and t.value is not None
+        ]
+        if hand:
+            print(
+                f"Hand-set values (trial {hand[0].number}): AP {hand[0].value:.4f} on D_eval "
+                f"({best.value - hand[0].value:+.4f} for the best)"
+            )
+        cfg_options = " ".join(f"{k}={v!r}" for k, v in space.cfg_options(values).items())
+        print(f"As --cfg-options: {cfg_options}")
+        print(
+            "\nRetrain them:\n  "
+            f"{script_command('paploss-train')} --storage {command_url(options.storage)} "
+            f"--study-name {options.study_name} --config {config_path}"
+        )
+
+    def _print_best_loss(self, space: Any, best: Any, config_path: Path, work_dir: Path) -> None:
+        """The best loss parameters and the export / retraining command."""
+        from paploss.study.search.records import params_note
+
+        options = self.options
+        print(params_note(space.from_params(best.params), "Best loss parameters"))
+        print("Search values (study.best_params):")
+        print(json.dumps({k: round(v, 6) for k, v in sorted(best.params.items())}))
+        export = work_dir / f"{options.study_name}.best.json"
+        print(
+            "\nExport them for loss_cls=dict(type='ParameterizedAPLoss', "
+            "params=dict(file=...)) / retrain:\n  "
+            f"{script_command('paploss-train')} --storage "
+            f"{command_url(options.storage)} --study-name {options.study_name} "
+            f"--config {config_path} --export {export}"
+        )

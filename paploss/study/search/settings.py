@@ -15,7 +15,7 @@ from typing import Any
 
 from paploss.study import keys
 
-OPTIONAL = (keys.SPACE_OPTIONS, keys.COLLAPSE_RULE, keys.LOSS_OPTIONS)
+OPTIONAL = (keys.SPACE_OPTIONS, keys.COLLAPSE_RULE, keys.LOSS_OPTIONS, keys.HYPER_SPACE)
 """The entries recorded only when they differ from the defaults, so that studies of the default
 search keep the settings they were created with."""
 
@@ -34,6 +34,8 @@ class StudySettings:
         space_options: the search-space options; None for the defaults.
         collapse_rule: the CollapseRule the trials apply; None when there is none.
         loss_options: the loss options set on every head; None for the defaults.
+        hyper_space: a baseline's searched hyperparameters (``HyperSpace.to_json``; its
+            ``loss_slots`` are then empty); None for a search of the loss.
     """
 
     config_sha256: str
@@ -49,6 +51,7 @@ class StudySettings:
     space_options: Mapping[str, Any] | None = None
     collapse_rule: Mapping[str, Any] | None = None
     loss_options: Mapping[str, Any] | None = None
+    hyper_space: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record: every entry, the :data:`OPTIONAL` ones only where they are set."""

@@ -9,7 +9,7 @@ note once. A study created with other settings, or a bad input anywhere, raises 
 
 from __future__ import annotations
 
-import shlex
+import dataclasses
 import sys
 import warnings
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ from paploss.study import keys
 from paploss.study.cli import UsageError, check_config_path, check_study_name, study_dir
 from paploss.study.config.early_stop import CONFIG_KEY as COLLAPSE_KEY
 from paploss.study.config.early_stop import CollapseRule
+from paploss.study.config.hyper_space import HyperSpace
 from paploss.study.config.space import LossVariant, SearchSpace, SpaceOptions
 from paploss.study.data.sources import SearchData
 from paploss.study.options import SearchOptions
@@ -29,9 +30,7 @@ from paploss.study.search.settings import StudySettings
 from paploss.study.storage import (
     describe_conflict,
     is_journal,
-    json_roundtrip,
     open_storage,
-    redact_argv,
     settings_conflicts,
 )
 
@@ -72,6 +71,7 @@ def study_settings(
     from paploss.study.config.mmcfg import is_machine_local
 
     loss_options = loss_variant(options).loss_options()
+    hyper = isinstance(space, HyperSpace)
     return StudySettings(
         config_sha256=config_sha,
         cfg_options={
@@ -84,10 +84,11 @@ def study_settings(
         rounds=options.rounds,
         samples_per_round=options.samples_per_round,
         sigma_init=options.sigma_init,
-        loss_slots=space.to_json(),
-        space_options=None if space.options.is_default else space.options.to_json(),
+        loss_slots=[] if hyper else space.to_json(),
+        space_options=None if hyper or space.options.is_default else space.options.to_json(),
         collapse_rule=None if rule is None else rule.to_json(),
         loss_options=loss_options or None,
+        hyper_space=space.to_json() if hyper else None,
     )
 
 
@@ -101,7 +102,8 @@ class SearchPlan:
         work_dir: the checked (not yet created) ``--work-dir``.
         config_path: the resolved ``--config``.
         cfg: the loaded mmengine config with ``--cfg-options`` applied.
-        space: the search space over the config's loss heads.
+        space: the search space over the config's loss heads, or a baseline config's declared
+            hyperparameters (:class:`~paploss.study.config.hyper_space.HyperSpace`).
         loss_options: the LossVariant's options set on every head (empty for the defaults).
         config_sha: :func:`~paploss.study.config.mmcfg.config_digest` of ``cfg``.
         sampler: the study's sampler (:func:`paploss.samplers.make_sampler`).
@@ -113,7 +115,7 @@ class SearchPlan:
     work_dir: Path
     config_path: Path
     cfg: Any
-    space: SearchSpace
+    space: SearchSpace | HyperSpace
     loss_options: dict[str, Any]
     config_sha: str
     sampler: Any
@@ -122,22 +124,22 @@ class SearchPlan:
 
 def prepare(options: SearchOptions) -> SearchPlan:
     """Everything that can fail on bad input, in the order that writes nothing first."""
-    from paploss.study.config.loss_slots import search_space_of
     from paploss.study.config.mmcfg import check_model_builds, config_digest, epochs_of, load_config
     from paploss.study.data.sources import check_data_arg, check_writable_dir
 
-    if options.sampler == "ppo2" and options.samples_per_round < 2:
-        raise UsageError(
-            "--samples-per-round must be >= 2 with --sampler ppo2 (its update needs at least "
-            "two rewards per round)"
-        )
     check_study_name(options.study_name)
     config_path = check_config_path(options.config)
     check_data_arg(options.data)
     work_dir = check_writable_dir(options.work_dir, "--work-dir").resolve()
     check_device(options.device)
     cfg = load_config(config_path, options.cfg_options)
-    space = search_space_of(cfg, config_path, space_options(options))
+    space = _space_of(cfg, config_path, options)
+    options = resolve_sampler(options, space)
+    if options.sampler == "ppo2" and options.samples_per_round < 2:
+        raise UsageError(
+            "--samples-per-round must be >= 2 with --sampler ppo2 (its update needs at least "
+            "two rewards per round)"
+        )
     epochs_of(cfg)
     check_model_builds(cfg, options.cfg_options)
     check_nproc(cfg, options.nproc_per_trial, options.device)
@@ -149,9 +151,52 @@ def prepare(options: SearchOptions) -> SearchPlan:
         space=space,
         loss_options=loss_variant(options).loss_options(),
         config_sha=config_digest(cfg),
-        sampler=_make_sampler(options, space),
+        sampler=_make_sampler(options, space, cfg),
         collapse_rule=None if options.no_early_stop else collapse_rule_of(cfg),
     )
+
+
+def resolve_sampler(options: SearchOptions, space: SearchSpace | HyperSpace) -> SearchOptions:
+    """``options`` with the sampler set: ``--sampler`` if given, else PPO2 for a loss search and
+    TPE for a baseline's hyperparameters."""
+    if options.sampler is not None:
+        return options
+    return dataclasses.replace(options, sampler="tpe" if isinstance(space, HyperSpace) else "ppo2")
+
+
+def _space_of(cfg: Any, config_path: Path, options: SearchOptions) -> SearchSpace | HyperSpace:
+    """The loss heads' Theta, or, for a config without a PAPLoss head, the hyperparameters its
+    ``search_space`` declares (a baseline's equal-budget tuning); ConfigError if neither."""
+    from paploss.study.config.hyper_space import CONFIG_KEY
+    from paploss.study.config.loss_slots import find_loss_slots, search_space_of
+
+    if find_loss_slots(cfg):
+        if cfg.get(CONFIG_KEY) is not None:
+            raise UsageError(
+                f"{config_path.name} has a PAPLoss head and a {CONFIG_KEY}: a search tunes "
+                f"either the loss parameters or a baseline's hyperparameters; remove {CONFIG_KEY}"
+            )
+        return search_space_of(cfg, config_path, space_options(options))
+    hyper = HyperSpace.from_config(cfg, config_path)
+    if hyper is None:  # neither: the ConfigError that names the PAPLoss heads
+        return search_space_of(cfg, config_path, space_options(options))
+    loss_flags = [
+        flag
+        for flag, given in (
+            ("--segments", options.segments != SpaceOptions().num_segments),
+            ("--shared-params", options.shared_params),
+            ("--fixed-lambda", options.fixed_lambda is not None),
+            ("--loc-score", options.loc_score is not None),
+            ("--no-block-grad", options.no_block_grad),
+        )
+        if given
+    ]
+    if loss_flags:
+        raise UsageError(
+            f"{config_path.name} is a baseline (its {CONFIG_KEY} is searched, it has no PAPLoss "
+            f"head), so {', '.join(loss_flags)} cannot apply; use a *_paploss.py config"
+        )
+    return hyper
 
 
 def collapse_rule_of(cfg: Any) -> CollapseRule | None:
@@ -159,14 +204,16 @@ def collapse_rule_of(cfg: Any) -> CollapseRule | None:
     return CollapseRule.from_config(cfg.get(COLLAPSE_KEY))
 
 
-def _make_sampler(options: SearchOptions, space: SearchSpace) -> Any:
+def _make_sampler(options: SearchOptions, space: SearchSpace | HyperSpace, cfg: Any) -> Any:
     from paploss.samplers import make_sampler
 
+    assert options.sampler is not None
+    init = space.init_values(cfg) if isinstance(space, HyperSpace) else space.init_mean()
     try:
         return make_sampler(
             options.sampler,
             search_space=space.distributions(),
-            init_mean=space.init_mean(),
+            init_mean=init,
             seed=options.seed,
             samples_per_round=options.samples_per_round,
             rounds=options.rounds,
@@ -261,6 +308,10 @@ def open_study(plan: SearchPlan) -> OpenStudy:
         with warnings.catch_warnings():  # experimental in Optuna
             warnings.simplefilter("ignore", ExperimentalWarning)
             study.set_metric_names(["AP"])  # the objective's name in optuna-dashboard
+        if isinstance(plan.space, HyperSpace) and options.sampler != "ppo2":
+            # The hand-set baseline is the first trial: the tuned row can only match or beat it
+            # on D_eval. (PPO2 starts its first round's distribution there instead.)
+            study.enqueue_trial(plan.space.init_values(plan.cfg), user_attrs={keys.HAND_SET: True})
     artifact_dir = plan.work_dir / "artifacts"
     artifact_dir.mkdir(parents=True, exist_ok=True)
     run_dir = study_dir(plan.work_dir, options.study_name)
@@ -273,7 +324,9 @@ def open_study(plan: SearchPlan) -> OpenStudy:
         study_dir=run_dir,
     )
     if keys.SETTINGS not in study.user_attrs:
-        _record_study(plan, opened, settings)
+        from paploss.study.search.record import record_study
+
+        record_study(plan, opened, settings)
     # Another worker may have created it concurrently with different settings.
     check_existing(study, settings, plan.cfg)
     return opened
@@ -305,71 +358,3 @@ def check_existing(study: Any, settings: dict, cfg: Any = None) -> None:
 
 
 # ------------------------------------------------------------------------------ the record
-def _record_study(plan: SearchPlan, opened: OpenStudy, settings: dict) -> None:
-    """The study's user attrs (its settings last), the resolved config as an artifact and the
-    dashboard note."""
-    from optuna.artifacts import upload_artifact
-
-    from paploss.study.search.records import dashboard_note
-
-    options, study = plan.options, opened.study
-    study.set_user_attr(keys.CONFIG, str(plan.config_path))
-    study.set_user_attr(keys.CFG_OPTIONS, options.cfg_options)
-    study.set_user_attr(keys.DATA, opened.data.record())
-    study.set_user_attr(
-        keys.SAMPLER,
-        {
-            "name": options.sampler,
-            "rounds": options.rounds,
-            "samples_per_round": options.samples_per_round,
-            "sigma_init": options.sigma_init,
-            "seed": options.seed,
-        },
-    )
-    study.set_user_attr(keys.EPOCHS, options.epochs)
-    study.set_user_attr(keys.TRAIN_SEED, options.train_seed)
-    study.set_user_attr(keys.LOSS_SLOTS, plan.space.to_json())
-    study.set_user_attr(keys.SPACE_OPTIONS, plan.space.options.to_json())
-    study.set_user_attr(keys.LOSS_OPTIONS, plan.loss_options)
-    study.set_user_attr(keys.ARTIFACT_DIR, str(opened.artifact_dir))
-    study.set_user_attr(keys.COMMAND, recorded_command(sys.argv[1:]))
-    # Written last: its presence marks a fully recorded study.
-    study.set_user_attr(keys.SETTINGS, json_roundtrip(settings))
-    # The resolved config (base files merged, --cfg-options applied) as the study's record.
-    config_copy = opened.study_dir / "search_config.py"
-    plan.cfg.dump(str(config_copy))
-    upload_artifact(
-        artifact_store=opened.artifact_store, file_path=str(config_copy), study_or_trial=study
-    )
-    dashboard_note(study, _study_note(plan, opened, config_copy.name))
-
-
-def recorded_command(argv: list[str]) -> str:
-    """The worker's command line as a user types it (``studies/search.py`` and
-    ``python -m paploss.study.search`` run the same ``paploss-search``), a storage password
-    hidden (``***``): what the study's ``command`` attr holds."""
-    return shlex.join(["paploss-search", *redact_argv(argv)])
-
-
-def _study_note(plan: SearchPlan, opened: OpenStudy, config_name: str) -> str:
-    """The study's optuna-dashboard note (markdown)."""
-    options, data, space = plan.options, opened.data, plan.space
-    slots = ", ".join(f"`{s.key}`" + (f" (`{s.prefix}*`)" if s.name else "") for s in space.slots)
-    return "\n".join(
-        [
-            f"## Parameterized AP Loss search `{opened.study.study_name}`",
-            "",
-            f"- config: `{plan.config_path}` (resolved: artifact {config_name})",
-            f"- cfg-options: `{options.cfg_options}`",
-            f"- data: {data.kind} `{' '.join(data.source)}`; D_train "
-            f"`{data.splits['train'].ann_file}`, D_eval `{data.splits['eval'].ann_file}`",
-            f"- sampler: {options.sampler}, {options.rounds} rounds x {options.samples_per_round} "
-            f"samples, sigma_init {options.sigma_init}, seed {options.seed}",
-            f"- inner training: {options.epochs} epoch(s), seed {options.train_seed}",
-            f"- loss heads: {slots}",
-            f"- search space: {space.options.describe()} ({len(space.names())} parameters)",
-            f"- loss options on every head: `{plan.loss_options or 'config defaults'}`",
-            "- trial value: bbox mAP on D_eval (maximized); diverged trainings count as 0",
-            "- plot: artifact `best_so_far.png` (best AP so far per round, paper Fig. 3)",
-        ]
-    )

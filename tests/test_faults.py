@@ -841,7 +841,8 @@ def test_search_help_says_configs_without_an_ap_loss_head_are_refused() -> None:
     search_help = " ".join(search_parser().format_help().split())
     train_help = " ".join(train_parser().format_help().split())
     assert "trains with its own losses" not in search_help
-    assert "nothing to search and is refused (exit 2)" in search_help
+    assert "searches the hyperparameters its search_space declares" in search_help
+    assert "without a search_space it has nothing to search and is refused (exit 2)" in search_help
     assert "trains with its own losses" in train_help
     assert "+KEY=VALUE" in search_help and "+KEY=VALUE" in train_help
 

@@ -153,17 +153,21 @@ def wrap(text: str) -> str:
 
 def add_common(parser: argparse.ArgumentParser, *, work_dir: str, search: bool = False) -> None:
     """``--config``, ``--cfg-options``, ``--work-dir``, ``--device``; ``search``: the help of
-    ``paploss-search`` (which needs a config with a PAPLoss head) instead of ``paploss-train``'s."""
+    ``paploss-search`` (a PAPLoss head, or a baseline's search_space) instead of ``paploss-train``'s."""
     if search:
         without = (
-            "A config without such a head (the Focal/CE baselines, *_focal_*.py, *_ce_*.py) has "
-            "nothing to search and is refused (exit 2); train it with paploss-train for Tab. "
-            "1-style comparisons."
+            "A config without such a head (the Focal/CE baselines, *_focal_*.py, *_ce_*.py) "
+            "searches the hyperparameters its search_space declares (the bundled baselines "
+            "declare lr, box coding, Focal's alpha/gamma, box loss weights; TPE by default, trial "
+            "0 = the config's own values); without a search_space it has nothing to search and "
+            "is refused (exit 2)."
         )
     else:
         without = (
             "A config without such heads (the Focal/CE baselines, *_focal_*.py, *_ce_*.py) trains "
-            "with its own losses on the same data, for Tab. 1-style comparisons."
+            "with its own losses on the same data, for Tab. 1-style comparisons; with "
+            "--storage/--study-name, with the best hyperparameters a search of its search_space "
+            "found."
         )
     parser.add_argument(
         "--config",

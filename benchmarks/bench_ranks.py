@@ -38,6 +38,7 @@ import bench_proxy
 from _common import (
     RESULTS_DIR,
     RESULTS_MD,
+    command_line,
     machine_summary,
     markdown_table,
     replace_section,
@@ -141,6 +142,8 @@ def render(result: dict[str, Any]) -> str:
         f"2 ranks minus 1 process: {result['difference']:+.3f} AP, {verdict} the larger seed std "
         f"({result['tolerance']:.3f}); two-sided paired t-test p = {result['p_value']:.2f}.",
         "",
+        f"Command: `{result['command']}` (trainings cached under `~/.cache/paploss/bench_proxy`).",
+        "",
     ]
     return "\n".join(lines)
 
@@ -208,7 +211,14 @@ def run(
     # the cache keys of bench_proxy's trainings (its main() sets the same)
     bench_proxy.CONFIG_DIGEST = legacy_config_digest(load_config(bench_proxy.CONFIG, cfg_options))
     trainer = bench_proxy.Trainer(cache, 1, data=data, cfg_options=cfg_options)
-    result = measure(trainer, args.preset, seeds) | {"machine": machine_summary()}
+    result = measure(trainer, args.preset, seeds) | {
+        "machine": machine_summary(),
+        "command": command_line(
+            "benchmarks/bench_ranks.py",
+            sys.argv[1:],
+            drop=("--cache", "--results-md", "--results-json"),
+        ),
+    }
     write_json(results_json, result)
     replace_section(results_md, SECTION, render(result))
     print(render(result))

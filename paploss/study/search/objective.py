@@ -99,15 +99,7 @@ class Objective:
             plot_functions,
         )
 
-        run_dir = self.setup.study_dir / f"trial_{trial.number:05d}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        system_attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-        retry_of = system_attrs.get(keys.FAILED_TRIAL)
-        trial.set_user_attr(keys.WORKER, f"{socket.gethostname()}:{os.getpid()}")
-        trial.set_user_attr(keys.WORK_DIR, str(run_dir))
-        trial.set_user_attr(keys.NPROC, self.runner.nproc_per_trial)
-        if retry_of is not None:
-            trial.set_user_attr(keys.RETRY_OF, int(retry_of))
+        run_dir, system_attrs = self._start_run(trial)
         for key, value in lambda_attrs(params).items():
             trial.set_user_attr(key, value)
         dashboard_note(trial, params_note(params, f"Trial {trial.number}: loss parameters"))
@@ -128,13 +120,9 @@ class Objective:
         save_loss_params(params, run_dir)
         return run_dir
 
-    def _record_start_hyper(self, trial: Any, values: dict[str, float]) -> Path:
-        """A baseline trial's run folder, user attrs, dashboard note and ``hyperparams.json``."""
-        import json
-
-        from paploss.study.config.hyper_space import format_values
-        from paploss.study.search.records import dashboard_note
-
+    def _start_run(self, trial: Any) -> tuple[Path, dict[str, Any]]:
+        """The trial's run folder (created) and the attrs every trial records (worker, folder,
+        ranks, the trial it retries); also the trial's system attrs."""
         run_dir = self.setup.study_dir / f"trial_{trial.number:05d}"
         run_dir.mkdir(parents=True, exist_ok=True)
         system_attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
@@ -144,6 +132,16 @@ class Objective:
         trial.set_user_attr(keys.NPROC, self.runner.nproc_per_trial)
         if retry_of is not None:
             trial.set_user_attr(keys.RETRY_OF, int(retry_of))
+        return run_dir, system_attrs
+
+    def _record_start_hyper(self, trial: Any, values: dict[str, float]) -> Path:
+        """A baseline trial's run folder, user attrs, dashboard note and ``hyperparams.json``."""
+        import json
+
+        from paploss.study.config.hyper_space import format_values
+        from paploss.study.search.records import dashboard_note
+
+        run_dir, _ = self._start_run(trial)
         options = self.setup.space.cfg_options(values)
         dashboard_note(
             trial,

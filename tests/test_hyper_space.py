@@ -66,6 +66,9 @@ def test_a_declared_space_is_read_and_applied_at_its_keys() -> None:
         "model.head.stds.0": 0.3,
         "model.head.stds.1": 0.3,
     }
+    assert space.cfg_options_text({"lr": 0.05, "xy": 0.3}) == (
+        "optim_wrapper.optimizer.lr=0.05 model.head.stds.0=0.3 model.head.stds.1=0.3"
+    )
     space.apply(cfg, {"lr": 0.05, "xy": 0.3})
     assert cfg.optim_wrapper.optimizer.lr == 0.05
     assert list(cfg.model.head.stds) == [0.3, 0.3, 0.2, 0.2]

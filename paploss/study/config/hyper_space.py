@@ -202,6 +202,10 @@ class HyperSpace:
         values = self.from_params(values)
         return {key: values[p.name] for p in self.params for key in p.keys}
 
+    def cfg_options_text(self, values: Mapping[str, float]) -> str:
+        """``KEY=VALUE ...``: ``values`` as ``--cfg-options`` arguments."""
+        return " ".join(f"{k}={v!r}" for k, v in self.cfg_options(values).items())
+
     def apply(self, cfg: Any, values: Mapping[str, float]) -> None:
         """Set ``values`` into ``cfg`` (in place)."""
         for key, value in self.cfg_options(values).items():

@@ -142,11 +142,10 @@ class Objective:
         from paploss.study.search.records import dashboard_note
 
         run_dir, _ = self._start_run(trial)
-        options = self.setup.space.cfg_options(values)
         dashboard_note(
             trial,
             f"## Trial {trial.number}: hyperparameters\n\n{format_values(values)}\n\n"
-            f"`--cfg-options {' '.join(f'{k}={v!r}' for k, v in options.items())}`",
+            f"`--cfg-options {self.setup.space.cfg_options_text(values)}`",
         )
         (run_dir / HYPERPARAMS_JSON).write_text(json.dumps(values, indent=1) + "\n")
         return run_dir

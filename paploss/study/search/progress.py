@@ -275,8 +275,7 @@ class Progress:
                 f"Hand-set values (trial {hand[0].number}): AP {hand[0].value:.4f} on D_eval "
                 f"({best.value - hand[0].value:+.4f} for the best)"
             )
-        cfg_options = " ".join(f"{k}={v!r}" for k, v in space.cfg_options(values).items())
-        print(f"As --cfg-options: {cfg_options}")
+        print(f"As --cfg-options: {space.cfg_options_text(values)}")
         print(
             "\nRetrain them:\n  "
             f"{script_command('paploss-train')} --storage {command_url(options.storage)} "

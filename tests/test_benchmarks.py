@@ -204,6 +204,47 @@ def test_bench_proxy_smoke_writes_the_draws_and_early_stop_tables(tmp_path: Path
         assert (row[4] != "no") == rec["stopped"]
 
 
+@pytest.mark.slow
+def test_bench_proxy_detector_presets_smoke(tmp_path: Path) -> None:
+    """``--detector faster_rcnn --part presets`` on the tiny proxy: a table of the Faster R-CNN
+    proxy whose rows are the JSON's (means and stds recomputed here from the seeds' APs), kept
+    apart from RetinaNet's ``presets``; a part the option does not apply to exits with code 2."""
+    md, raw = tmp_path / "RESULTS.md", tmp_path / "proxy.json"
+    md.write_text(OTHER_TEXT)
+    _run(
+        "bench_proxy.py",
+        "--smoke",
+        "--detector",
+        "faster_rcnn",
+        "--part",
+        "presets",
+        "--seeds",
+        "2",
+        "--results-md",
+        str(md),
+        "--results-json",
+        str(raw),
+    )
+    results = json.loads(raw.read_text())
+    assert "presets" not in results
+    part = results["presets/faster_rcnn"]
+    text = _section(md, "bench_proxy")
+    assert "### Reward per preset: Faster R-CNN (`proxy_faster_rcnn_paploss.py`)" in text
+    (table,) = _tables(text)
+    assert table[0] == ["preset", "AP per seed", "mean", "std"]
+    assert len(table) == 1 + 7
+    for row, rec in zip(table[1:], part["rows"]):
+        assert len(rec["aps"]) == 2
+        assert row[2] == f"{statistics.fmean(rec['aps']):.3f}"
+        assert row[3] == f"{statistics.stdev(rec['aps']):.3f}"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_proxy.py"), "--detector", "faster_rcnn"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "--detector faster_rcnn measures only" in proc.stderr
+
+
 def test_bench_ranks_smoke_writes_its_table(tmp_path: Path) -> None:
     """The multi-process benchmark on the tiny proxy: one row per layout whose APs, mean and std
     are the JSON's (recomputed here), and a verdict that follows from them."""

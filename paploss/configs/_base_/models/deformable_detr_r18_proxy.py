@@ -6,7 +6,7 @@
 # (stride 4, a 16 x 16 map of 256 tokens): a 64-channel FPN on C2..C4 of the proxy's frozen
 # digit-pretrained ResNet-18 (ProxyResNet, 16 base channels, first three stages) of which only
 # the finest output is kept (FinestLevelFPN, paploss.mmdet.neck), so the tokens carry the C3 / C4
-# semantics at the C2 resolution. A 64-d transformer (8 heads of 8 channels), 2 encoder and 3
+# semantics at the C2 resolution. A 64-d transformer (8 heads of 8 channels), 1 encoder and 2
 # decoder layers without dropout, 30 queries (<= 4 objects per image), iterative box refinement,
 # single stage.
 #
@@ -21,6 +21,10 @@
 # - the same without dropout (mmdet's 0.1 regularizes 150-epoch COCO runs, not one proxy epoch)
 #   and lr 2e-3: AP 0.228 (AP50 0.627, AP75 0.101), the config here. Process CPU time of that
 #   trial (build + train + eval, one thread) 144 s, Faster R-CNN's 107 s.
+# - 1 encoder and 2 decoder layers instead of 2 and 3: AP 0.216 (2 + 2: 0.215), training 56 s
+#   instead of 96 s for the epoch (2 torch threads on an idle 2-core AMD EPYC): the per-image
+#   Hungarian matching of every decoder layer and the encoder's backward were the largest costs
+#   (benchmarks/bench_proxy.py --part detectors), the config here.
 # mmdet's two-stage variant needs a 256-d transformer (its proposal embedding is hard-wired).
 #
 # bbox_head carries only the settings shared by all losses; the loss configs set its type and
@@ -64,14 +68,14 @@ model = dict(
         num_outs=3,  # P2..P4 are built by the top-down pathway; P2 is returned
     ),
     encoder=dict(
-        num_layers=2,
+        num_layers=1,
         layer_cfg=dict(
             self_attn_cfg=dict(embed_dims=embed_dims, num_levels=num_levels, batch_first=True),
             ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=256, ffn_drop=0.0),
         ),
     ),
     decoder=dict(
-        num_layers=3,
+        num_layers=2,
         return_intermediate=True,
         layer_cfg=dict(
             self_attn_cfg=dict(embed_dims=embed_dims, num_heads=8, dropout=0.0, batch_first=True),

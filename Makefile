@@ -10,9 +10,10 @@ PYTEST_ARGS ?=
 setup:
 	@bash scripts/setup.sh
 
+# Two local workers of the search (--workers 2: one torch thread each on 2 cores).
 search: setup
 	$(PY) studies/search.py --rounds 6 --samples-per-round 4 --study-name paploss-proxy-demo \
-		--storage sqlite:///paploss.db --work-dir work_dirs/search
+		--storage sqlite:///paploss.db --work-dir work_dirs/search --workers 2
 
 # pytest exits 5 when it collected no tests: that is a failure here.
 test: setup

@@ -280,6 +280,42 @@ def test_dashboard_serves_the_study(sqlite_search: dict[str, Any]) -> None:
         log.close()
 
 
+def test_local_workers_share_one_search(tiny_proxy: Path, tmp_path: Path) -> None:
+    """``--workers 2``: this process and one copy of the command train the 2 x 2 search's trials
+    together (two worker ids among the trials, PPO2's rounds kept), the copy's progress goes to
+    worker1.log, and the summary comes once every trial is complete."""
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    env = {k: v for k, v in ENV.items() if k != "OMP_NUM_THREADS"}
+    cmd = [
+        PY, SEARCH, "--storage", url, "--study-name", "two", "--rounds", "2",
+        "--samples-per-round", "2", "--data", str(tiny_proxy), "--work-dir",
+        str(tmp_path / "wd"), "--workers", "2", *FAST,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    study = load(url, "two")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 4
+    # a worker that asks when the last sample is taken gets a surplus trial, which trains nothing
+    others = [t for t in study.trials if t.state != TrialState.COMPLETE]
+    assert all(t.user_attrs.get("ppo2_surplus") for t in others), others
+    assert sorted(t.user_attrs["ppo2_round"] for t in complete) == [0, 0, 1, 1]
+    assert len({t.user_attrs["worker"] for t in complete}) == 2
+    assert "[search] worker 1: pid " in proc.stdout
+    copy_log = tmp_path / "wd" / "two" / "worker1.log"
+    assert "[search] round" in copy_log.read_text()
+    assert "Best vs round 1: AP " in proc.stdout.split("[search] worker 1")[-1]
+    # every trial's and every round's line once, in order, whichever worker trained it
+    trials = [line for line in proc.stdout.splitlines() if line.startswith("[search] round")]
+    numbers = sorted(t.number for t in complete)
+    assert [line.split(" | ")[1] for line in trials] == [f"trial {n}" for n in numbers]
+    rounds = [line for line in proc.stdout.splitlines() if line.startswith("[search] == round")]
+    assert [line.split(" done")[0] for line in rounds] == [
+        "[search] == round 1/2",
+        "[search] == round 2/2",
+    ]
+
+
 def test_train_exports_the_best_params_and_retrains(
     sqlite_search: dict[str, Any], tiny_proxy: Path
 ) -> None:

@@ -74,6 +74,7 @@ class SearchOptions:
     max_failures: int = 3
     round_timeout: float = 86400.0
     nproc_per_trial: int = 1
+    workers: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)

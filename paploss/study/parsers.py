@@ -171,6 +171,12 @@ def _add_search_space(parser: argparse.ArgumentParser) -> None:
 def _add_worker_limits(parser: argparse.ArgumentParser) -> None:
     """When this worker stops, and how dead workers' trials are retried."""
     parser.add_argument(
+        "--workers", type=positive_int, default=1, metavar="N",
+        help="N workers on this machine: this process and N - 1 copies of the command on the study "
+        "(logs: <study work dir>/worker<k>.log), cores // N torch threads each unless "
+        "OMP_NUM_THREADS is set; Ctrl-C stops them all",
+    )  # fmt: skip
+    parser.add_argument(
         "--n-trials",
         type=positive_int,
         default=None,

@@ -7,7 +7,8 @@ loss heads, build the sampler (:func:`~paploss.study.search.setup.prepare`); che
 ``--data`` (the proxy is generated, a COCO json split), and only then open the storage and create
 or join the study (:func:`~paploss.study.search.setup.open_study`; a study created with other
 settings: exit 2). Then :func:`run` trains trials until the study has
-``rounds x samples_per_round`` complete trials (or ``--n-trials`` / ``--timeout`` end this worker).
+``rounds x samples_per_round`` complete trials (or ``--n-trials`` / ``--timeout`` end this worker),
+with ``--workers N`` beside N - 1 local copies of the command (:mod:`paploss.study.search.workers`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ from paploss.study.parsers import parse_search
 from paploss.study.search.setup import OpenStudy, SearchPlan, open_study, prepare
 
 
-def run(plan: SearchPlan, opened: OpenStudy) -> int:
-    """Run trials until the study is complete (or this worker's limits end it); exit code."""
+def run(plan: SearchPlan, opened: OpenStudy, *, argv: Sequence[str] = ()) -> int:
+    """Run trials until the study is complete (or this worker's limits end it); exit code.
+    ``argv`` (the command's arguments) starts the local copies of ``--workers N``."""
     from paploss.study.runner.trial import TrialCrashed
     from paploss.study.runner.warm import WarmRunner
     from paploss.study.search.objective import Objective, TrialSetup
     from paploss.study.search.progress import Progress
+    from paploss.study.search.workers import LocalWorkers, is_helper
 
     options, study = plan.options, opened.study
+    copies_failed = False
     progress = Progress(
         study=study,
         sampler=plan.sampler,
@@ -64,24 +68,30 @@ def run(plan: SearchPlan, opened: OpenStudy) -> int:
             artifact_store=opened.artifact_store,
             early_stop=plan.collapse_rule is not None,
         )
-        # One pre-imported process forks every trial's training (no imports per trial).
-        with WarmRunner(device=options.device, nproc_per_trial=options.nproc_per_trial) as runner:
-            runner.start()  # imports while the first trial is being suggested
-            objective = Objective(setup, runner)
-            try:
-                study.optimize(
-                    objective,
-                    n_trials=options.n_trials,
-                    timeout=options.timeout,
-                    catch=(TrialCrashed,),
-                    callbacks=progress.callbacks(),
-                    gc_after_trial=False,
-                )
-            except KeyboardInterrupt:
-                retry_interrupted(study, objective.current_trial, max_retry=options.max_retry)
-                raise
+        workers = 1 if is_helper() else options.workers
+        with LocalWorkers(argv, count=workers, log_dir=opened.study_dir) as copies:
+            # One pre-imported process forks every trial's training (no imports per trial).
+            with WarmRunner(
+                device=options.device, nproc_per_trial=options.nproc_per_trial
+            ) as runner:
+                runner.start()  # imports while the first trial is being suggested
+                objective = Objective(setup, runner)
+                try:
+                    study.optimize(
+                        objective,
+                        n_trials=options.n_trials,
+                        timeout=options.timeout,
+                        catch=(TrialCrashed,),
+                        callbacks=progress.callbacks(),
+                        gc_after_trial=False,
+                    )
+                except KeyboardInterrupt:
+                    retry_interrupted(study, objective.current_trial, max_retry=options.max_retry)
+                    raise
+            copies_failed = copies.wait() != 0  # the summary waits for the copies' trials
+        progress.print_new()  # what the copies completed after this worker's last trial
     progress.print_summary(space=plan.space, config_path=plan.config_path, work_dir=plan.work_dir)
-    return _exit_code(progress)
+    return _exit_code(progress) or int(copies_failed)
 
 
 def _exit_code(progress: Any) -> int:
@@ -138,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         plan = prepare(options)
-        return run(plan, open_study(plan))
+        return run(plan, open_study(plan), argv=sys.argv[1:] if argv is None else argv)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

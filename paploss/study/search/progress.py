@@ -60,7 +60,12 @@ class Progress:
         self.artifact_store = artifact_store
         self.total = options.rounds * options.samples_per_round
         self.started = time.monotonic()
-        self.complete_at_start = len(self.complete_trials())
+        at_start = self.complete_trials()
+        self.complete_at_start = len(at_start)
+        # Rounds whose line has been printed (by this worker, or before it started): a round that
+        # another worker completes is printed with this worker's next finished trial.
+        self.printed_rounds = set(self._full_rounds(at_start))
+        self.printed_trials = {t.number for t in at_start}  # the same for the trials' lines
         self.consecutive_failures = 0
         self.stopped_for_failures = False
 
@@ -102,8 +107,7 @@ class Progress:
         if frozen.state == TrialState.COMPLETE:
             self.consecutive_failures = 0
             complete = self.complete_trials()
-            round_index = self._print_trial_line(frozen, complete)
-            self.print_round_summary(complete, round_index)
+            self.print_new(complete)
             self.update_study_plot()
             if self.is_ppo2() and self.is_finished():  # no surplus trial after the last round
                 study.stop()
@@ -189,6 +193,35 @@ class Progress:
             return None
         names = self.sampler.param_names
         return float(np.linalg.norm([now[n] - before[n] for n in names]))
+
+    def _full_rounds(self, complete: list[Any]) -> list[int]:
+        """The round indices that have all their samples among ``complete``, in order."""
+        return sorted(
+            r
+            for r, rewards in self.round_rewards(complete).items()
+            if len(rewards) == self.options.samples_per_round
+        )
+
+    def print_new(self, complete: list[Any] | None = None) -> None:
+        """Print the line of every complete trial not printed yet, in trial order, each followed by
+        the line of a round it completes: this worker's trials and the other workers' (local
+        copies of ``--workers``, other hosts), whose lines come with this worker's next finished
+        trial."""
+        complete = self.complete_trials() if complete is None else complete
+        shown = [t for t in complete if t.number in self.printed_trials]
+        for trial in sorted(complete, key=lambda t: t.number):
+            if trial.number not in self.printed_trials:
+                self.printed_trials.add(trial.number)
+                shown.append(trial)
+                self._print_trial_line(trial, complete)
+                self._print_full_rounds(shown)
+
+    def _print_full_rounds(self, shown: list[Any]) -> None:
+        """The line of every round whose samples are all among ``shown`` and not printed yet."""
+        for round_index in self._full_rounds(shown):
+            if round_index not in self.printed_rounds:
+                self.printed_rounds.add(round_index)
+                self.print_round_summary(shown, round_index)
 
     def print_round_summary(self, complete: list[Any], round_index: int) -> None:
         """When ``round_index`` has all its samples: its best and mean reward, how many collapsed

@@ -21,8 +21,8 @@
 # - the same without dropout (mmdet's 0.1 regularizes 150-epoch COCO runs, not one proxy epoch)
 #   and lr 2e-3: AP 0.228 (AP50 0.627, AP75 0.101), the config here. Process CPU time of that
 #   trial (build + train + eval, one thread) 144 s, Faster R-CNN's 107 s.
-# - 1 encoder and 2 decoder layers instead of 2 and 3: AP 0.216 (2 + 2: 0.215), training 56 s
-#   instead of 96 s for the epoch (2 torch threads on an idle 2-core AMD EPYC): the per-image
+# - 1 encoder and 2 decoder layers instead of 2 and 3: AP 0.216 (2 + 2: 0.215), training 56-64 s
+#   instead of 96 s for the epoch (2 torch threads on an idle 2-core AMD EPYC, two runs): the per-image
 #   Hungarian matching of every decoder layer and the encoder's backward were the largest costs
 #   (benchmarks/bench_proxy.py --part detectors), the config here.
 # mmdet's two-stage variant needs a 256-d transformer (its proposal embedding is hard-wired).

@@ -130,8 +130,8 @@ class Progress:
                 self.stopped_for_failures = True
                 study.stop()
 
-    def _print_trial_line(self, frozen: Any, complete: list[Any]) -> int:
-        """Print the finished trial's progress line; its round index."""
+    def _print_trial_line(self, frozen: Any, complete: list[Any]) -> None:
+        """Print the finished trial's progress line."""
         from paploss.study.search.records import progress_line
 
         n = len(complete)
@@ -161,7 +161,6 @@ class Progress:
             ),
             flush=True,
         )
-        return int(round_index)
 
     # ---- rounds ----------------------------------------------------------------------------
     def round_trials(self, complete: list[Any]) -> dict[int, list[Any]]:

@@ -706,8 +706,7 @@ def render(results: dict[str, Any]) -> str:
                 for r in detectors["rows"]
             ],
         )
-    for detector in DETECTORS:
-        out += _render_presets_rank(results, detector)
+    out += _render_presets_rank(results, "retinanet")
     if draws := results.get("draws"):
         good_long, low_proxy = SLOW_START
         out += _section(
@@ -782,6 +781,9 @@ def render(results: dict[str, Any]) -> str:
                 f"{', '.join(later)}. Their 1-epoch reward is 0 with or without the stop.",
                 "",
             ]
+    for detector in DETECTORS:  # the other detectors' sections after RetinaNet's
+        if detector != "retinanet":
+            out += _render_presets_rank(results, detector)
     return "\n".join(out)
 
 

@@ -54,6 +54,17 @@ def test_rank_environment_is_torchruns() -> None:
     assert (rank_pid_file(0), rank_pid_file(1)) == ("child.pid", "child.rank1.pid")
 
 
+def test_cpu_threads_splits_the_cores_and_keeps_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The share of the cores per process: the integer part of cores / parts, never 0 (also
+    where os.cpu_count() cannot tell)."""
+    from paploss.study.runner.devices import cpu_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert [cpu_threads(n) for n in (1, 2, 3, 8, 16, 17, 64)] == [16, 8, 5, 2, 1, 1, 1]
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert cpu_threads(1) == 1 and cpu_threads(4) == 1
+
+
 def test_check_nproc_refuses_an_indivisible_batch_and_one_gpu() -> None:
     from mmengine.config import Config
 

@@ -32,6 +32,7 @@ from paploss.reproduce.options import ReproduceOptions
 from paploss.reproduce.plan import plan, row_seeds
 from paploss.study import keys
 from paploss.study.cli import CONFIG_DIR, UsageError
+from paploss.study.runner.devices import cpu_threads
 from paploss.study.runner.summary import FILE as SUMMARY_FILE
 from paploss.study.runner.summary import TrainingSummary
 from paploss.study.storage import normalize_storage_url, redact, redact_argv
@@ -304,7 +305,7 @@ class Reproduction:
         The children die with this process: an interrupt stops every child's process group."""
         env = dict(os.environ)
         if len(calls) > 1 and "OMP_NUM_THREADS" not in env:  # the cores shared among them
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(calls)))
+            env["OMP_NUM_THREADS"] = str(cpu_threads(len(calls)))
         children: list[tuple[subprocess.Popen[bytes], Any]] = []
         try:
             for cmd, log in calls:

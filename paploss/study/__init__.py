@@ -17,7 +17,7 @@ the floors below it, never one above (``tests/test_layout.py`` checks it):
   CollapseRule a config declares for its search trials), ``mmcfg`` (the mmengine config of a run:
   loading, digest, data, schedule, backbones);
 - ``runner/``: ``trial`` (a training run's result contract and parent side), ``devices`` (the
-  ``--device`` check), ``distributed`` (a training as N ranks of torch.distributed,
+  ``--device`` check, the CPU cores' share per process), ``distributed`` (a training as N ranks of torch.distributed,
   ``--nproc-per-trial``), ``child`` (the child that trains), ``warm`` (the pre-imported process
   that forks every training and its ranks);
 - the commands: ``search/`` (``setup``: a worker's typed set-up, SearchPlan and OpenStudy;

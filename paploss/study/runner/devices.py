@@ -1,14 +1,22 @@
 """``--device``: the check that a CUDA device given on the command line is there, before a study
-or run folder is created (no silent fallback to the CPU, ~100x slower)."""
+or run folder is created (no silent fallback to the CPU, ~100x slower); and the share of the CPU
+cores that each of several processes training side by side gets (:func:`cpu_threads`)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 from paploss.study.cli import UsageError
 from paploss.study.runner.trial import child_env
+
+
+def cpu_threads(parts: int) -> int:
+    """Torch threads of each of ``parts`` processes that share this machine's cores (at least 1):
+    the ranks of one training, the local workers of a search, a reproduction's trainings."""
+    return max(1, (os.cpu_count() or 1) // parts)
 
 
 def check_device(device: str) -> None:

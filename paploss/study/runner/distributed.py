@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paploss.study.cli import UsageError
+from paploss.study.runner.devices import cpu_threads
 
 MASTER_ADDR = "127.0.0.1"
 DIST_TIMEOUT = 1800
@@ -182,7 +183,7 @@ def setup_rank(cfg: Any, rank: RankEnv) -> str:
     else:
         backend = "gloo"
         if "OMP_NUM_THREADS" not in os.environ:
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // rank.world_size))
+            torch.set_num_threads(cpu_threads(rank.world_size))
     if not dist.is_initialized():
         dist.init_process_group(
             backend,

@@ -5,8 +5,9 @@ The copies are the command line with ``--workers`` ignored (:data:`HELPER_ENV` s
 is an ordinary worker that joins the study through ``--storage`` (PPO2 synchronizes the rounds of
 all workers through the storage, as for workers on many machines). The CPU cores are shared: every
 worker's trainings get ``cores // N`` torch threads unless ``OMP_NUM_THREADS`` is set. The copies
-write their progress to ``<study work dir>/worker<k>.log``; this process prints its own trials and
-the summary once every worker has ended. Ctrl-C or SIGTERM stops the copies too (each fails its
+write their progress to ``<study work dir>/worker<k>.log``; this process prints the lines of every
+worker's trials and rounds (:meth:`~paploss.study.search.progress.Progress.print_new`) and the
+summary once every worker has ended. Ctrl-C or SIGTERM stops the copies too (each fails its
 running trial and queues its sample again, as a stopped single worker does).
 """
 
@@ -18,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+
+from paploss.study.runner.devices import cpu_threads
 
 HELPER_ENV = "PAPLOSS_SEARCH_HELPER"
 """Set in the copies' environment: a copy ignores ``--workers`` (it starts no copies itself)."""
@@ -32,7 +35,7 @@ def share_cores(workers: int) -> None:
     """Give every one of ``workers`` local workers ``cores // workers`` torch threads (at least
     one) through ``OMP_NUM_THREADS``, unless it is set; the trainings' processes inherit it."""
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ["OMP_NUM_THREADS"] = str(cpu_threads(workers))
 
 
 class LocalWorkers:

@@ -13,10 +13,8 @@ Parts (``--part``, default all):
 - ``draws``: the same over the search's own samples: ``--initial-draws`` of its first round
   (sigma 0.2 around linear) and ``--searched-draws`` around a searched mean (sigma 0.1 around
   paper-retinanet); also checks that no draw reaching 0.30 after the long training scores < 0.05
-  after one epoch. Its 1-epoch trainings keep their loss curves.
-- ``early-stop``: the proxy config's ``collapse_rule`` (paploss.study.config.early_stop) on those loss
-  curves: which draws it stops, false stops (a stopped draw with AP >= 0.01), and the wall time of
-  a stopped trial against a full one.
+  after one epoch. (The early stop of collapsed trials is measured on the searches' own trials:
+  ``benchmarks/bench_collapse.py``.)
 - ``iteration``: training time per iteration of the PAPLoss head against the Focal+GIoU and
   Focal+L1 heads on the same proxy; ``detectors``: one trial of the Faster R-CNN and Deformable
   DETR proxies. Both time trainings: run them on a quiet machine.
@@ -41,12 +39,12 @@ Output: ``benchmarks/results/proxy.json`` (every number) and the Markdown sectio
     .venv/bin/python benchmarks/bench_proxy.py --part presets --part rank   # AP parts, ~50 min
     .venv/bin/python benchmarks/bench_proxy.py --part timing --part iteration --part detectors
                                                      # quiet machine, ~8 min
-    .venv/bin/python benchmarks/bench_proxy.py --part draws --part early-stop   # ~2 h
+    .venv/bin/python benchmarks/bench_proxy.py --part draws   # ~2 h
     .venv/bin/python benchmarks/bench_proxy.py --detector faster_rcnn --part presets --part rank
     .venv/bin/python benchmarks/bench_proxy.py --smoke   # a check that it runs, ~1 min
 
 Trainings run with ``prepare_config(search=True, early_stop=False)``: to the end, so that the
-measurements see every draw's full training; only ``early-stop``'s second trainings apply the rule.
+measurements see every draw's full training (``Run(early_stop=True)`` applies the config's rule).
 """
 
 from __future__ import annotations
@@ -376,8 +374,8 @@ def part_rank(trainer: Trainer, draws: int, long_epochs: int) -> dict[str, Any]:
 def part_draws(trainer: Trainer, initial: int, searched: int, long_epochs: int) -> dict[str, Any]:
     """Rank fidelity over the search's own samples: ``initial`` draws of its first round (sigma
     0.2 around linear) and ``searched`` draws around a searched mean (sigma 0.1 around
-    paper-retinanet); per draw the proxy reward (1 epoch, D_eval, seed 0, loss curve kept for
-    the early-stop rule) and the val AP of a ``long_epochs`` training (seed 0)."""
+    paper-retinanet); per draw the proxy reward (1 epoch, D_eval, seed 0, loss curve kept) and
+    the val AP of a ``long_epochs`` training (seed 0)."""
     from scipy.stats import spearmanr
 
     groups = [("initial", drawn_params(initial)), ("searched", searched_draws(searched))]
@@ -411,61 +409,6 @@ def part_draws(trainer: Trainer, initial: int, searched: int, long_epochs: int) 
             r["name"] for r in rows if r["long"] >= good_long and r["proxy"] < low_proxy
         ],
         long_epochs=long_epochs,
-    )
-
-
-def part_early_stop(trainer: Trainer, initial: int, searched: int) -> dict[str, Any]:
-    """The proxy config's CollapseRule on the 1-epoch trainings of the search's draws (the
-    ``draws`` part's, trained to the end): per draw its reward, the loss motion at the rule's
-    check and whether the rule stops it. A false stop is a stopped draw that reaches AP >= 0.01.
-    The draws the rule stops train twice more, one after the other: with the rule applied, as
-    search trials, and to the end; the ratio of their wall times is the cost of a collapsed
-    trial."""
-    from paploss.study.config.early_stop import CollapseRule
-
-    rule = CollapseRule.from_config(COLLAPSE_RULE)
-    if rule is None:
-        raise SystemExit("the proxy config declares no collapse_rule")
-    sets = [("initial", n, p) for n, p in drawn_params(initial)]
-    sets += [("searched", n, p) for n, p in searched_draws(searched)]
-    full = [Run(n, p, 0, 1, "eval") for _, n, p in sets]
-    done = trainer.run_all(full)
-    rows = []
-    for (group, name, params), run in zip(sets, full):
-        record = done[run.key()]
-        curve = record["loss_curve"]
-        rows.append(
-            dict(
-                group=group,
-                name=name,
-                params=params,
-                AP=record["metrics"]["AP"],
-                motion=rule.motion(curve),
-                stopped=rule.collapsed(curve),
-                full_wall=record["wall_seconds"],
-            )
-        )
-    stopped = [r for r in rows if r["stopped"]]
-    for r in stopped:
-        short = Run(r["name"], r["params"], 0, 1, "eval", early_stop=True)
-        long = Run(r["name"], r["params"], 0, 1, "eval", repeat=1)
-        redone = trainer.run_all([short, long], workers=1)
-        # The child's own time (build, train, evaluate): not the warm runner's start-up.
-        r["stopped_wall"] = redone[short.key()]["trial_seconds"]
-        r["stopped_at"] = redone[short.key()]["collapsed_at"]
-        r["full_wall"] = redone[long.key()]["trial_seconds"]
-    for r in rows:
-        r.pop("params")
-    full_mean = statistics.fmean(r["full_wall"] for r in stopped) if stopped else None
-    stopped_mean = statistics.fmean(r["stopped_wall"] for r in stopped) if stopped else None
-    return dict(
-        rule=rule.to_json(),
-        rows=rows,
-        collapsed=sum(1 for r in rows if r["AP"] < 1e-3),
-        caught=sum(1 for r in stopped if r["AP"] < 1e-3),
-        false_stops=[r["name"] for r in stopped if r["AP"] >= 0.01],
-        full_wall_mean=full_mean,
-        stopped_wall_mean=stopped_mean,
     )
 
 
@@ -730,57 +673,6 @@ def render(results: dict[str, Any]) -> str:
             f"(slow starters, target none): {slow}.",
             "",
         ]
-    if early := results.get("early_stop"):
-        rule = early["rule"]
-        out += _section(
-            "Early stop of collapsed trials",
-            early,
-            f"The proxy config's rule `collapse_rule = {rule}` (paploss.study.config.early_stop) on the "
-            "1-epoch trainings of the draws above, trained to the end: AP on D_eval, the loss's "
-            "motion (mean absolute change per iteration) over iterations "
-            f"{rule['check_at'] - rule['window'] + 1}-{rule['check_at']}, and whether the rule "
-            f"stops the draw (motion < {rule['min_motion']}). Stopped draws trained again as "
-            "search trials with the rule and to the end, one after the other (trial s).",
-            ["draw", "group", "AP", "loss motion", "stopped", "trial s (full / stopped)"],
-            [
-                [
-                    r["name"],
-                    r["group"],
-                    f"{r['AP']:.4f}",
-                    f"{r['motion']:.4f}",
-                    f"at iteration {r['stopped_at']}" if r["stopped"] else "no",
-                    f"{r['full_wall']:.0f} / {r['stopped_wall']:.0f}" if r["stopped"] else "",
-                ]
-                for r in early["rows"]
-            ],
-        )
-        cost = (
-            f"a stopped trial took {early['stopped_wall_mean']:.0f} s against "
-            f"{early['full_wall_mean']:.0f} s for a full one "
-            f"(**{100 * early['stopped_wall_mean'] / early['full_wall_mean']:.0f} %**, target "
-            "<= 25 %)"
-            if early["stopped_wall_mean"] is not None
-            else "no draw was stopped"
-        )
-        false = ", ".join(early["false_stops"]) or "none"
-        out += [
-            f"{len(early['rows'])} draws: {early['collapsed']} collapsed to AP < 0.001, the rule "
-            f"stops **{early['caught']}** of them; false stops (stopped, AP >= 0.01): **{false}**; "
-            f"{cost}.",
-            "",
-        ]
-        long_ap = {r["name"]: r["long"] for r in results.get("draws", {}).get("rows", [])}
-        later = [
-            f"{r['name']} ({long_ap[r['name']]:.3f})"
-            for r in early["rows"]
-            if r["stopped"] and long_ap.get(r["name"], 0.0) >= 0.01
-        ]
-        if later:
-            out += [
-                "Stopped draws that learn in the long training of the draws part (val AP): "
-                f"{', '.join(later)}. Their 1-epoch reward is 0 with or without the stop.",
-                "",
-            ]
     for detector in DETECTORS:  # the other detectors' sections after RetinaNet's
         if detector != "retinanet":
             out += _render_presets_rank(results, detector)
@@ -797,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--part",
         action="append",
-        choices=("presets", "rank", "draws", "early-stop", "timing", "iteration", "detectors"),
+        choices=("presets", "rank", "draws", "timing", "iteration", "detectors"),
     )
     parser.add_argument(
         "--detector",
@@ -820,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="a check that the script runs: the draws and early-stop parts on a tiny proxy (8 "
+        help="a check that the script runs: the draws part on a tiny proxy (8 "
         "images at 64 px, 2 + 1 draws, 2 long epochs), results in a temporary folder unless "
         "--results-md/--results-json are given",
     )
@@ -866,19 +758,30 @@ def _smoke(args: argparse.Namespace, tmp: Path) -> int:
     args.initial_draws, args.searched_draws, args.long_epochs, args.workers = 2, 1, 2, 1
     return run_parts(
         args,
-        args.part or ["draws", "early-stop"],
+        args.part or ["draws"],
         results_json=args.results_json or tmp / "proxy.json",
         results_md=args.results_md or tmp / "RESULTS.md",
     )
+
+
+def configure(cfg: Any) -> None:
+    """Key the cached trainings of this run to the loaded proxy config ``cfg``: its digest and
+    its ``collapse_rule`` (for the trainings that apply it)."""
+    from paploss.study.config.mmcfg import legacy_config_digest
+
+    global CONFIG_DIGEST, COLLAPSE_RULE
+    # The 0.1 form of the digest: cache keys stay valid across the 0.2 config spelling.
+    CONFIG_DIGEST = legacy_config_digest(cfg)
+    COLLAPSE_RULE = dict(cfg.get("collapse_rule") or {})
 
 
 def run_parts(
     args: argparse.Namespace, parts: list[str], *, results_json: Path, results_md: Path
 ) -> int:
     """Run ``parts``, writing every finished part into ``results_json`` and ``results_md``."""
-    from paploss.study.config.mmcfg import legacy_config_digest, load_config
 
-    global CONFIG_DIGEST, COLLAPSE_RULE
+    from paploss.study.config.mmcfg import load_config
+
     results: dict[str, Any] = {}
     if results_json.is_file():
         results = json.loads(results_json.read_text())
@@ -886,15 +789,13 @@ def run_parts(
     detector = getattr(args, "detector", "retinanet")
     config = DETECTORS[detector][1]
     cfg = load_config(config, cfg_options)
-    # The 0.1 form of the digest: cache keys stay valid across the 0.2 config spelling.
-    CONFIG_DIGEST = legacy_config_digest(cfg)
-    COLLAPSE_RULE = dict(cfg.get("collapse_rule") or {})
+    configure(cfg)
 
     def finish(name: str, part: dict[str, Any]) -> None:
         results[name] = part | {"machine": machine_summary()}
         write_results(results, results_json, results_md)
 
-    if {"presets", "rank", "draws", "early-stop", "iteration", "detectors"} & set(parts):
+    if {"presets", "rank", "draws", "iteration", "detectors"} & set(parts):
         trainer = Trainer(
             args.cache,
             args.workers,
@@ -909,8 +810,6 @@ def run_parts(
         if "draws" in parts:
             draws = part_draws(trainer, args.initial_draws, args.searched_draws, args.long_epochs)
             finish("draws", draws)
-        if "early-stop" in parts:
-            finish("early_stop", part_early_stop(trainer, args.initial_draws, args.searched_draws))
         if "iteration" in parts:
             finish("iteration", part_iteration(trainer))
         if "detectors" in parts:

@@ -180,15 +180,14 @@ def test_bench_samplers_smoke_writes_its_tables(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_bench_proxy_smoke_writes_the_draws_and_early_stop_tables(tmp_path: Path) -> None:
+def test_bench_proxy_smoke_writes_the_draws_table(tmp_path: Path) -> None:
     """The proxy benchmark on the tiny proxy: the draws table has a row per draw (2 initial, 1
-    searched) whose numbers are the JSON's, and the early-stop table one row per draw."""
+    searched) whose numbers are the JSON's."""
     md, raw = tmp_path / "RESULTS.md", tmp_path / "proxy.json"
     md.write_text(OTHER_TEXT)
     _run("bench_proxy.py", "--smoke", "--results-md", str(md), "--results-json", str(raw))
     results = json.loads(raw.read_text())
-    tables = _tables(_section(md, "bench_proxy"))
-    draws, early = tables
+    (draws,) = _tables(_section(md, "bench_proxy"))
     assert draws[0] == ["draw", "group", "proxy AP", "long AP"]
     assert [row[:2] for row in draws[1:]] == [
         ["draw 0", "initial"],
@@ -197,11 +196,36 @@ def test_bench_proxy_smoke_writes_the_draws_and_early_stop_tables(tmp_path: Path
     ]
     for row, rec in zip(draws[1:], results["draws"]["rows"]):
         assert row[2:] == [f"{rec['proxy']:.4f}", f"{rec['long']:.4f}"]
-    assert early[0][:3] == ["draw", "group", "AP"]
-    assert len(early) == 4
-    for row, rec in zip(early[1:], results["early_stop"]["rows"]):
-        assert row[2] == f"{rec['AP']:.4f}"
-        assert (row[4] != "no") == rec["stopped"]
+
+
+@pytest.mark.slow
+def test_bench_collapse_smoke_applies_the_rule_to_a_searchs_trials(tmp_path: Path) -> None:
+    """The early-stop benchmark on a 1 x 3 search of the tiny proxy: the summary counts the
+    search's three trials, every trial in the per-trial table is one the rule stops or one that
+    collapsed, and the rule's decision agrees with the trial's motion against min_motion."""
+    md, raw = tmp_path / "RESULTS.md", tmp_path / "collapse.json"
+    md.write_text(OTHER_TEXT)
+    _run("bench_collapse.py", "--smoke", "--results-md", str(md), "--results-json", str(raw))
+    results = json.loads(raw.read_text())
+    tables = _tables(_section(md, "bench_collapse"))
+    summary, trials, frontier = tables[:3]
+    assert summary[0][:2] == ["trials", "count"]
+    counts = {row[0]: int(row[1]) for row in summary[1:]}
+    assert counts["all"] == 3 == counts["round 1"]
+    rows = {r["label"]: r for r in results["rows"]}
+    assert len(rows) == 3 and all(label.startswith("smoke#") for label in rows)
+    expected = {lb for lb, r in rows.items() if r["ap"] < 1e-3 or r["stops"]}
+    assert {row[0] for row in trials[1:]} == expected
+    for row in trials[1:]:
+        r = rows[row[0]]
+        assert row[2] == f"{r['ap']:.4f}"
+        assert (row[4] == "yes") == r["stops"]
+    min_motion = results["rule"]["min_motion"]
+    for r in rows.values():
+        assert r["stops"] == (r["motion"] is not None and r["motion"] < min_motion)
+    assert frontier[0][:2] == ["check at", "window"]
+    if results["cost"]:
+        assert tables[3][1][0] == results["cost"][0]["label"]
 
 
 @pytest.mark.slow

@@ -52,9 +52,14 @@ def test_the_runner_gives_the_protocol_search_its_own_rounds(tmp_path: Path) -> 
     assert main[main.index("--rounds") + 1] == "4"
 
 
+RULE = {"check_at": 47, "window": 10, "min_motion": 0.003}
+PAUSE = dt.timedelta(hours=1)
+
+
 def _study(storage: optuna.storages.BaseStorage) -> list[dict]:
     """A 3-round x 2-sample protocol search, recorded as PPO2 and the search command record it."""
     study = optuna.create_study(storage=storage, study_name="search/protocol", direction="maximize")
+    study.set_user_attr(keys.SETTINGS, {keys.COLLAPSE_RULE: RULE})
     dist = {"x": FloatDistribution(0.0, 1.0)}
     plan_ = [  # round, AP, collapsed, seconds, mu
         (0, 0.10, False, 60, {"a": 0.2, "b": 0.5}),
@@ -85,7 +90,7 @@ def _study(storage: optuna.storages.BaseStorage) -> list[dict]:
         trial_id = study.get_trials()[-1]._trial_id
         records.append(dict(round=r, ap=ap, collapsed=collapsed, seconds=seconds, mu=mu))
         _set_times(storage, trial_id, start, end)
-        start = end
+        start = end + (PAUSE if len(records) == 4 else dt.timedelta(0))  # a pause before round 3
     return records
 
 
@@ -118,7 +123,10 @@ def test_the_protocol_section_is_read_once_and_matches_a_direct_computation(
     # mu's RMS shift from round 1's mean, round 3: (0.4, -0.5).
     assert math.isclose(run.rounds[2].mu_shift, math.sqrt((0.4**2 + 0.5**2) / 2))
     assert run.rounds[0].mu_shift == 0.0
-    assert math.isclose(run.wall_hours, sum(x["seconds"] for x in records) / 3600)
+    busy = sum(x["seconds"] for x in records)
+    assert math.isclose(run.wall_hours, (busy + PAUSE.total_seconds()) / 3600)
+    assert math.isclose(run.active_hours, busy / 3600)  # the pause left out
+    assert run.collapse_rule == RULE
     full = [x["seconds"] for x in records if not x["collapsed"]]
     assert run.collapsed == 2 and run.collapsed_seconds == 22
     assert math.isclose(run.saved_hours, (2 * statistics.median(full) - 22) / 3600)
@@ -130,6 +138,7 @@ def test_the_protocol_section_is_read_once_and_matches_a_direct_computation(
     assert lines[0] == HEADING and figure.stat().st_size > 0
     assert "| 3 | 30.0 | 12.5 | 1/2 |" in "\n".join(lines)
     assert "rounds complete: 3 of 40" in "\n".join(lines)
+    assert "over iterations 38-47" in "\n".join(lines)
     assert protocol_section(None, results, figure, provenance="Run by x.")[2].startswith("Not run")
     ran = protocol_section(run, results, figure, provenance="Run by x.")
     assert ran[:4] == [HEADING, "", "Run by x.", ""] and ran[4:] == lines[2:]

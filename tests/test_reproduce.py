@@ -126,6 +126,18 @@ def test_the_second_dataset_is_generated_into_the_proxy_cache(
     assert load_settings(folder) == ProxySettings.clutter(**small)
 
 
+def test_active_time_leaves_out_pauses_and_counts_overlaps_once() -> None:
+    """Two workers' trainings overlap (counted once), a 60 s start-up gap counts, and a
+    one-hour pause between two runs does not: 100 + 60 + 50 s, then 40 s after the pause."""
+    from paploss.reproduce.snapshot import active_seconds
+
+    intervals = [(0.0, 100.0), (20.0, 80.0), (160.0, 210.0), (3810.0, 3850.0)]
+    assert active_seconds(intervals, pause=300.0) == 210.0 + 40.0
+    assert active_seconds(reversed(intervals), pause=300.0) == 250.0
+    assert active_seconds(intervals, pause=10_000.0) == 3850.0
+    assert active_seconds([]) == 0.0
+
+
 def test_search_flags_are_accepted_by_the_search_parser() -> None:
     from paploss.study.parsers import search_parser
 

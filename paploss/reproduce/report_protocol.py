@@ -19,7 +19,7 @@ from typing import Any
 
 from paploss.reproduce.paper_tables import PROTOCOL, PROTOCOL_KEY, TABLES
 from paploss.reproduce.report_tables import claim_tests, table_markdown
-from paploss.reproduce.snapshot import ReportSnapshot, RowResult, snapshot_of
+from paploss.reproduce.snapshot import ReportSnapshot, RowResult, active_seconds, snapshot_of
 from paploss.study import keys
 
 HEADING = "## The paper's search protocol"
@@ -60,6 +60,10 @@ class ProtocolRun:
     full_trial_seconds: float  # median duration of a trial that ran to the end
     collapsed_seconds: float  # summed duration of the collapsed trials
     collapsed: int
+    active_hours: float = (
+        0.0  # wall_hours without the pauses between runs (snapshot.active_seconds)
+    )
+    collapse_rule: Mapping[str, Any] | None = None  # the rule the study's settings record
 
     @property
     def saved_hours(self) -> float:
@@ -115,6 +119,12 @@ def read_protocol(source: ReportSnapshot | Any, rounds: int, samples: int) -> Pr
     full = [s for n, s in seconds.items() if n not in stopped]
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    spans = [
+        (t.datetime_start.timestamp(), t.datetime_complete.timestamp())
+        for t in trials
+        if t.datetime_start and t.datetime_complete
+    ]
+    settings = record.user_attrs.get(keys.SETTINGS) or {}
     return ProtocolRun(
         rounds=tuple(per_round),
         target_rounds=rounds,
@@ -123,6 +133,17 @@ def read_protocol(source: ReportSnapshot | Any, rounds: int, samples: int) -> Pr
         full_trial_seconds=statistics.median(full) if full else 0.0,
         collapsed_seconds=sum(seconds[n] for n in stopped),
         collapsed=len(stopped),
+        active_hours=active_seconds(spans) / 3600,
+        collapse_rule=settings.get(keys.COLLAPSE_RULE),
+    )
+
+
+def _rule_text(rule: Mapping[str, Any] | None) -> str:
+    if not rule:
+        return "no collapse_rule"
+    return (
+        f"collapse_rule: loss motion < {rule['min_motion']} per iteration over iterations "
+        f"{rule['check_at'] - rule['window'] + 1}-{rule['check_at']}"
     )
 
 
@@ -154,9 +175,11 @@ def protocol_section(
         f"- rounds complete: {done} of {run.target_rounds}; best AP on D_eval {last.best:.1f} "
         f"(round 1's best {first.best:.1f}, round 1's mean {first.mean:.1f}, the last round's "
         f"mean {last.mean:.1f})",
-        f"- wall time {run.wall_hours:.2f} h from the first trial's start to the last one's end "
-        f"(pauses between runs included), {run.trial_hours:.2f} h of trials summed over workers",
-        f"- early stop: {run.collapsed} collapsed trials stopped, {run.collapsed_seconds / 60:.1f} "
+        f"- wall time **{run.active_hours:.2f} h** with trials running ({run.wall_hours:.2f} h "
+        f"from the first trial's start to the last one's end, less the pauses between runs), "
+        f"{run.trial_hours:.2f} h of trials summed over workers",
+        f"- early stop ({_rule_text(run.collapse_rule)}): {run.collapsed} collapsed trials "
+        f"stopped, {run.collapsed_seconds / 60:.1f} "
         f"min in all; at the median full trial ({run.full_trial_seconds:.0f} s) they would have "
         f"cost {run.collapsed * run.full_trial_seconds / 60:.1f} min: {run.saved_hours:.2f} h "
         "saved",

@@ -118,12 +118,15 @@ class ReportSnapshot:
         rows: the rows that exist, by key.
         busy_seconds: the trainings' durations summed (workers in parallel count each).
         span_seconds: from the first training's start to the last one's end.
+        active_seconds: the wall time of the runs: the span without its pauses, the gaps of
+            more than ``PAUSE_SECONDS`` in which no training ran (:func:`active_seconds`).
     """
 
     searches: Mapping[str, SearchRecord] = field(default_factory=dict)
     rows: Mapping[str, RowRecord] = field(default_factory=dict)
     busy_seconds: float = 0.0
     span_seconds: float = 0.0
+    active_seconds: float = 0.0
 
     def search(self, key: str) -> SearchRecord | None:
         """The search ``key``; None where it has not started."""
@@ -137,6 +140,28 @@ class ReportSnapshot:
     def results(self, row_keys: Iterable[str]) -> dict[str, RowResult]:
         """``{key: result}`` of the rows ``row_keys``."""
         return {k: self.row(k) for k in row_keys}
+
+
+PAUSE_SECONDS = 300.0
+"""A gap without any training longer than this is a pause between runs (a stopped and resumed
+reproduction), not part of a run's wall time; shorter gaps (a job's start-up) are."""
+
+
+def active_seconds(intervals: Iterable[tuple[float, float]], pause: float = PAUSE_SECONDS) -> float:
+    """The wall time covered by the ``(start, end)`` intervals (seconds), trainings that overlap
+    counted once and the gaps between them counted up to ``pause`` seconds: a gap longer than
+    that is a pause and left out."""
+    total, current = 0.0, None
+    for start, end in sorted(intervals):
+        if current is not None and start - current[1] <= pause:
+            current = (current[0], max(current[1], end))
+            continue
+        if current is not None:
+            total += current[1] - current[0]
+        current = (start, end)
+    if current is not None:
+        total += current[1] - current[0]
+    return total
 
 
 def _row_record(key: str, complete: Iterable[Any]) -> RowRecord:
@@ -191,7 +216,8 @@ def read_snapshot(storage: Any) -> ReportSnapshot:
             complete = (t for t in trials if t.state == TrialState.COMPLETE)
             rows[key] = _row_record(key, complete)
     span = (max(ends) - min(starts)).total_seconds() if starts else 0.0
-    return ReportSnapshot(searches, rows, busy, span)
+    active = active_seconds((a.timestamp(), b.timestamp()) for a, b in zip(starts, ends))
+    return ReportSnapshot(searches, rows, busy, span, active)
 
 
 def snapshot_of(source: ReportSnapshot | Any) -> ReportSnapshot:

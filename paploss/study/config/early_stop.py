@@ -16,8 +16,9 @@ iteration to the next over the last ``window`` iterations, is compared with ``mi
 motion means the training has collapsed: it ends there, reports AP 0 and is recorded as collapsed (``status = "collapsed"``). It
 still counts as its round's sample. Only search trials apply the rule
 (``prepare_config(search=True)``; ``paploss-search --no-early-stop`` turns it off); final trainings
-never stop early. The evidence behind the proxy RetinaNet's rule (the loss curves of the search's
-initial draws, false stops, time saved) is in benchmarks/RESULTS.md.
+never stop early. The evidence behind the proxy RetinaNet's rule (the loss curves of recorded
+search trials, false stops, the candidate checks, the cost of a stopped trial) is in
+benchmarks/RESULTS.md (``benchmarks/bench_collapse.py``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 # Baseline of Tab. 1 on the proxy: Deformable DETR with Focal Loss + L1 + GIoU (mmdet's weights
 # 2 / 5 / 2 on every decoder layer), same model, matching, data and schedule as
-# proxy_deformable_detr_paploss.py.
+# proxy_deformable_detr_paploss.py. BatchedDeformableDETRHead is mmdet's DeformableDETRHead whose
+# Hungarian matching runs for the whole batch at once (paploss.mmdet.matching; same assignment).
 _base_ = [
     "_base_/models/deformable_detr_r18_proxy.py",
     "_base_/datasets/proxy_detection.py",
@@ -10,7 +11,7 @@ _base_ = [
 
 model = dict(
     bbox_head=dict(
-        type="DeformableDETRHead",
+        type="BatchedDeformableDETRHead",
         loss_cls=dict(type="FocalLoss", use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=2.0),
         loss_bbox=dict(type="L1Loss", loss_weight=5.0),
         loss_iou=dict(type="GIoULoss", loss_weight=2.0),

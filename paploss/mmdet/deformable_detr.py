@@ -45,12 +45,14 @@ from paploss.mmdet._common import (
     build_prediction_set,
     prediction_loc_scores,
 )
+from paploss.mmdet.matching import BatchedTargetsMixin, image_factors
 
 
 @MODELS.register_module()
-class PAPLossDeformableDETRHead(APLossHead, DeformableDETRHead):
+class PAPLossDeformableDETRHead(APLossHead, BatchedTargetsMixin, DeformableDETRHead):
     """Deformable DETR head whose losses are Parameterized AP Losses (``__init__``:
-    ``APLossHead``).
+    ``APLossHead``; with a ``BatchedHungarianAssigner`` the matching of all images runs at once:
+    ``paploss.mmdet.matching``).
 
     Args:
         *args, **kwargs: as ``DeformableDETRHead`` (num_classes, embed_dims, num_reg_fcs,
@@ -98,15 +100,9 @@ class PAPLossDeformableDETRHead(APLossHead, DeformableDETRHead):
         labels = torch.cat(labels_list, 0)  # [bs * Q], C = unmatched
         label_weights = torch.cat(label_weights_list, 0)  # [bs * Q], all 1
         bbox_targets = torch.cat(bbox_targets_list, 0)  # [bs * Q, 4] normalized cxcywh
-        factors = torch.cat(
-            [
-                bbox_preds.new_tensor([m["img_shape"][1], m["img_shape"][0]] * 2).expand(
-                    num_queries, 4
-                )
-                for m in batch_img_metas
-            ],
-            0,
-        )
+        # [bs * Q, 4] (w, h, w, h) of each query's image
+        factors = image_factors(batch_img_metas, bbox_preds).expand(-1, num_queries, -1)
+        factors = factors.reshape(-1, 4)
         logits, targets, pos_entries, pos_queries = build_prediction_set(
             cls_scores.reshape(-1, num_classes), labels, label_weights, num_classes
         )

@@ -59,12 +59,15 @@ from paploss.mmdet._common import (
     build_prediction_set,
     prediction_loc_scores,
 )
+from paploss.mmdet.batched_assign import BatchedAnchorTargetsMixin
 
 
 @MODELS.register_module()
-class PAPLossRPNHead(AnchorAPLossHead, RPNHead):
+class PAPLossRPNHead(AnchorAPLossHead, BatchedAnchorTargetsMixin, RPNHead):
     """RPN head trained with the Parameterized AP Loss (one objectness logit per anchor;
-    ``__init__`` and ``loss_by_feat``: ``AnchorAPLossHead``; the loss key is ``loss_rpn_paploss``).
+    ``__init__`` and ``loss_by_feat``: ``AnchorAPLossHead``; the loss key is ``loss_rpn_paploss``;
+    with a ``PseudoSampler`` its anchor targets are computed for the whole batch at once,
+    ``paploss.mmdet.batched_assign.BatchedAnchorTargetsMixin``, identical to mmdet's per-image ones).
 
     Args:
         in_channels: channels of the input feature maps.

@@ -29,8 +29,15 @@
 #
 # bbox_head carries only the settings shared by all losses; the loss configs set its type and
 # loss fields (PAPLossDeformableDETRHead with loss_cls=dict(type='ParameterizedAPLoss', ...), or
-# DeformableDETRHead with loss_cls/loss_bbox/loss_iou). The Hungarian matching costs are mmdet's
-# Deformable DETR ones and are the same for every loss.
+# BatchedDeformableDETRHead, mmdet's DeformableDETRHead, with loss_cls/loss_bbox/loss_iou). The
+# Hungarian matching costs are mmdet's Deformable DETR ones and are the same for every loss.
+# BatchedHungarianAssigner (paploss.mmdet.matching) is mmdet's HungarianAssigner with the costs
+# of all images of the batch computed at once (scipy still solves each image's block), used by the
+# heads' get_targets: the same assignment, losses and gradients (tests/test_detr_matching.py;
+# bitwise equal on a proxy batch). One training iteration (model.loss forward + backward on a proxy
+# batch of 32, one torch thread, 20 iterations of each interleaved, process CPU time on a loaded
+# 2-core AMD EPYC) takes 267 ms instead of mmdet's 331 ms with the PAPLoss head and 244 ms instead
+# of 301 ms with the Focal + L1 + GIoU head: about 11 s less per 188-iteration epoch.
 embed_dims = 64
 num_levels = 1
 model = dict(
@@ -86,14 +93,14 @@ model = dict(
     ),
     positional_encoding=dict(num_feats=embed_dims // 2, normalize=True, offset=-0.5),
     bbox_head=dict(
-        type="DeformableDETRHead",
+        type="BatchedDeformableDETRHead",
         num_classes=10,
         embed_dims=embed_dims,
         sync_cls_avg_factor=True,
     ),
     train_cfg=dict(
         assigner=dict(
-            type="HungarianAssigner",
+            type="BatchedHungarianAssigner",
             match_costs=[
                 dict(type="FocalLossCost", weight=2.0),
                 dict(type="BBoxL1Cost", weight=5.0, box_format="xywh"),

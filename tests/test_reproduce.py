@@ -138,6 +138,28 @@ def test_active_time_leaves_out_pauses_and_counts_overlaps_once() -> None:
     assert active_seconds([]) == 0.0
 
 
+def test_snapshot_times_count_only_the_named_studies() -> None:
+    """The times of a set of studies: another study's trainings (the protocol's search in the
+    same storage, a day earlier) add neither to the sums nor to the span."""
+    from paploss.reproduce.snapshot import ReportSnapshot
+
+    day = 86_400.0
+    snapshot = ReportSnapshot(
+        spans={
+            "search/main": ((day, day + 40.0), (day + 10.0, day + 60.0)),
+            "row/linear": ((day + 100.0, day + 150.0),),
+            "search/protocol": ((0.0, 1000.0),),
+        }
+    )
+    times = snapshot.times(["search/main", "row/linear", "row/not-run"])
+    assert times.busy_seconds == 40.0 + 50.0 + 50.0
+    assert times.span_seconds == 150.0
+    assert times.active_seconds == 150.0  # the 40 s gap is no pause
+    every = snapshot.times()
+    assert every.busy_seconds == 1140.0 and every.span_seconds == day + 150.0
+    assert every.active_seconds == 1000.0 + 150.0  # the day between them is a pause
+
+
 def test_search_flags_are_accepted_by_the_search_parser() -> None:
     from paploss.study.parsers import search_parser
 

@@ -3,12 +3,13 @@ snapshot that the report's tables, figures and sections render from.
 
 :func:`read_snapshot` loads each ``search/<key>`` and ``row/<key>`` study of a storage once: a
 search keeps its trials (every state, by number), its user attrs and its best trial; a row keeps
-its per-seed metrics (:class:`RowResult`) and its commands; the snapshot keeps the trainings'
-summed and spanned time. AP is in % (the proxy's bbox mAP on its val split x 100).
+its per-seed metrics (:class:`RowResult`) and its commands; the snapshot keeps every study's
+training intervals, from which :meth:`ReportSnapshot.times` gives the time of any set of studies. AP is in % (the proxy's bbox mAP on its val split x 100).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -116,17 +117,25 @@ class ReportSnapshot:
     Attributes:
         searches: the searches that exist, by key.
         rows: the rows that exist, by key.
-        busy_seconds: the trainings' durations summed (workers in parallel count each).
-        span_seconds: from the first training's start to the last one's end.
-        active_seconds: the wall time of the runs: the span without its pauses, the gaps of
-            more than ``PAUSE_SECONDS`` in which no training ran (:func:`active_seconds`).
+        spans: per study name, the ``(start, end)`` timestamps (seconds) of its trials that
+            ran to an end; :meth:`times` sums them over a set of studies.
     """
 
     searches: Mapping[str, SearchRecord] = field(default_factory=dict)
     rows: Mapping[str, RowRecord] = field(default_factory=dict)
-    busy_seconds: float = 0.0
-    span_seconds: float = 0.0
-    active_seconds: float = 0.0
+    spans: Mapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+
+    def times(self, studies: Iterable[str] | None = None) -> RunTimes:
+        """The times of the trainings of ``studies`` (study names; None: every study)."""
+        names = self.spans.keys() if studies is None else [n for n in studies if n in self.spans]
+        intervals = [iv for name in names for iv in self.spans[name]]
+        if not intervals:
+            return RunTimes(0.0, 0.0, 0.0)
+        return RunTimes(
+            busy_seconds=math.fsum(end - start for start, end in intervals),
+            span_seconds=max(e for _, e in intervals) - min(s for s, _ in intervals),
+            active_seconds=active_seconds(intervals),
+        )
 
     def search(self, key: str) -> SearchRecord | None:
         """The search ``key``; None where it has not started."""
@@ -140,6 +149,22 @@ class ReportSnapshot:
     def results(self, row_keys: Iterable[str]) -> dict[str, RowResult]:
         """``{key: result}`` of the rows ``row_keys``."""
         return {k: self.row(k) for k in row_keys}
+
+
+@dataclass(frozen=True)
+class RunTimes:
+    """How long a set of trainings took.
+
+    Attributes:
+        busy_seconds: the trainings' durations summed (workers in parallel count each).
+        span_seconds: from the first training's start to the last one's end.
+        active_seconds: the wall time of the runs: the span without its pauses, the gaps of
+            more than ``PAUSE_SECONDS`` in which no training ran (:func:`active_seconds`).
+    """
+
+    busy_seconds: float
+    span_seconds: float
+    active_seconds: float
 
 
 PAUSE_SECONDS = 300.0
@@ -195,19 +220,18 @@ def read_snapshot(storage: Any) -> ReportSnapshot:
 
     searches: dict[str, SearchRecord] = {}
     rows: dict[str, RowRecord] = {}
-    busy = 0.0
-    starts, ends = [], []
+    spans: dict[str, tuple[tuple[float, float], ...]] = {}
     for summary in optuna.get_all_study_summaries(storage):
         name = summary.study_name
         if not name.startswith((SEARCH_PREFIX, ROW_PREFIX)):
             continue
         study = optuna.load_study(study_name=name, storage=storage)
         trials = tuple(study.get_trials(deepcopy=False))
-        for t in trials:
-            if t.datetime_start and t.datetime_complete:
-                busy += (t.datetime_complete - t.datetime_start).total_seconds()
-                starts.append(t.datetime_start)
-                ends.append(t.datetime_complete)
+        spans[name] = tuple(
+            (t.datetime_start.timestamp(), t.datetime_complete.timestamp())
+            for t in trials
+            if t.datetime_start and t.datetime_complete
+        )
         if name.startswith(SEARCH_PREFIX):
             key = name[len(SEARCH_PREFIX) :]
             searches[key] = SearchRecord(key, trials, dict(study.user_attrs), _best(study))
@@ -215,9 +239,7 @@ def read_snapshot(storage: Any) -> ReportSnapshot:
             key = name[len(ROW_PREFIX) :]
             complete = (t for t in trials if t.state == TrialState.COMPLETE)
             rows[key] = _row_record(key, complete)
-    span = (max(ends) - min(starts)).total_seconds() if starts else 0.0
-    active = active_seconds((a.timestamp(), b.timestamp()) for a, b in zip(starts, ends))
-    return ReportSnapshot(searches, rows, busy, span, active)
+    return ReportSnapshot(searches, rows, spans)
 
 
 def snapshot_of(source: ReportSnapshot | Any) -> ReportSnapshot:

@@ -12,8 +12,9 @@ What it measures:
   rule's check (mean absolute change per iteration over its window) and whether the rule stops it.
   Trials the recorded search itself stopped (by the rule it ran with) have curves that end at the
   stop: they are trained again to the end (same parameters, seed and data, cached under
-  ``--cache``) so that their AP and their curve beyond the stop are known. Trials of studies that
-  set loss options (``--loc-score``, ``--no-block-grad``) train differently and are not trained again.
+  ``--cache``) so that their AP and their curve beyond the stop are known; they train on their
+  study's data with its loss options (``--loc-score``, ``--no-block-grad``). Those stopped by
+  searches that ran the config's own rule are the rule's out-of-sample check.
 - **The choice of the rule.** For each candidate check (iteration, window) the lowest motion of a
   trial that learns (AP >= 0.01) and how many collapsed trials move less than 0.7 times that: the
   frontier the config's rule was chosen from.
@@ -80,6 +81,7 @@ class Curve:
         losses: the loss of every training iteration, ``losses[k]`` iteration ``k + 1``'s.
         stopped_at: the iteration at which the recorded search stopped the trial (None: it ran
             to the end).
+        search_rule: the collapse_rule its search ran, as ``check_at/window/min_motion``.
         retrained: the AP and curve come from a training again to the end.
     """
 
@@ -89,6 +91,7 @@ class Curve:
     losses: list[float]
     stopped_at: int | None
     retrained: bool
+    search_rule: str = "none"
 
 
 # ------------------------------------------------------------------------------ reading
@@ -147,7 +150,12 @@ def recorded_trials(
     for url in storages:
         for study in _studies(url, config_name, names):
             attrs = study.user_attrs
-            options = (attrs.get("search_settings") or {}).get("loss_options")
+            settings = attrs.get("search_settings") or {}
+            options = settings.get("loss_options")
+            ran = settings.get("collapse_rule")
+            search_rule = (
+                f"{ran['check_at']}/{ran['window']}/{ran['min_motion']}" if ran else "none"
+            )
             for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
                 work = Path(str(trial.user_attrs.get("work_dir", "")))
                 result, params = work / "result.json", work / "loss_params.json"
@@ -173,6 +181,7 @@ def recorded_trials(
                         seed=int(attrs.get("train_seed", 0)),
                         data=attrs.get("data"),
                         loss_options=options,
+                        search_rule=search_rule,
                     )
                 )
     return out, duplicates
@@ -183,35 +192,55 @@ def complete_curves(
     trainer: bench_proxy.Trainer, trials: list[dict[str, Any]]
 ) -> tuple[list[Curve], list[str]]:
     """The Curves of the trials: recorded ones as they are, stopped ones trained again to the
-    end where the Trainer can repeat them (same data, no loss options); the labels of the
-    stopped trials that could not be."""
-    data_root = str(trainer.data.splits["train"].ann_file)
-    repeat, skipped = [], []
+    end on their study's data with its loss options (a Trainer per data source); the labels of
+    the stopped trials whose data source is not found."""
+    trainers: dict[tuple[str, ...], bench_proxy.Trainer | None] = {}
+    runs, skipped = {}, []
     for t in trials:
         if t["stopped_at"] is None:
             continue
-        same_data = data_root == str(
-            (t["data"] or {}).get("splits", {}).get("train", {}).get("ann_file")
-        )
-        if t["loss_options"] or not same_data:
+        source = tuple((t["data"] or {}).get("source") or ())
+        if source not in trainers:
+            trainers[source] = _trainer_for(trainer, list(source))
+        if trainers[source] is None:
             skipped.append(t["label"])
-        else:
-            repeat.append(t)
-    runs = {
-        t["label"]: bench_proxy.Run(t["label"], t["params"], t["seed"], 1, "eval") for t in repeat
-    }
-    done = trainer.run_all(list(runs.values()))
+            continue
+        run = bench_proxy.Run(
+            t["label"], t["params"], t["seed"], 1, "eval", loss_options=t["loss_options"]
+        )
+        runs[t["label"]] = (trainers[source], run)
+    done: dict[str, dict[str, Any]] = {}
+    for source_trainer in {id(tr): tr for tr, _ in runs.values()}.values():
+        mine = [run for tr, run in runs.values() if tr is source_trainer]
+        done |= source_trainer.run_all(mine)
     curves = []
     for t in trials:
         if t["label"] in runs:
-            record = done[runs[t["label"]].key()]
+            record = done[runs[t["label"]][1].key()]
             curves.append(
                 Curve(t["label"], t["group"], record["metrics"]["AP"], record["loss_curve"],
-                      t["stopped_at"], True)
+                      t["stopped_at"], True, t["search_rule"])
             )  # fmt: skip
         elif t["stopped_at"] is None:
-            curves.append(Curve(t["label"], t["group"], t["ap"], t["losses"], None, False))
+            curves.append(
+                Curve(t["label"], t["group"], t["ap"], t["losses"], None, False, t["search_rule"])
+            )
     return curves, skipped
+
+
+def _trainer_for(default: bench_proxy.Trainer, source: list[str]) -> bench_proxy.Trainer | None:
+    """A Trainer of the data ``source`` (a study's ``--data``): ``default`` for its own data,
+    None when the source is gone."""
+    from paploss.errors import InputError
+
+    if not source or source == list(default.data_source):
+        return default
+    try:
+        return bench_proxy.Trainer(
+            default.cache, default.workers, data=source, cfg_options=default.cfg_options
+        )
+    except (InputError, OSError):
+        return None
 
 
 def stop_cost(
@@ -282,7 +311,15 @@ def analyse(rule: Any, curves: list[Curve]) -> dict[str, Any]:
             false_stops=sum(1 for r in sel if r["stops"] and r["ap"] >= LEARNS_AP),
         )
     learners = [r["motion"] for r in rows if r["ap"] >= LEARNS_AP and r["motion"] is not None]
+    by_search_rule: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["stopped_at"] is not None:
+            entry = by_search_rule.setdefault(r["search_rule"], dict(stopped=0, false=[]))
+            entry["stopped"] += 1
+            if r["ap"] >= LEARNS_AP:
+                entry["false"].append(f"{r['label']} ({r['ap']:.3f})")
     return dict(
+        searches_stops=by_search_rule,
         rule=rule.to_json(),
         rows=rows,
         groups=groups,
@@ -308,10 +345,19 @@ def render(results: dict[str, Any]) -> str:
         f"stop. Motion: mean absolute change of the loss per iteration over iterations {span}. "
         f"{results['retrained']} trials stopped by their search were trained again to the end "
         "for their AP and curve"
-        + (f"; not trained again (other data or loss options): {', '.join(results['skipped'])}."
+        + (f"; not trained again (their data is gone): {', '.join(results['skipped'])}."
            if results["skipped"] else "."),
         "",
     ]  # fmt: skip
+    for ran, entry in sorted(results["searches_stops"].items()):
+        check_at, window, motion = ran.split("/")
+        false = ", ".join(entry["false"]) or "none"
+        out += [
+            f"Searches that ran the rule check_at {check_at}, window {window}, min_motion "
+            f"{motion} stopped {entry['stopped']} trials; trained again to the end, the false "
+            f"stops (AP >= {LEARNS_AP}): **{false}**.",
+            "",
+        ]
     out += markdown_table(
         ["trials", "count", "collapsed (AP < 0.001)", "stopped by the rule", "of them collapsed",
          "false stops (AP >= 0.01)"],
@@ -322,19 +368,23 @@ def render(results: dict[str, Any]) -> str:
     out += [
         "",
         f"The lowest motion of a trial that learns is {lowest:.4f} "
-        f"({lowest / rule['min_motion']:.2f} x min_motion). Every collapsed trial and every "
-        "trial the rule stops:"
+        f"({lowest / rule['min_motion']:.2f} x min_motion). Every collapsed trial, every "
+        "trial the rule stops and every trial a search stopped (with the rule it ran):"
         if lowest is not None
         else "No trial learns.",
         "",
     ]
-    shown = [r for r in results["rows"] if r["ap"] < COLLAPSED_AP or r["stops"]]
+    shown = [
+        r
+        for r in results["rows"]
+        if r["ap"] < COLLAPSED_AP or r["stops"] or r["stopped_at"] is not None
+    ]
     shown.sort(key=lambda r: (r["motion"] is None, r["motion"] or 0.0))
     out += markdown_table(
         ["trial", "group", "AP", "motion", "stopped by the rule", "stopped by its search"],
         [[r["label"], r["group"], f"{r['ap']:.4f}",
           "" if r["motion"] is None else f"{r['motion']:.4f}", "yes" if r["stops"] else "no",
-          "" if r["stopped_at"] is None else f"at {r['stopped_at']} (trained again)"]
+          "" if r["stopped_at"] is None else f"at {r['stopped_at']}, trained again"]
          for r in shown],
     )  # fmt: skip
     out += [
@@ -395,7 +445,13 @@ def run(args: argparse.Namespace, *, results_json: Path, results_md: Path) -> in
     )
     curves, skipped = complete_curves(trainer, trials)
     results = analyse(rule, curves)
-    stopped = [r["label"] for r in results["rows"] if r["stops"]]
+    # Timed on the Trainer's own data and loss (the cost is the training's length, not its loss).
+    plain = {
+        t["label"]
+        for t in trials
+        if not t["loss_options"] and (t["data"] or {}).get("source") in (None, trainer.data_source)
+    }
+    stopped = [r["label"] for r in results["rows"] if r["stops"] and r["label"] in plain]
     results.update(
         studies=sorted({t["label"].rsplit("#", 1)[0] for t in trials}),
         duplicates=duplicates,

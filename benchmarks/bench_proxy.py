@@ -132,6 +132,7 @@ class Run:
     repeat: int = 0  # > 0: the same training again (a timing taken beside another one)
     nproc: int = 1  # torch.distributed ranks of the training (bench_ranks.py)
     threads: int = 0  # > 0: torch threads of each process, part of the key (bench_ranks.py)
+    loss_options: dict[str, Any] | None = None  # set on every loss head (e.g. loc_score)
 
     def key(self) -> str:
         """Cache key: the settings of the training and the proxy config's digest."""
@@ -142,6 +143,8 @@ class Run:
             settings.append(dict(repeat=self.repeat))
         if self.nproc != 1 or self.threads:
             settings.append(dict(nproc=self.nproc, threads=self.threads))
+        if self.loss_options:
+            settings.append(dict(loss_options=self.loss_options))
         text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -215,6 +218,7 @@ class Trainer:
         self.config = config  # the config of the Runs (their key holds its digest)
         self.cfg = load_config(config, self.cfg_options)
         self.data = resolve_data(data, work_dir=cache)
+        self.data_source = list(data or ["proxy"])  # as a study records its --data
         ensure_backbones(self.cfg, log=lambda m: print(f"[bench] {m}", flush=True))
         self.workers = workers
         self.lock = threading.Lock()
@@ -264,7 +268,11 @@ class Trainer:
         self, runner: Any, run: Run, *, config: Path | None = None, record: bool = True
     ) -> dict:
         from paploss.params import LossParams
-        from paploss.study.config.loss_slots import find_loss_slots, set_loss_params
+        from paploss.study.config.loss_slots import (
+            find_loss_slots,
+            set_loss_options,
+            set_loss_params,
+        )
         from paploss.study.config.mmcfg import load_config, prepare_config
 
         config = self.config if config is None else config
@@ -280,11 +288,14 @@ class Trainer:
             epochs=run.epochs,
             seed=run.seed,
             search=True,
+            loss_options=run.loss_options,
             early_stop=run.early_stop,
         )
-        if run.params:
-            for slot in find_loss_slots(cfg):  # every AP-loss head trains with the Run's params
+        for slot in find_loss_slots(cfg):  # every AP-loss head trains with the Run's params
+            if run.params:
                 set_loss_params(cfg, slot, LossParams.from_dict(run.params))
+            if run.loss_options:
+                set_loss_options(cfg, slot, run.loss_options)
         run_dir.mkdir(parents=True, exist_ok=True)
         config = run_dir / "config.py"
         cfg.dump(str(config))

@@ -201,8 +201,9 @@ def test_bench_proxy_smoke_writes_the_draws_table(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_bench_collapse_smoke_applies_the_rule_to_a_searchs_trials(tmp_path: Path) -> None:
     """The early-stop benchmark on a 1 x 3 search of the tiny proxy: the summary counts the
-    search's three trials, every trial in the per-trial table is one the rule stops or one that
-    collapsed, and the rule's decision agrees with the trial's motion against min_motion."""
+    search's three trials, the per-trial table holds exactly the trials that collapsed, that the
+    rule stops or that the search stopped, and the rule's decision agrees with the trial's motion
+    against min_motion."""
     md, raw = tmp_path / "RESULTS.md", tmp_path / "collapse.json"
     md.write_text(OTHER_TEXT)
     _run("bench_collapse.py", "--smoke", "--results-md", str(md), "--results-json", str(raw))
@@ -214,7 +215,9 @@ def test_bench_collapse_smoke_applies_the_rule_to_a_searchs_trials(tmp_path: Pat
     assert counts["all"] == 3 == counts["round 1"]
     rows = {r["label"]: r for r in results["rows"]}
     assert len(rows) == 3 and all(label.startswith("smoke#") for label in rows)
-    expected = {lb for lb, r in rows.items() if r["ap"] < 1e-3 or r["stops"]}
+    expected = {
+        lb for lb, r in rows.items() if r["ap"] < 1e-3 or r["stops"] or r["stopped_at"] is not None
+    }
     assert {row[0] for row in trials[1:]} == expected
     for row in trials[1:]:
         r = rows[row[0]]

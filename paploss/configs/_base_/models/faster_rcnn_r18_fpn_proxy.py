@@ -20,6 +20,8 @@
 # - Proposals from the 100 best anchors per level before NMS (nms_pre 100 instead of 300): the
 #   epoch trains in 65-75 s instead of 83 s at the same AP (0.435; 2 torch threads, idle 2-core
 #   AMD EPYC, two runs). 24 or 16 sampled RoIs per image then save only 2-3 s more and cost AP (0.426, 0.422).
+# - With the batched steps below the epoch trains in 43 s, one trial (build + train + eval) takes
+#   50 s, AP 0.435 (benchmarks/RESULTS.md, "Faster R-CNN and Deformable DETR proxies").
 #
 # rpn_head / roi_head.bbox_head carry only the settings shared by all losses; the loss configs set
 # their types and loss fields (PAPLossRPNHead / PAPLossBBoxHead with

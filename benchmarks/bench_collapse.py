@@ -106,7 +106,9 @@ def _studies(storage_url: str, config_name: str, names: list[str] | None) -> lis
     """The storage's loss-search studies of ``config_name`` with 1-epoch trials."""
     import optuna
 
-    storage = optuna.storages.RDBStorage(storage_url)
+    from paploss.study.storage import open_storage
+
+    storage = open_storage(storage_url, must_exist=True)  # StorageError: cannot be read
     out = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         if names and summary.study_name not in names:
@@ -421,6 +423,7 @@ def render(results: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------ main
 def run(args: argparse.Namespace, *, results_json: Path, results_md: Path) -> int:
+    from paploss.errors import StorageError
     from paploss.study.config.early_stop import CollapseRule
     from paploss.study.config.mmcfg import load_config
 
@@ -431,7 +434,11 @@ def run(args: argparse.Namespace, *, results_json: Path, results_md: Path) -> in
         print(f"error: {bench_proxy.CONFIG.name} declares no collapse_rule", file=sys.stderr)
         return 2
     bench_proxy.configure(cfg)
-    trials, duplicates = recorded_trials(args.storage, bench_proxy.CONFIG.name, args.study)
+    try:
+        trials, duplicates = recorded_trials(args.storage, bench_proxy.CONFIG.name, args.study)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not trials:
         print(
             "error: no complete 1-epoch trial of a search of "
@@ -477,9 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", action="append", help="only these studies (default: all)")
     parser.add_argument("--timed", type=int, default=3, help="stopped trials timed (default 3)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--cache", type=Path, default=Path("~/.cache/paploss/bench_proxy").expanduser()
-    )
+    parser.add_argument("--cache", type=Path, default=bench_proxy.CACHE)
     parser.add_argument("--results-md", type=Path, default=None, help="default: RESULTS.md")
     parser.add_argument("--results-json", type=Path, default=None, help="default: collapse.json")
     parser.add_argument(

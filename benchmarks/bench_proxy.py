@@ -86,6 +86,8 @@ DETECTORS = {
 DETECTOR_PARTS = ("presets", "rank")
 """The parts ``--detector`` applies to (the others measure the RetinaNet proxy only)."""
 RESULTS_JSON = RESULTS_DIR / "proxy.json"
+CACHE = Path("~/.cache/paploss/bench_proxy").expanduser()
+"""Where the trainings are cached (``--cache``; ``bench_collapse.py`` and ``bench_ranks.py`` too)."""
 SECTION = "bench_proxy"
 SMOKE_OPTIONS = {
     # The tiny proxy at its own 64 px: 4 iterations of 2 images; the collapse rule checks at 3.
@@ -715,9 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-epochs", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timing-trials", type=int, default=3)
-    parser.add_argument(
-        "--cache", type=Path, default=Path("~/.cache/paploss/bench_proxy").expanduser()
-    )
+    parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--results-md", type=Path, default=None, help="default: RESULTS.md")
     parser.add_argument("--results-json", type=Path, default=None, help="default: proxy.json")
     parser.add_argument(

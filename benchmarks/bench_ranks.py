@@ -152,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="linear")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument(
-        "--cache", type=Path, default=Path("~/.cache/paploss/bench_proxy").expanduser()
-    )
+    parser.add_argument("--cache", type=Path, default=bench_proxy.CACHE)
     parser.add_argument("--results-md", type=Path, default=None, help="default: RESULTS.md")
     parser.add_argument("--results-json", type=Path, default=None, help="default: ranks.json")
     parser.add_argument(

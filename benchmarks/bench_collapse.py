@@ -58,10 +58,10 @@ from _common import (
     write_json,
 )
 
+from paploss.study.config.early_stop import COLLAPSED_AP
+
 RESULTS_JSON = RESULTS_DIR / "collapse.json"
 SECTION = "bench_collapse"
-COLLAPSED_AP = 1e-3
-"""A trial with a reward below this has collapsed."""
 LEARNS_AP = 0.01
 """A trial with a reward of at least this learns: stopping it is a false stop."""
 MARGIN = 0.7

@@ -130,6 +130,21 @@ def test_the_round_line_counts_the_trials_stopped_early(
         collapsed_at=40,
     )
     assert "AP 0.0000 (collapsed, stopped at iteration 40)" in line
+    fields = dict(
+        round_index=0,
+        rounds=1,
+        diverged=False,
+        best=0.3,
+        best_trial=0,
+        complete=3,
+        total=3,
+        elapsed=10.0,
+        eta=0.0,
+    )
+    # a collapsed trial the rule did not stop: tagged by its AP; a low one that learns: no tag
+    below = progress_line(trial_number=2, ap=0.0009, **fields)
+    assert "AP 0.0009 (collapsed, trained to the end)" in below
+    assert "collapsed" not in progress_line(trial_number=2, ap=0.001, **fields)
 
 
 @pytest.mark.slow

@@ -30,6 +30,10 @@ from typing import Any
 
 from paploss.errors import ConfigError
 
+COLLAPSED_AP = 1e-3
+"""A trial whose reward (AP) is below this has collapsed, whether the rule stopped it or it
+trained to the end (the search's trial and round lines, benchmarks/bench_collapse.py)."""
+
 CONFIG_KEY = "collapse_rule"
 """The config's top-level entry that declares the rule (not part of the config digest: the
 study's settings record it instead)."""

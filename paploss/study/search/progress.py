@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from paploss.study import keys
+from paploss.study.config.early_stop import COLLAPSED_AP
 from paploss.study.options import SearchOptions
 from paploss.study.storage import command_url, dashboard_url
 
@@ -231,7 +232,7 @@ class Progress:
             return
         shift = self.mean_shift(round_index)
         moved = "" if shift is None else f" | mean moved {shift:.3f} (L2, unit space)"
-        collapsed = sum(1 for v in rewards if v < 1e-3)
+        collapsed = sum(1 for v in rewards if v < COLLAPSED_AP)
         stopped = sum(
             1
             for t in self.round_trials(complete).get(round_index, [])
@@ -240,7 +241,7 @@ class Progress:
         print(
             f"[search] == round {round_index + 1}/{self.options.rounds} done: best "
             f"{max(rewards):.4f} | mean {sum(rewards) / len(rewards):.4f} | "
-            f"{collapsed}/{len(rewards)} at AP < 0.001 ({stopped} stopped early){moved}",
+            f"{collapsed}/{len(rewards)} at AP < {COLLAPSED_AP:g} ({stopped} stopped early){moved}",
             flush=True,
         )
 

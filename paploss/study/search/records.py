@@ -25,6 +25,7 @@ from typing import Any
 
 from paploss.params import FUNCTION_ROLES, LossParams
 from paploss.study import keys
+from paploss.study.config.early_stop import COLLAPSED_AP
 
 FUNCTION_TITLES = (
     "f1: f(l_i; θ1)",
@@ -228,12 +229,18 @@ def progress_line(
     retry_of: int | None = None,
     collapsed_at: int | None = None,
 ) -> str:
-    """One line per finished trial: round, trial, AP, best so far, elapsed, ETA; a diverged
-    trial is tagged so, one the CollapseRule stopped ``(collapsed, stopped at iteration N)``."""
+    """One line per finished trial: round, trial, AP, best so far, elapsed, ETA. A diverged
+    trial is tagged so, one the CollapseRule stopped ``(collapsed, stopped at iteration N)``, and
+    one that trained to the end with AP below ``COLLAPSED_AP`` ``(collapsed, trained to the
+    end)``: the rule stops only the trainings whose loss has stopped moving."""
     rnd = f"round {round_index + 1}/{rounds}" if round_index is not None else "round ?"
-    tag = " (diverged)" if diverged else ""
+    tag = ""
     if collapsed_at is not None:
         tag = f" (collapsed, stopped at iteration {collapsed_at})"
+    elif diverged:
+        tag = " (diverged)"
+    elif ap < COLLAPSED_AP:
+        tag = " (collapsed, trained to the end)"
     retry = f" (retry of {retry_of})" if retry_of is not None else ""
     best_text = f"{best:.4f} (trial {best_trial})" if best_trial is not None else "-"
     return (

@@ -21,7 +21,12 @@ from paploss.reproduce.paper_claims import CLAIMS, claim_training_keys
 from paploss.reproduce.paper_tables import PROTOCOL_KEY, TABLES
 from paploss.reproduce.plan import plan, row_seeds
 from paploss.reproduce.report_stats import ALPHA, FAR_BELOW_AP, paired_test
-from paploss.reproduce.report_tables import claim_tests, claims_markdown, summary_markdown
+from paploss.reproduce.report_tables import (
+    claim_tests,
+    claims_markdown,
+    ordering_markdown,
+    summary_markdown,
+)
 from paploss.reproduce.snapshot import RowResult
 
 BASE = [38.0, 36.5, 39.2, 37.1, 38.4]
@@ -144,6 +149,38 @@ def test_tab8_compares_ap50() -> None:
     lines = claims_markdown(TABLES["tab8"], results)
     assert "paper yes (AP50 79.6 vs 77.3); proxy 66.0 ± 0.5 vs 60.2 ± 0.8" in lines[0]
     assert [r.paper[1] for r in rows] == [77.3, 79.6, 80.2]
+
+
+def test_full_orders_leave_out_rows_without_a_paper_number_and_tie_equal_ones() -> None:
+    """Tab. 1: a hand-set baseline has no paper number and stays out of the order; Faster R-CNN's
+    searched row and the published params carry the same paper AP, so either proxy order of the
+    two matches the paper's; a baseline above the PAPLoss rows on the proxy does not."""
+    table = TABLES["tab1"]
+
+    def orders(ap: dict[str, float]) -> list[str]:
+        results = {
+            r.training.key: RowResult({m: [ap[r.training.key]] if r.training.key in ap else []
+                                       for m in ("AP", "AP50", "AP75")})
+            for r in table.rows
+        }  # fmt: skip
+        return ordering_markdown(table, results)
+
+    base = {"retinanet-focal-l1": 50.0, "retinanet-focal-l1-tuned": 30.0,
+            "retinanet-focal-giou-tuned": 31.0, "searched": 35.0,
+            "frcnn-ce-l1": 1.0, "frcnn-ce-l1-tuned": 20.0, "frcnn-ce-giou-tuned": 25.0,
+            "frcnn-searched": 40.0, "frcnn-paploss": 41.0}  # fmt: skip
+    retina, frcnn = orders(base)
+    assert retina == (
+        "- RetinaNet: paper order Parameterized AP Loss > Focal Loss + GIoU (tuned) > "
+        "Focal Loss + L1 (tuned); proxy order Parameterized AP Loss > Focal Loss + GIoU (tuned) > "
+        "Focal Loss + L1 (tuned): same order"
+    )
+    assert "paper order Parameterized AP Loss = Published params (reference) > " in frcnn
+    assert frcnn.endswith(": same order")
+    swapped = orders(base | {"frcnn-searched": 42.0})[1]
+    assert "proxy order Parameterized AP Loss > Published params (reference)" in swapped
+    assert swapped.endswith(": same order")
+    assert orders(base | {"frcnn-ce-giou-tuned": 40.5})[1].endswith(": DIFFERENT order")
 
 
 def test_summary_counts_the_verdicts() -> None:

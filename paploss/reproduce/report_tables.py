@@ -173,20 +173,35 @@ def summary_markdown(results: Mapping[str, RowResult]) -> list[str]:
 
 
 def ordering_markdown(table: Table, results: Mapping[str, RowResult]) -> list[str]:
-    """The rows ordered by the paper's AP and by the proxy's mean AP, per detector group."""
+    """The rows ordered by the paper's AP and by the proxy's mean AP, per detector group.
+
+    Only rows that ran and have a paper number take part (a hand-set baseline or a reference row
+    has none). Rows with the same paper number (e.g. a searched row and the published parameters
+    of that loss) are tied: joined by ``=`` in the paper's order, and in either order on the proxy
+    the same order."""
     lines = []
     groups = sorted({r.group for r in table.rows}, key=[r.group for r in table.rows].index)
+    m = METRICS.index(table.metric)
     for group in groups:
-        rows = [r for r in table.rows if r.group == group]
-        ran = [r for r in rows if results[r.training.key].n > 0]
+        ran = [
+            r
+            for r in table.rows
+            if r.group == group and results[r.training.key].n > 0 and not math.isnan(r.paper[m])
+        ]
         if len(ran) < 2:
             continue
-        m = METRICS.index(table.metric)
-        paper = " > ".join(r.label for r in sorted(ran, key=lambda r: -r.paper[m]))
-        proxy = " > ".join(
-            r.label for r in sorted(ran, key=lambda r: -results[r.training.key].mean(table.metric))
+        by_paper = sorted(ran, key=lambda r: -r.paper[m])
+        paper = by_paper[0].label
+        for before, row in zip(by_paper, by_paper[1:]):
+            paper += (" = " if row.paper[m] == before.paper[m] else " > ") + row.label
+        proxy_ap = {r.label: results[r.training.key].mean(table.metric) for r in ran}
+        proxy = " > ".join(sorted(proxy_ap, key=lambda label: -proxy_ap[label]))
+        same = all(
+            proxy_ap[a.label] > proxy_ap[b.label]
+            for a in ran
+            for b in ran
+            if a.paper[m] > b.paper[m]
         )
-        same = paper == proxy
         where = f"{group}: " if group else ""
         lines.append(
             f"- {where}paper order {paper}; proxy order {proxy}: "

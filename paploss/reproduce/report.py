@@ -172,7 +172,15 @@ def _search_command(recorded: str) -> str:
 
 def _commands(snapshot: ReportSnapshot, row_keys: set[str]) -> list[str]:
     """The command of every search and of the first seed of every row that ran."""
-    lines = ["## Commands of the searches", ""]
+    lines = [
+        "## Commands of the searches",
+        "",
+        "`paploss-reproduce --workers N` runs a search's command once per worker on the same "
+        "study; a worker w > 0 of a sampler other than PPO2 adds 1000 w to `--seed` (PPO2's "
+        "workers share the seed and draw different samples). Each line shows the command one "
+        "worker recorded.",
+        "",
+    ]
     for key in sorted(snapshot.searches):
         command = snapshot.searches[key].command
         if command:

@@ -20,7 +20,13 @@ from paploss.reproduce.experiments import BUDGETS, RETINANET, Search
 from paploss.reproduce.paper_claims import CLAIMS, claim_training_keys
 from paploss.reproduce.paper_tables import PROTOCOL_KEY, TABLES
 from paploss.reproduce.plan import plan, row_seeds
-from paploss.reproduce.report_stats import ALPHA, FAR_BELOW_AP, paired_test
+from paploss.reproduce.report_stats import (
+    ALPHA,
+    FAR_BELOW_AP,
+    holm_rejects,
+    holm_verdicts,
+    paired_test,
+)
 from paploss.reproduce.report_tables import (
     claim_tests,
     claims_markdown,
@@ -183,6 +189,44 @@ def test_full_orders_leave_out_rows_without_a_paper_number_and_tie_equal_ones() 
     assert orders(base | {"frcnn-ce-giou-tuned": 40.5})[1].endswith(": DIFFERENT order")
 
 
+def _holm_adjusted(pvalues: list[float]) -> list[float]:
+    """Holm's adjusted p-values, p~_(k) = max over j <= k of min(1, (m - j + 1) p_(j)): an
+    independent form of the step-down (reject where p~ <= alpha)."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * m, 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def test_holm_rejects_as_its_adjusted_p_values_say() -> None:
+    import random
+
+    rng = random.Random(0)
+    for _ in range(200):
+        m = rng.randint(1, 12)
+        ps = [rng.choice([rng.random() * 0.02, rng.random()]) for _ in range(m)]
+        assert holm_rejects(ps) == [a <= ALPHA for a in _holm_adjusted(ps)]
+    # the step-down stops at the first p above its bound, even if a later p is below alpha / 1
+    assert holm_rejects([0.01, 0.03, 0.04]) == [True, False, False]
+    assert holm_rejects([0.01, 0.02, 0.04]) == [True, True, True]
+    assert holm_rejects([math.nan, 0.001]) == [False, True]
+
+
+def test_holm_verdicts_keep_the_direction_and_drop_weak_ones() -> None:
+    shift = [1.1, 0.9, 1.2, 1.0, 0.8]
+    clear = paired_test([b + s for b, s in zip(BASE, shift)], BASE, ">")
+    against = paired_test(BASE, [b + s for b, s in zip(BASE, shift)], ">")
+    weak = paired_test([b + e for b, e in zip(BASE, [0.6, -0.1, 0.5, 0.2, 0.4])], BASE, ">")
+    assert (clear.verdict, against.verdict, weak.verdict) == ("agrees", "disagrees", "agrees")
+    assert 0.01 < weak.p_agree < ALPHA  # below alpha alone, not after doubling and Holm
+    many = [clear, against, weak]
+    assert holm_verdicts(many) == ["agrees", "disagrees", "unresolved"]
+    assert holm_verdicts([weak]) == ["agrees" if 2 * weak.p_agree <= ALPHA else "unresolved"]
+
+
 def test_summary_counts_the_verdicts() -> None:
     results = {r.training.key: RowResult({"AP": [], "AP50": [], "AP75": []})
                for t in TABLES.values() for r in t.rows}  # fmt: skip
@@ -190,6 +234,7 @@ def test_summary_counts_the_verdicts() -> None:
     text = "\n".join(summary_markdown(results))
     # Tab. 4's w/ > w/o and Tab. 9's separate, lambda searched > lambda 1: the same two rows.
     assert "2 agree on the proxy, 0 disagree, 0 are unresolved" in text
+    assert "With Holm's correction for testing all 2 orderings that ran" in text
     assert f"level alpha = {ALPHA}" in text
 
 

@@ -13,8 +13,10 @@ ordering ``a OP b`` with two one-sided paired t-tests (:func:`scipy.stats.ttest_
 The margin is 0 for ``>`` and ``>=`` (``>=`` is tested as ``>``: the paper's rows behind it
 differ by 4-38 AP) and ``-FAR_BELOW_AP`` for ``<<`` ("far below": ``b - a > FAR_BELOW_AP``).
 With n >= :data:`WILCOXON_MIN_N` pairs the Wilcoxon signed-rank test of the same direction is
-reported beside it (the verdict is the t-test's). The level holds per ordering; there is no
-correction for testing several orderings.
+reported beside it (the verdict is the t-test's). The level holds per ordering; the report's
+summary adds the verdicts under Holm's step-down correction for all the orderings it tests
+(:func:`holm_verdicts`: a family-wise level ALPHA on each ordering's two-sided p, twice the
+smaller one-sided one).
 """
 
 from __future__ import annotations
@@ -128,3 +130,34 @@ def paired_test(
     elif p_disagree < alpha:
         verdict = "disagrees"
     return PairedTest(op, n, mean_diff, p_agree, p_disagree, test, wilcoxon_p, verdict)
+
+
+def holm_rejects(pvalues: Sequence[float], *, alpha: float = ALPHA) -> list[bool]:
+    """Holm's step-down procedure: which of the hypotheses with ``pvalues`` it rejects at
+    family-wise level ``alpha``. The k-th smallest p (k = 1 .. m) is compared with
+    ``alpha / (m - k + 1)``; the first one above its bound stops the rejections. A nan p (a test
+    that could not run) is never rejected and counts in m."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: math.inf if math.isnan(pvalues[i]) else pvalues[i])
+    rejects = [False] * m
+    for k, i in enumerate(order):
+        if math.isnan(pvalues[i]) or pvalues[i] > alpha / (m - k):
+            break
+        rejects[i] = True
+    return rejects
+
+
+def holm_verdicts(tests: Sequence[PairedTest], *, alpha: float = ALPHA) -> list[Verdict]:
+    """The verdicts of ``tests`` under Holm's correction for testing them all: each ordering's
+    two-sided p (twice its smaller one-sided p, at most 1) enters :func:`holm_rejects`; a rejected
+    one agrees or disagrees by the direction of its smaller one-sided p."""
+    two_sided = [
+        min(1.0, 2.0 * min(t.p_agree, t.p_disagree)) if t.n >= 2 else math.nan for t in tests
+    ]
+    verdicts: list[Verdict] = []
+    for t, rejected in zip(tests, holm_rejects(two_sided, alpha=alpha)):
+        if not rejected:
+            verdicts.append("unresolved")
+        else:
+            verdicts.append("agrees" if t.p_agree < t.p_disagree else "disagrees")
+    return verdicts

@@ -9,13 +9,20 @@ val split x 100).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from paploss.reproduce.experiments import Row, Table
 from paploss.reproduce.paper_claims import CLAIMS
 from paploss.reproduce.paper_tables import TABLE_KEYS, TABLES
-from paploss.reproduce.report_stats import ALPHA, FAR_BELOW_AP, PairedTest, paired_test
+from paploss.reproduce.report_stats import (
+    ALPHA,
+    FAR_BELOW_AP,
+    PairedTest,
+    holm_verdicts,
+    paired_test,
+)
 from paploss.reproduce.snapshot import METRICS, RowResult
 
 
@@ -136,9 +143,9 @@ def claims_markdown(table: Table, results: Mapping[str, RowResult]) -> list[str]
 def summary_markdown(results: Mapping[str, RowResult]) -> list[str]:
     """Counts of the checked claims over all tables, the disagreements and what has not run."""
     found: dict[str, list[str]] = {"agrees": [], "disagrees": [], "unresolved": [], "not run": []}
-    for key in TABLE_KEYS:
-        for c in claim_tests(TABLES[key], results):
-            found[c.verdict].append(f"{key}: {c.name}")
+    checks = [c for key in TABLE_KEYS for c in claim_tests(TABLES[key], results)]
+    for c in checks:
+        found[c.verdict].append(f"{c.table}: {c.name}")
     agree, disagree = found["agrees"], found["disagrees"]
     unresolved, pending = found["unresolved"], found["not run"]
     orders = [(key, line) for key in TABLE_KEYS for line in ordering_markdown(TABLES[key], results)]
@@ -158,6 +165,16 @@ def summary_markdown(results: Mapping[str, RowResult]) -> list[str]:
         + (f"; it differs in {', '.join(differ)}." if differ else "."),
         "",
     ]
+    tested = [c.test for c in checks if c.test is not None]
+    if tested:
+        holm = Counter(holm_verdicts(tested))
+        lines += [
+            f"With Holm's correction for testing all {len(tested)} orderings that ran (family-wise "
+            f"level {ALPHA}, on each ordering's two-sided p: twice its smaller one-sided p): "
+            f"{holm['agrees']} agree, {holm['disagrees']} disagree, {holm['unresolved']} are "
+            "unresolved.",
+            "",
+        ]
     if disagree:
         lines += ["Disagreements: " + "; ".join(disagree) + ".", ""]
     if unresolved:

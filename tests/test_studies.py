@@ -415,6 +415,31 @@ def proxy_cfg():
     return load_config(CONFIGS / "proxy_retinanet_paploss.py")
 
 
+def test_a_read_config_dumps_without_yapf_and_reads_back_the_same(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Run configs are logged and dumped several times per trial; their text skips yapf (also
+    in a copy, as mmengine's Runner makes one) and is still the same config."""
+    import copy
+
+    import mmengine.config.config
+    from mmengine.config import Config
+
+    from paploss.study.config.mmcfg import read_config
+
+    path = CONFIGS / "proxy_retinanet_paploss.py"
+    cfg = copy.deepcopy(read_config(path))
+
+    def no_yapf(*args: object, **kwargs: object) -> None:
+        raise AssertionError("yapf formatted a run config")
+
+    monkeypatch.setattr(mmengine.config.config, "FormatCode", no_yapf)
+    cfg.dump(str(tmp_path / "config.py"))
+    assert Config.fromfile(str(tmp_path / "config.py")).to_dict() == (
+        Config.fromfile(str(path)).to_dict()
+    )
+
+
 def test_loss_slots_of_the_configs() -> None:
     from paploss.study.config.loss_slots import find_loss_slots
     from paploss.study.config.mmcfg import load_config

@@ -253,9 +253,9 @@ def execute(
     CollapseRule with ``status = "collapsed"`` and all metrics 0; other
     exceptions propagate (after writing ``status = "error"`` with the message).
     """
-    from mmengine.config import Config
     from mmengine.runner import Runner
 
+    from paploss.study.config.mmcfg import read_config
     from paploss.study.runner.distributed import RankEnv, loss_sync_hook, setup_rank
 
     rank = RankEnv.from_environ()  # None: one process
@@ -264,7 +264,7 @@ def execute(
     startup = None if launched_at is None else max(0.0, time.time() - float(launched_at))
     started = time.perf_counter()
     try:
-        cfg = Config.fromfile(str(config))
+        cfg = read_config(config)
         if rank is not None:  # one of N ranks (paploss.study.runner.distributed)
             setup_rank(cfg, rank)
         rule = CollapseRule.from_config(cfg.get(COLLAPSE_KEY))

@@ -34,6 +34,14 @@ parameters, seed and data) count once.
 
 Output: ``benchmarks/results/collapse.json`` and the section between the ``bench_collapse``
 markers of ``benchmarks/RESULTS.md``.
+
+``--check`` applies the config's rule to searches that ran it after it was chosen (their stops
+happened during the search, not in hindsight): the same analysis and timing, written to its own
+section (``bench_collapse_check``) and ``collapse_check.json``, so the evidence the rule was
+chosen from stays as it is:
+
+    .venv/bin/python benchmarks/bench_collapse.py --check \
+        --storage sqlite:///$HOME/.cache/paploss/reproduce/full.db --study search/protocol
 """
 
 from __future__ import annotations
@@ -62,6 +70,8 @@ from paploss.study.config.early_stop import COLLAPSED_AP
 
 RESULTS_JSON = RESULTS_DIR / "collapse.json"
 SECTION = "bench_collapse"
+CHECK_JSON = RESULTS_DIR / "collapse_check.json"
+CHECK_SECTION = "bench_collapse_check"
 LEARNS_AP = 0.01
 """A trial with a reward of at least this learns: stopping it is a false stop."""
 MARGIN = 0.7
@@ -401,23 +411,82 @@ def render(results: dict[str, Any]) -> str:
           "" if f["learners_lowest"] is None else f"{f['learners_lowest']:.4f}",
           str(f["collapsed"]), str(f["below"])] for f in results["frontier"]],
     )  # fmt: skip
-    if cost := results["cost"]:
-        ratio = statistics.fmean(c["stopped_seconds"] / c["full_seconds"] for c in cost)
-        out += [
-            "",
-            "Cost of a stopped trial (trained with the rule and to the end, one after the "
-            "other; the child's build + train + eval):",
-            "",
-        ]
+    out += _render_cost(results["cost"])
+    return "\n".join(out) + "\n"
+
+
+def _render_cost(cost: list[dict[str, Any]]) -> list[str]:
+    """The table of the timed stopped trials and their mean cost relative to a full trial."""
+    if not cost:
+        return []
+    ratio = statistics.fmean(c["stopped_seconds"] / c["full_seconds"] for c in cost)
+    out = [
+        "",
+        "Cost of a stopped trial (trained with the rule and to the end, one after the "
+        "other; the child's build + train + eval):",
+        "",
+    ]
+    out += markdown_table(
+        ["trial", "stopped at", "stopped s", "full s", "ratio"],
+        [[c["label"], str(c["stopped_at"]), f"{c['stopped_seconds']:.1f}",
+          f"{c['full_seconds']:.1f}", f"{c['stopped_seconds'] / c['full_seconds']:.2f}"]
+         for c in cost],
+    )  # fmt: skip
+    return out + [
+        "",
+        f"A stopped trial costs **{100 * ratio:.0f} %** of a full one (target <= 25 %).",
+    ]
+
+
+def render_check(results: dict[str, Any]) -> str:
+    """The ``--check`` section: the rule on searches that ran it."""
+    rule = results["rule"]
+    ran = f"{rule['check_at']}/{rule['window']}/{rule['min_motion']}"
+    entry = results["searches_stops"].get(ran, dict(stopped=0, false=[]))
+    others = sorted(k for k in results["searches_stops"] if k != ran)
+    stopped = sorted(
+        (r for r in results["rows"] if r["stopped_at"] is not None and r["search_rule"] == ran),
+        key=lambda r: r["label"],
+    )
+    out = [
+        f"### Out-of-sample check: the rule on searches that ran it ({results['machine']})",
+        "",
+        f"The proxy config's `collapse_rule = {rule}` on the {results['groups']['all']['trials']} "
+        f"distinct 1-epoch trials of {', '.join(results['studies'])}, searches that ran it "
+        "after it was chosen: their stops happened during the search. Each trial a search "
+        "stopped was trained again to the end (same parameters, seed and data) for the AP it "
+        f"would have reached; a stop of a trial that reaches AP >= {LEARNS_AP} is a false stop.",
+        "",
+    ]
+    out += markdown_table(
+        ["trials", "count", "collapsed (AP < 0.001)", "stopped by the rule", "of them collapsed",
+         "false stops (AP >= 0.01)"],
+        [[name, str(g["trials"]), str(g["collapsed"]), str(g["stopped"]), str(g["caught"]),
+          f"**{g['false_stops']}**"] for name, g in results["groups"].items()],
+    )  # fmt: skip
+    lowest = results["learners_lowest"]
+    out += [
+        "",
+        f"Stopped by their search: {entry['stopped']} trials; false stops: "
+        f"**{', '.join(entry['false']) or 'none'}**"
+        + (f" (studies that ran other rules: {', '.join(others)})" if others else "")
+        + ". "
+        + (
+            f"The lowest motion of a trial that learns is {lowest:.4f} "
+            f"({lowest / rule['min_motion']:.2f} x min_motion)."
+            if lowest is not None
+            else "No trial learns."
+        ),
+        "",
+    ]
+    if stopped:
         out += markdown_table(
-            ["trial", "stopped at", "stopped s", "full s"],
-            [[c["label"], str(c["stopped_at"]), f"{c['stopped_seconds']:.1f}",
-              f"{c['full_seconds']:.1f}"] for c in cost],
+            ["stopped trial", "group", "stopped at", "motion", "AP trained to the end"],
+            [[r["label"], r["group"], str(r["stopped_at"]),
+              "" if r["motion"] is None else f"{r['motion']:.4f}", f"{r['ap']:.4f}"]
+             for r in stopped],
         )  # fmt: skip
-        out += [
-            "",
-            f"A stopped trial costs **{100 * ratio:.0f} %** of a full one (target <= 25 %).",
-        ]
+    out += _render_cost(results["cost"])
     return "\n".join(out) + "\n"
 
 
@@ -468,8 +537,10 @@ def run(args: argparse.Namespace, *, results_json: Path, results_md: Path) -> in
         machine=machine_summary(),
     )
     write_json(results_json, results)
-    replace_section(results_md, SECTION, render(results))
-    print(render(results))
+    check = getattr(args, "check", False)
+    text = render_check(results) if check else render(results)
+    replace_section(results_md, CHECK_SECTION if check else SECTION, text)
+    print(text)
     return 0
 
 
@@ -485,8 +556,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timed", type=int, default=3, help="stopped trials timed (default 3)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=bench_proxy.CACHE)
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="an out-of-sample check of the config's rule on searches that ran it: written to "
+        f"its own section ({CHECK_SECTION}) and {CHECK_JSON.name}, the evidence section kept",
+    )
     parser.add_argument("--results-md", type=Path, default=None, help="default: RESULTS.md")
-    parser.add_argument("--results-json", type=Path, default=None, help="default: collapse.json")
+    parser.add_argument(
+        "--results-json",
+        type=Path,
+        default=None,
+        help=f"default: {RESULTS_JSON.name} ({CHECK_JSON.name} with --check)",
+    )
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -502,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("name the searches' storage: --storage sqlite:///path/to/search.db")
     return run(
         args,
-        results_json=args.results_json or RESULTS_JSON,
+        results_json=args.results_json or (CHECK_JSON if args.check else RESULTS_JSON),
         results_md=args.results_md or RESULTS_MD,
     )
 

@@ -232,6 +232,31 @@ def test_bench_collapse_smoke_applies_the_rule_to_a_searchs_trials(tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_bench_collapse_check_writes_its_own_section(tmp_path: Path) -> None:
+    """``--check`` on the smoke search: its own section (the evidence section is not written),
+    the summary counts the search's three trials, and the table of stopped trials lists exactly
+    the trials the search stopped, with the AP of their training to the end."""
+    md, raw = tmp_path / "RESULTS.md", tmp_path / "collapse_check.json"
+    md.write_text(OTHER_TEXT)
+    _run("bench_collapse.py", "--smoke", "--check", "--results-md", str(md), "--results-json",
+         str(raw))  # fmt: skip
+    assert "bench_collapse:begin" not in md.read_text()
+    results = json.loads(raw.read_text())
+    section = _section(md, "bench_collapse_check")
+    assert "Out-of-sample check" in section
+    tables = _tables(section)
+    counts = {row[0]: int(row[1]) for row in tables[0][1:]}
+    assert counts["all"] == 3
+    stopped = {r["label"]: r for r in results["rows"] if r["stopped_at"] is not None}
+    if stopped:
+        listed = {row[0]: row for row in tables[1][1:]}
+        assert set(listed) == set(stopped)
+        for label, row in listed.items():
+            assert row[2] == str(stopped[label]["stopped_at"])
+            assert row[4] == f"{stopped[label]['ap']:.4f}"
+
+
+@pytest.mark.slow
 def test_bench_proxy_detector_presets_smoke(tmp_path: Path) -> None:
     """``--detector faster_rcnn --part presets`` on the tiny proxy: a table of the Faster R-CNN
     proxy whose rows are the JSON's (means and stds recomputed here from the seeds' APs), kept

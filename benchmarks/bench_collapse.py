@@ -452,7 +452,7 @@ def render_check(results: dict[str, Any]) -> str:
         f"### Out-of-sample check: the rule on searches that ran it ({results['machine']})",
         "",
         f"The proxy config's `collapse_rule = {rule}` on the {results['groups']['all']['trials']} "
-        f"distinct 1-epoch trials of {', '.join(results['studies'])}, searches that ran it "
+        f"distinct 1-epoch trials of the searches {', '.join(results['studies'])}, which ran it "
         "after it was chosen: their stops happened during the search. Each trial a search "
         "stopped was trained again to the end (same parameters, seed and data) for the AP it "
         f"would have reached; a stop of a trial that reaches AP >= {LEARNS_AP} is a false stop.",
@@ -467,7 +467,8 @@ def render_check(results: dict[str, Any]) -> str:
     lowest = results["learners_lowest"]
     out += [
         "",
-        f"Stopped by their search: {entry['stopped']} trials; false stops: "
+        f"Stopped by their search: {entry['stopped']} trial{'' if entry['stopped'] == 1 else 's'}"
+        "; false stops: "
         f"**{', '.join(entry['false']) or 'none'}**"
         + (f" (studies that ran other rules: {', '.join(others)})" if others else "")
         + ". "

@@ -409,3 +409,28 @@ def test_extended_budget_adds_samplers_to_the_full_run() -> None:
     assert sorted((j.sampler, j.seed) for j in extra) == sorted(
         (s, k) for s in ("tpe", "cmaes") for k in range(full.repeats)
     )
+
+
+def test_a_protocol_run_alone_rewrites_only_its_section_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``paploss-reproduce protocol`` into an existing report: the text before and after the
+    protocol's section is kept byte for byte, and the section says that its rows come from a run
+    apart from the other sections'."""
+    from paploss.reproduce.report import write_report
+    from paploss.reproduce.report_protocol import HEADING
+
+    _home(tmp_path, monkeypatch)
+    report = Path("docs") / "reproduction.md"
+    report.parent.mkdir()
+    before = "# Report\n\n## Tab. 9\n\nrows of another run\n\n"
+    after = "## Fig. 3: PPO2 vs random\n\ncurves of another run\n"
+    report.write_text(f"{before}{HEADING}\n\nold section\n\n{after}")
+    repro = _made_up_reproduction(tmp_path, "quick", ppo2_gain=1.0, experiments=("protocol",))
+    text = write_report(repro, report).read_text()
+    assert text.startswith(before + HEADING + "\n") and text.endswith("\n" + after)
+    section = text[len(before) : -len(after)]
+    assert "old section" not in section
+    assert "from a run of the protocol alone" in section
+    # Without a report to splice into, the whole report is written, and has no such note.
+    assert "protocol alone" not in write_report(repro, tmp_path / "fresh.md").read_text()

@@ -196,15 +196,27 @@ def _commands(snapshot: ReportSnapshot, row_keys: set[str]) -> list[str]:
 
 
 def _protocol(
-    repro: Any, snapshot: ReportSnapshot, results: Mapping[str, RowResult], figures: Path
+    repro: Any,
+    snapshot: ReportSnapshot,
+    results: Mapping[str, RowResult],
+    figures: Path,
+    *,
+    alone: bool = False,
 ) -> list[str]:
-    """The section of the paper's search protocol (:mod:`paploss.reproduce.report_protocol`)."""
+    """The section of the paper's search protocol (:mod:`paploss.reproduce.report_protocol`);
+    ``alone``: the section goes into a report whose other sections another run wrote."""
     run = read_protocol(snapshot, *PROTOCOL.shape(repro.budget))
     command = f"paploss-reproduce protocol --budget {repro.budget.name}"
     where = (
         f"Run by `{command}`; storage `{user_storage(redact(repro.storage_url))}`; machine: "
-        f"{_machine()}."
+        f"{_machine()}; section written {_dt.date.today().isoformat()}."
     )
+    if alone:
+        where += (
+            " This section comes from a run of the protocol alone, apart from the run that wrote "
+            "the other sections: its rows (the main search's included) trained in that run, so "
+            "compare its numbers with each other, not with the other sections' tables."
+        )
     return protocol_section(run, results, figures / "protocol_search.png", provenance=where)
 
 
@@ -235,8 +247,9 @@ def write_report(repro: Any, path: Path) -> Path:
     snapshot = read_snapshot(repro.storage)
     row_keys = {row.training.key for t in TABLES.values() for row in t.rows}
     results = snapshot.results(row_keys)
-    protocol = _protocol(repro, snapshot, results, figures)
-    if list(repro.options.experiments) == [PROTOCOL_KEY] and path.is_file():
+    alone = list(repro.options.experiments) == [PROTOCOL_KEY] and path.is_file()
+    protocol = _protocol(repro, snapshot, results, figures, alone=alone)
+    if alone:
         text = splice_section(path.read_text(), PROTOCOL_HEADING, protocol, "## Fig. 3")
         path.write_text(text)
         return path

@@ -370,12 +370,7 @@ def render(results: dict[str, Any]) -> str:
             f"stops (AP >= {LEARNS_AP}): **{false}**.",
             "",
         ]
-    out += markdown_table(
-        ["trials", "count", "collapsed (AP < 0.001)", "stopped by the rule", "of them collapsed",
-         "false stops (AP >= 0.01)"],
-        [[name, str(g["trials"]), str(g["collapsed"]), str(g["stopped"]), str(g["caught"]),
-          f"**{g['false_stops']}**"] for name, g in results["groups"].items()],
-    )  # fmt: skip
+    out += _groups_table(results["groups"])
     lowest = results["learners_lowest"]
     out += [
         "",
@@ -413,6 +408,16 @@ def render(results: dict[str, Any]) -> str:
     )  # fmt: skip
     out += _render_cost(results["cost"])
     return "\n".join(out) + "\n"
+
+
+def _groups_table(groups: dict[str, dict[str, int]]) -> list[str]:
+    """The per-group counts of trials, collapses, stops and false stops."""
+    return markdown_table(
+        ["trials", "count", "collapsed (AP < 0.001)", "stopped by the rule", "of them collapsed",
+         "false stops (AP >= 0.01)"],
+        [[name, str(g["trials"]), str(g["collapsed"]), str(g["stopped"]), str(g["caught"]),
+          f"**{g['false_stops']}**"] for name, g in groups.items()],
+    )  # fmt: skip
 
 
 def _render_cost(cost: list[dict[str, Any]]) -> list[str]:
@@ -458,12 +463,7 @@ def render_check(results: dict[str, Any]) -> str:
         f"would have reached; a stop of a trial that reaches AP >= {LEARNS_AP} is a false stop.",
         "",
     ]
-    out += markdown_table(
-        ["trials", "count", "collapsed (AP < 0.001)", "stopped by the rule", "of them collapsed",
-         "false stops (AP >= 0.01)"],
-        [[name, str(g["trials"]), str(g["collapsed"]), str(g["stopped"]), str(g["caught"]),
-          f"**{g['false_stops']}**"] for name, g in results["groups"].items()],
-    )  # fmt: skip
+    out += _groups_table(results["groups"])
     lowest = results["learners_lowest"]
     out += [
         "",

@@ -35,8 +35,8 @@ def read_config(path: Path | str) -> Any:
     """``mmengine.Config.fromfile(path)`` whose text (``pretty_text``) is not passed through yapf.
 
     mmengine formats a config's text with yapf each time it logs or dumps it: 0.1-0.3 s per call
-    on 2 cores, three calls in every run (the log, the work dir's copy, the visualizer's copy)
-    and one per trial in the search worker. The unformatted text is the same Python, laid out by
+    on 2 cores, four calls in every run (the log, the work dir's copy, the visualizer's copy, the
+    runtime-info hook's metadata) and one per trial in the search worker. The unformatted text is the same Python, laid out by
     mmengine's own printer. ``fromfile`` drops its ``format_python_code=False`` for a config
     without lazy imports (mmengine 0.10.7), so the flag is set on the result.
     """

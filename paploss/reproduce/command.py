@@ -94,9 +94,10 @@ def parser() -> argparse.ArgumentParser:
         "--workers",
         type=positive_int,
         default=1,
-        help="trainings at once: every search runs with this many workers on its study and the "
-        "seeds of a row train side by side; the CPU cores are shared among the trainings that "
-        "run (unless OMP_NUM_THREADS is set)",
+        help="trainings at once: searches run side by side (one worker each) and row seeds start "
+        "as slots free up, in the plan's order; a free slot with nothing else to start joins a "
+        "running search as one more worker on its study. Each training gets cores // N torch "
+        "threads (unless OMP_NUM_THREADS is set)",
     )
     return p
 

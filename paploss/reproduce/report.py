@@ -175,10 +175,11 @@ def _commands(snapshot: ReportSnapshot, row_keys: set[str]) -> list[str]:
     lines = [
         "## Commands of the searches",
         "",
-        "`paploss-reproduce --workers N` runs a search's command once per worker on the same "
-        "study; a worker w > 0 of a sampler other than PPO2 adds 1000 w to `--seed` (PPO2's "
-        "workers share the seed and draw different samples). Each line shows the command one "
-        "worker recorded.",
+        "`paploss-reproduce --workers N` runs N trainings at once: searches side by side, one "
+        "worker each, and row seeds as slots free up; a slot with nothing else to start joins a "
+        "running search as one more worker on its study (worker w > 0 of a sampler other than "
+        "PPO2 adds 1000 w to `--seed`; PPO2's workers share the seed and draw different "
+        "samples). Each line shows the command one worker recorded.",
         "",
     ]
     for key in sorted(snapshot.searches):

@@ -19,17 +19,17 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from paploss.reproduce.experiments import BUDGETS, Budget, Search, Training, dataset_settings
 from paploss.reproduce.options import ReproduceOptions
 from paploss.reproduce.plan import plan, row_seeds
+from paploss.reproduce.pool import ChildPool
 from paploss.study import keys
 from paploss.study.cli import CONFIG_DIR, UsageError
 from paploss.study.runner.devices import cpu_threads
@@ -43,6 +43,50 @@ COMMAND_FILE = "command.json"
 """Written beside a row seed's metrics.json when its training command succeeded."""
 SCRIPTS = {"paploss.study.search": "paploss-search", "paploss.study.train": "paploss-train"}
 """The console script of each module that runs as a child command."""
+
+
+REJOIN_SECONDS = 10.0
+"""How often a free slot of a run looks for a search it can join (seconds)."""
+_TODO, _ACTIVE, _DONE = "todo", "active", "done"
+"""A job's state in a run: not started; some of its child commands started; finished (or failed)."""
+
+
+@dataclass(eq=False)
+class _JobProgress:
+    """Where one job of the plan stands in this run.
+
+    Attributes:
+        job: the search or row.
+        index: its number in the plan (1-based), for the progress lines.
+        state: ``_TODO``, ``_ACTIVE`` or ``_DONE``.
+        started: child commands started (a search's workers: worker k gets suffix ``.worker<k>``).
+        running: child commands running now.
+        codes: exit codes of its finished child commands.
+        pending: a row's seeds still to start.
+        study: a row's study (``row/<key>``), once the row has started.
+    """
+
+    job: Search | Training
+    index: int
+    state: str = _TODO
+    started: int = 0
+    running: int = 0
+    codes: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    study: Any = None
+
+
+@dataclass(eq=False)
+class _Unit:
+    """One child command: a search's worker (``seed`` None) or one seed of a row."""
+
+    progress: _JobProgress
+    cmd: list[str]
+    log: Path
+    seed: int | None = None
+    run_dir: Path = Path()
+    trial: Any = None
+    started: float = field(default_factory=time.monotonic)
 
 
 def cache_root() -> Path:
@@ -98,6 +142,12 @@ class Reproduction:
 
     # ---- jobs --------------------------------------------------------------------------
     def run(self) -> int:
+        """Every job of the plan, ``options.workers`` child commands at once.
+
+        A free slot takes the first unit of the plan that can start: a search's first worker, or
+        the next seed of a row whose search is complete. When every remaining unit waits for a
+        running search, the free slot joins that search as one more worker (up to ``workers``
+        per search). Every child gets cores // workers torch threads, however many run."""
         total = len(self.jobs)
         print(
             f"[reproduce] {' '.join(self.options.experiments)}, budget {self.budget.name}: {total} "
@@ -106,13 +156,219 @@ class Reproduction:
         )
         for name in sorted({job.dataset for job in self.jobs if job.dataset}):
             self.generate_dataset(name)
-        for index, job in enumerate(self.jobs, start=1):
-            label = f"[reproduce] job {index}/{total}"
-            if isinstance(job, Search):
-                self.run_search(job, label)
-            else:
-                self.run_training(job, label)
+        self._progress = {id(job): _JobProgress(job, i) for i, job in enumerate(self.jobs, 1)}
+        env = dict(os.environ)
+        if self.options.workers > 1 and "OMP_NUM_THREADS" not in env:
+            env["OMP_NUM_THREADS"] = str(cpu_threads(self.options.workers))
+        with ChildPool(slots=self.options.workers, env=env) as pool:
+            while True:
+                while pool.free and (unit := self._next_unit()) is not None:
+                    pool.start(unit.cmd, unit.log, unit, shown=display_command(unit.cmd))
+                if not pool.running:
+                    break
+                # A free slot looks again every few seconds: a search it may join has started.
+                timeout = REJOIN_SECONDS if pool.free else None
+                for unit, code in pool.wait_any(timeout):
+                    self._finish(unit, code)
         return 1 if self.failures else 0
+
+    def _label(self, progress: _JobProgress) -> str:
+        return f"[reproduce] job {progress.index}/{len(self.jobs)}"
+
+    def _next_unit(self) -> _Unit | None:
+        """The next child command to start, None when every remaining one waits."""
+        joinable: list[_JobProgress] = []
+        for job in self.jobs:
+            progress = self._progress[id(job)]
+            if progress.state == _DONE:
+                continue
+            if isinstance(job, Search):
+                if progress.state == _ACTIVE:
+                    joinable.append(progress)
+                    continue
+                if self.search_is_complete(job):
+                    print(f"{self._label(progress)}: search {job.key} complete", flush=True)
+                    progress.state = _DONE
+                    continue
+                return self._search_unit(progress)
+            unit = self._row_unit(progress)
+            if unit is not None:
+                return unit
+        for progress in joinable:
+            if progress.running < self.options.workers and self._unclaimed(progress.job) > 0:
+                return self._search_unit(progress)
+        return None
+
+    def _unclaimed(self, search: Search) -> int:
+        """Trials of ``search`` that no worker has started yet."""
+        import optuna
+        from optuna.trial import TrialState
+
+        try:
+            study = optuna.load_study(study_name=SEARCH_PREFIX + search.key, storage=self.storage)
+        except KeyError:  # its first worker has not created the study yet
+            return 0
+        taken = study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        )
+        rounds, samples = search.shape(self.budget)
+        return rounds * samples - len(taken)
+
+    def _search_unit(self, progress: _JobProgress) -> _Unit:
+        search = progress.job
+        assert isinstance(search, Search)
+        worker = progress.started
+        cmd = self.search_command(search)
+        if worker and search.sampler != "ppo2":
+            # PPO2 workers with one seed draw different samples; other samplers need seeds.
+            cmd[cmd.index("--seed") + 1] = str(search.seed + 1000 * worker)
+        suffix = f".worker{worker}" if worker else ""
+        log = self.work_dir / "logs" / f"search-{search.key}{suffix}.log"
+        progress.state = _ACTIVE
+        progress.started += 1
+        progress.running += 1
+        if worker == 0:
+            print(
+                f"{self._label(progress)}: search {search.key} ({search.sampler}) -> {log}",
+                flush=True,
+            )
+        else:
+            print(
+                f"{self._label(progress)}: search {search.key}: worker {worker} joins -> {log}",
+                flush=True,
+            )
+        return _Unit(progress, cmd, log)
+
+    def _row_unit(self, progress: _JobProgress) -> _Unit | None:
+        """The next seed of the row ``progress`` to train, None when it has none to start now."""
+        training = progress.job
+        assert isinstance(training, Training)
+        if progress.state == _TODO and not self._open_row(progress):
+            return None
+        if not progress.pending:
+            return None
+        unit = self._seed_unit(progress, progress.pending.pop(0))
+        print(
+            f"{self._label(progress)}: row {training.key} seed {unit.seed} -> {unit.log}",
+            flush=True,
+        )
+        progress.running += 1
+        return unit
+
+    def _seed_unit(self, progress: _JobProgress, seed: int) -> _Unit:
+        """Seed ``seed`` of the row ``progress``: its command and a new trial of the row's study."""
+        training = progress.job
+        assert isinstance(training, Training)
+        run_dir = self.work_dir / "rows" / training.key / f"seed{seed}"
+        cmd = self.training_command(training, seed, run_dir)
+        trial = progress.study.ask()
+        trial.set_user_attr(keys.SEED, seed)
+        trial.set_user_attr(keys.COMMAND, display_command(cmd))
+        trial.set_user_attr(keys.DEFINITION, training.definition)
+        log = run_dir.parent / f"seed{seed}.log"
+        return _Unit(progress, cmd, log, seed=seed, run_dir=run_dir, trial=trial)
+
+    def _open_row(self, progress: _JobProgress) -> bool:
+        """Start the row ``progress`` once its search is complete: its study, the seeds left to
+        train (a seed whose training finished but was not recorded is recorded now). False while
+        the row cannot start (its search runs or waits to run; a failed search fails the row)."""
+        import optuna
+        from optuna.trial import TrialState
+
+        training = progress.job
+        assert isinstance(training, Training)
+        search = training.search
+        if search is not None and not self.search_is_complete(search):
+            planned = next((p for p in self._progress.values() if p.job == search), None)
+            if planned is not None and planned.state != _DONE:
+                return False
+            self.failures.append(f"row {training.key}: its search {search.key} is not complete")
+            print(
+                f"{self._label(progress)}: row {training.key} waits for search {search.key}",
+                flush=True,
+            )
+            progress.state = _DONE
+            return False
+        study = optuna.create_study(
+            study_name=ROW_PREFIX + training.key,
+            storage=self.storage,
+            direction="maximize",
+            load_if_exists=True,
+        )
+        trials = study.get_trials(deepcopy=False)
+        done = {t.user_attrs.get(keys.SEED) for t in trials if t.state == TrialState.COMPLETE}
+        # Left RUNNING by a stopped run (this process holds the storage's ReproductionLock, so no
+        # other reproduction is training it): its seed is trained again.
+        for t in trials:
+            if t.state == TrialState.RUNNING:
+                study.tell(t.number, state=TrialState.FAIL)
+        progress.study = study
+        progress.state = _ACTIVE
+        for seed in range(row_seeds(training, self.budget)):
+            if seed in done:
+                continue
+            run_dir = self.work_dir / "rows" / training.key / f"seed{seed}"
+            if self._recorded_summary(run_dir, self.training_command(training, seed, run_dir)):
+                self._record_seed(self._seed_unit(progress, seed), None)
+            else:
+                progress.pending.append(seed)
+        if not progress.pending and not progress.running:
+            if len(done) >= row_seeds(training, self.budget):
+                print(f"{self._label(progress)}: row {training.key} complete", flush=True)
+            progress.state = _DONE
+        return True
+
+    def _finish(self, unit: _Unit, code: int) -> None:
+        """Record a child that exited with ``code``."""
+        progress = unit.progress
+        progress.running -= 1
+        progress.codes.append(code)
+        if unit.seed is None:  # a search worker
+            search = progress.job
+            assert isinstance(search, Search)
+            if progress.running:
+                return
+            progress.state = _DONE
+            if any(progress.codes) and not self.search_is_complete(search):
+                rc = max(progress.codes)
+                log = self.work_dir / "logs" / f"search-{search.key}.log"
+                self.failures.append(f"search {search.key} (exit {rc}, see {log})")
+                print(
+                    f"{self._label(progress)}: search {search.key} FAILED (exit {rc}); see {log}",
+                    flush=True,
+                )
+            return
+        if code == 0:  # marks metrics.json as the result of exactly this command
+            (unit.run_dir / COMMAND_FILE).write_text(json.dumps(redact_argv(unit.cmd[1:])))
+        self._record_seed(unit, code)
+        if not progress.pending and not progress.running:
+            progress.state = _DONE
+
+    def _record_seed(self, unit: _Unit, code: int | None) -> None:
+        """Tell the row's study the result of a seed's training (``code``: its exit code, None
+        for one recorded by an earlier run)."""
+        from optuna.trial import TrialState
+
+        progress, seed = unit.progress, unit.seed
+        training = progress.job
+        label = self._label(progress)
+        summary = self._recorded_summary(unit.run_dir, unit.cmd)
+        if summary is None:
+            progress.study.tell(unit.trial, state=TrialState.FAIL)
+            self.failures.append(f"row {training.key} seed {seed} (exit {code}, see {unit.log})")
+            print(f"{label}: row {training.key} seed {seed} FAILED; see {unit.log}", flush=True)
+            return
+        metrics = summary.metrics
+        for name, value in metrics.items():
+            unit.trial.set_user_attr(name, float(value))
+        unit.trial.set_user_attr(keys.STATUS, summary.status)
+        unit.trial.set_user_attr(keys.TRAIN_SECONDS, summary.train_seconds)
+        progress.study.tell(unit.trial, float(metrics["AP"]))
+        print(
+            f"{label}: row {training.key} seed {seed}: AP {metrics['AP']:.4f} "
+            f"({time.monotonic() - unit.started:.0f} s)",
+            flush=True,
+        )
 
     def data_flags(self, job: Search | Training) -> list[str]:
         """``--data``: the run's, or the folder of the generated dataset the job names."""
@@ -166,31 +422,6 @@ class Reproduction:
         rounds, samples = search.shape(self.budget)
         return len(done) >= rounds * samples
 
-    def run_search(self, search: Search, label: str) -> bool:
-        if self.search_is_complete(search):
-            print(f"{label}: search {search.key} complete", flush=True)
-            return True
-        calls = []
-        for worker in range(self.options.workers):
-            cmd = self.search_command(search)
-            if worker and search.sampler != "ppo2":
-                # PPO2 workers with one seed draw different samples; other samplers need seeds.
-                cmd[cmd.index("--seed") + 1] = str(search.seed + 1000 * worker)
-            suffix = f".worker{worker}" if worker else ""
-            calls.append((cmd, self.work_dir / "logs" / f"search-{search.key}{suffix}.log"))
-        print(
-            f"{label}: search {search.key} ({search.sampler}, {len(calls)} worker(s)) -> "
-            f"{calls[0][1]}",
-            flush=True,
-        )
-        codes = self._call_all(calls)
-        if any(codes) and not self.search_is_complete(search):
-            rc = max(codes)
-            self.failures.append(f"search {search.key} (exit {rc}, see {calls[0][1]})")
-            print(f"{label}: search {search.key} FAILED (exit {rc}); see {calls[0][1]}", flush=True)
-            return False
-        return True
-
     def training_command(self, training: Training, seed: int, run_dir: Path) -> list[str]:
         cmd = [
             sys.executable, "-m", "paploss.study.train",
@@ -216,76 +447,6 @@ class Reproduction:
             cmd.append("--no-block-grad")
         return cmd
 
-    def run_training(self, training: Training, label: str) -> None:
-        import optuna
-        from optuna.trial import TrialState
-
-        if training.search is not None and not self.search_is_complete(training.search):
-            self.failures.append(
-                f"row {training.key}: its search {training.search.key} is not complete"
-            )
-            print(f"{label}: row {training.key} waits for search {training.search.key}", flush=True)
-            return
-        study = optuna.create_study(
-            study_name=ROW_PREFIX + training.key,
-            storage=self.storage,
-            direction="maximize",
-            load_if_exists=True,
-        )
-        trials = study.get_trials(deepcopy=False)
-        done = {t.user_attrs.get(keys.SEED) for t in trials if t.state == TrialState.COMPLETE}
-        # Left RUNNING by a stopped run (this process holds the storage's ReproductionLock, so no
-        # other reproduction is training it): its seed is trained again.
-        for t in trials:
-            if t.state == TrialState.RUNNING:
-                study.tell(t.number, state=TrialState.FAIL)
-        pending = [s for s in range(row_seeds(training, self.budget)) if s not in done]
-        if not pending:
-            print(f"{label}: row {training.key} complete", flush=True)
-        for start in range(0, len(pending), self.options.workers):
-            self._train_seeds(training, study, pending[start : start + self.options.workers], label)
-
-    def _train_seeds(self, training: Training, study: Any, seeds: list[int], label: str) -> None:
-        """Train ``seeds`` of a row side by side; each seed is one trial of the row's study."""
-        from optuna.trial import TrialState
-
-        runs = []
-        for seed in seeds:
-            run_dir = self.work_dir / "rows" / training.key / f"seed{seed}"
-            cmd = self.training_command(training, seed, run_dir)
-            trial = study.ask()
-            trial.set_user_attr(keys.SEED, seed)
-            trial.set_user_attr(keys.COMMAND, display_command(cmd))
-            trial.set_user_attr(keys.DEFINITION, training.definition)
-            runs.append((seed, run_dir, cmd, trial, run_dir.parent / f"seed{seed}.log"))
-        started = time.monotonic()
-        todo = [r for r in runs if self._recorded_summary(r[1], r[2]) is None]
-        for seed, _, _, _, log in todo:
-            print(f"{label}: row {training.key} seed {seed} -> {log}", flush=True)
-        codes = dict(zip((r[0] for r in todo), self._call_all([(r[2], r[4]) for r in todo])))
-        for seed, run_dir, cmd, _, _ in todo:
-            if codes[seed] == 0:  # marks metrics.json as the result of exactly this command
-                (run_dir / COMMAND_FILE).write_text(json.dumps(redact_argv(cmd[1:])))
-        for seed, run_dir, cmd, trial, log in runs:
-            summary = self._recorded_summary(run_dir, cmd)
-            if summary is None:
-                study.tell(trial, state=TrialState.FAIL)
-                rc = codes.get(seed)
-                self.failures.append(f"row {training.key} seed {seed} (exit {rc}, see {log})")
-                print(f"{label}: row {training.key} seed {seed} FAILED; see {log}", flush=True)
-                continue
-            metrics = summary.metrics
-            for name, value in metrics.items():
-                trial.set_user_attr(name, float(value))
-            trial.set_user_attr(keys.STATUS, summary.status)
-            trial.set_user_attr(keys.TRAIN_SECONDS, summary.train_seconds)
-            study.tell(trial, float(metrics["AP"]))
-            print(
-                f"{label}: row {training.key} seed {seed}: AP {metrics['AP']:.4f} "
-                f"({time.monotonic() - started:.0f} s)",
-                flush=True,
-            )
-
     @staticmethod
     def _recorded_summary(run_dir: Path, cmd: list[str]) -> TrainingSummary | None:
         """The metrics.json of a finished training of exactly ``cmd``, else None."""
@@ -298,38 +459,6 @@ class Reproduction:
             return TrainingSummary.read(run_dir)
         except (OSError, ValueError):  # json.JSONDecodeError is a ValueError
             return None
-
-    def _call_all(self, calls: Sequence[tuple[list[str], Path]]) -> list[int]:
-        """Run child commands side by side, each with its output in its log; their exit codes.
-
-        The children die with this process: an interrupt stops every child's process group."""
-        env = dict(os.environ)
-        if len(calls) > 1 and "OMP_NUM_THREADS" not in env:  # the cores shared among them
-            env["OMP_NUM_THREADS"] = str(cpu_threads(len(calls)))
-        children: list[tuple[subprocess.Popen[bytes], Any]] = []
-        try:
-            for cmd, log in calls:
-                log.parent.mkdir(parents=True, exist_ok=True)
-                out = open(log, "ab")  # noqa: SIM115  (closed below)
-                out.write(f"\n$ {display_command(cmd)}\n".encode())
-                out.flush()
-                proc = subprocess.Popen(
-                    cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                )  # fmt: skip
-                children.append((proc, out))
-            codes = [proc.wait() for proc, _ in children]
-        finally:
-            for proc, _ in children:
-                if proc.poll() is None:  # interrupted: stop the whole child group
-                    os.killpg(proc.pid, signal.SIGINT)
-            for proc, out in children:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                out.close()
-        return codes
 
 
 def display_command(cmd: Sequence[str]) -> str:

@@ -328,3 +328,30 @@ def test_bench_ranks_rejects_an_unknown_preset() -> None:
         timeout=120,
     )
     assert result.returncode == 2 and "--preset must be one of" in result.stderr
+
+
+@pytest.mark.slow
+def test_bench_reproduce_smoke_times_each_layout(tmp_path: Path) -> None:
+    """``--workers`` of the reproduction on the tiny proxy: one row per layout, each with every
+    training of tab4 (2 searches of 2 x 2 trials, 2 rows of 3 seeds), its cores' use and speed-up
+    recomputed from the JSON."""
+    md, raw = tmp_path / "RESULTS.md", tmp_path / "reproduce_workers.json"
+    md.write_text(OTHER_TEXT)
+    _run("bench_reproduce.py", "--smoke", "--results-md", str(md), "--results-json", str(raw))
+    result = json.loads(raw.read_text())
+    (table,) = _tables(_section(md, "bench_reproduce"))
+    assert table[0][:5] == [
+        "workers W",
+        "wall",
+        "trainings summed",
+        "trainings",
+        "trainings at once",
+    ]
+    assert [row[0] for row in table[1:]] == ["1", "2"]
+    base = result["layouts"][0]["wall_seconds"]
+    for row, rec in zip(table[1:], result["layouts"]):
+        assert rec["trainings"] == 2 * 4 + 2 * 3 and row[3] == "14"
+        assert 0 < rec["busy_seconds"] and 0 < rec["wall_seconds"]
+        assert row[4] == f"{rec['busy_seconds'] / rec['wall_seconds']:.2f}"
+        assert row[5] == f"{base / rec['wall_seconds']:.2f}x"
+    assert OTHER_TEXT.strip() in md.read_text()

@@ -68,7 +68,6 @@ def run_layout(
     experiments: list[str], budget: str, workers: int, data: list[str], folder: Path
 ) -> Layout:
     """Run the experiments with ``workers`` slots into ``folder``; their times."""
-    from paploss.reproduce.runner import ROW_PREFIX, SEARCH_PREFIX
     from paploss.reproduce.snapshot import read_snapshot
 
     storage = f"sqlite:///{folder / 'reproduce.db'}"
@@ -85,11 +84,9 @@ def run_layout(
     if proc.returncode != 0:
         tail = (folder / "reproduce.log").read_text()[-2000:]
         raise SystemExit(f"reproduce --workers {workers} exited {proc.returncode}:\n{tail}")
-    snapshot = read_snapshot(storage)
-    names = [n for n in snapshot.spans if n.startswith((SEARCH_PREFIX, ROW_PREFIX))]
-    times = snapshot.times(names)
-    trainings = sum(len(snapshot.spans[n]) for n in names)
-    return Layout(workers, wall, times.busy_seconds, trainings)
+    snapshot = read_snapshot(storage)  # every search and row study, nothing else
+    trainings = sum(len(spans) for spans in snapshot.spans.values())
+    return Layout(workers, wall, snapshot.times().busy_seconds, trainings)
 
 
 def render(result: dict[str, Any]) -> str:

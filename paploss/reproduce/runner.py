@@ -222,8 +222,7 @@ class Reproduction:
         if worker and search.sampler != "ppo2":
             # PPO2 workers with one seed draw different samples; other samplers need seeds.
             cmd[cmd.index("--seed") + 1] = str(search.seed + 1000 * worker)
-        suffix = f".worker{worker}" if worker else ""
-        log = self.work_dir / "logs" / f"search-{search.key}{suffix}.log"
+        log = self._search_log(search, worker)
         progress.state = _ACTIVE
         progress.started += 1
         progress.running += 1
@@ -238,6 +237,15 @@ class Reproduction:
                 flush=True,
             )
         return _Unit(progress, cmd, log)
+
+    def _search_log(self, search: Search, worker: int) -> Path:
+        suffix = f".worker{worker}" if worker else ""
+        return self.work_dir / "logs" / f"search-{search.key}{suffix}.log"
+
+    def _seed_run(self, training: Training, seed: int) -> tuple[Path, list[str]]:
+        """The run dir and the training command of seed ``seed`` of the row ``training``."""
+        run_dir = self.work_dir / "rows" / training.key / f"seed{seed}"
+        return run_dir, self.training_command(training, seed, run_dir)
 
     def _row_unit(self, progress: _JobProgress) -> _Unit | None:
         """The next seed of the row ``progress`` to train, None when it has none to start now."""
@@ -259,8 +267,7 @@ class Reproduction:
         """Seed ``seed`` of the row ``progress``: its command and a new trial of the row's study."""
         training = progress.job
         assert isinstance(training, Training)
-        run_dir = self.work_dir / "rows" / training.key / f"seed{seed}"
-        cmd = self.training_command(training, seed, run_dir)
+        run_dir, cmd = self._seed_run(training, seed)
         trial = progress.study.ask()
         trial.set_user_attr(keys.SEED, seed)
         trial.set_user_attr(keys.COMMAND, display_command(cmd))
@@ -307,8 +314,7 @@ class Reproduction:
         for seed in range(row_seeds(training, self.budget)):
             if seed in done:
                 continue
-            run_dir = self.work_dir / "rows" / training.key / f"seed{seed}"
-            if self._recorded_summary(run_dir, self.training_command(training, seed, run_dir)):
+            if self._recorded_summary(*self._seed_run(training, seed)):
                 self._record_seed(self._seed_unit(progress, seed), None)
             else:
                 progress.pending.append(seed)
@@ -331,7 +337,7 @@ class Reproduction:
             progress.state = _DONE
             if any(progress.codes) and not self.search_is_complete(search):
                 rc = max(progress.codes)
-                log = self.work_dir / "logs" / f"search-{search.key}.log"
+                log = self._search_log(search, 0)
                 self.failures.append(f"search {search.key} (exit {rc}, see {log})")
                 print(
                     f"{self._label(progress)}: search {search.key} FAILED (exit {rc}); see {log}",

@@ -494,9 +494,10 @@ def test_the_reproduction_hides_the_password_in_lines_commands_and_report(
 ) -> None:
     import optuna
 
+    from paploss.reproduce.children import display_command
     from paploss.reproduce.command import parse
     from paploss.reproduce.report import write_report
-    from paploss.reproduce.runner import Reproduction, display_command
+    from paploss.reproduce.runner import Reproduction
     from paploss.study import keys
 
     url = f"postgresql://alice:{SECRET}@127.0.0.1:1/db"

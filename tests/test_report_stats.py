@@ -279,13 +279,9 @@ def _made_up_reproduction(
     sampler."""
     import optuna
 
+    from paploss.reproduce.children import ROW_PREFIX, SEARCH_PREFIX, display_command
     from paploss.reproduce.options import ReproduceOptions
-    from paploss.reproduce.runner import (
-        ROW_PREFIX,
-        SEARCH_PREFIX,
-        Reproduction,
-        display_command,
-    )
+    from paploss.reproduce.runner import Reproduction
     from paploss.study import keys
     from paploss.study.config.space import SearchSpace, SpaceOptions, make_slots
 

@@ -171,9 +171,10 @@ def test_search_flags_are_accepted_by_the_search_parser() -> None:
 def test_children_run_the_installed_modules_and_show_as_console_scripts(tmp_path: Path) -> None:
     import shlex
 
+    from paploss.reproduce.children import display_command, run_key
     from paploss.reproduce.options import ReproduceOptions
     from paploss.reproduce.report import _search_command
-    from paploss.reproduce.runner import Reproduction, _run_key, display_command
+    from paploss.reproduce.runner import Reproduction
     from paploss.study.cli import CONFIG_DIR
 
     args = ReproduceOptions(budget="quick", work_dir=tmp_path, storage=f"sqlite:///{tmp_path}/r.db",
@@ -194,8 +195,8 @@ def test_children_run_the_installed_modules_and_show_as_console_scripts(tmp_path
     # A seed's marker written by an earlier version (studies/train.py, studies/configs) still
     # identifies the same run; another seed does not.
     old = ["/src/studies/train.py", "--config", f"/src/studies/configs/{training.config}", *cmd[5:]]
-    assert _run_key(old) == _run_key(cmd[1:])
-    assert _run_key([*old[:-1], "x"]) != _run_key(cmd[1:])
+    assert run_key(old) == run_key(cmd[1:])
+    assert run_key([*old[:-1], "x"]) != run_key(cmd[1:])
     # A search's recorded command: the earlier form is shown as before, the new one shortened.
     assert (
         _search_command("search.py --config /a/b.py") == "python studies/search.py --config /a/b.py"

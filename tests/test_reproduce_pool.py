@@ -88,9 +88,12 @@ def _alive(pid: int) -> bool:
 class _StandIns(Reproduction):
     """The reproduction's schedule with stand-in children: a search worker adds its study's
     trials one at a time (``step`` s each) until the study has rounds x samples; a row seed sleeps
-    ``step`` s and writes a metrics.json. Every child appends ``start end name`` to ``events``."""
+    ``step`` s (seed 2: ``long_step`` s, so that the slot beside it frees up while it runs,
+    whatever the machine's start-up times) and writes a metrics.json. Every child appends
+    ``start end name`` to ``events``."""
 
     step = 0.4
+    long_step = 4.0
 
     def __init__(self, options: ReproduceOptions, events: Path) -> None:
         super().__init__(options)
@@ -116,7 +119,7 @@ class _StandIns(Reproduction):
         return _python(f"""
             import json, os, time
             start = time.time()
-            time.sleep({self.step})
+            time.sleep({self.long_step if seed == 2 else self.step})
             os.makedirs({str(run_dir)!r}, exist_ok=True)
             with open(os.path.join({str(run_dir)!r}, "metrics.json"), "w") as f:
                 json.dump({summary!r}, f)

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from paploss.reproduce.children import ROW_PREFIX, SEARCH_PREFIX, display_command
 from paploss.reproduce.experiments import Search
 from paploss.reproduce.paper_tables import PROTOCOL, PROTOCOL_KEY, TABLE_KEYS, TABLES
 from paploss.reproduce.plan import plan
@@ -31,7 +32,6 @@ from paploss.reproduce.report_tables import (
     summary_markdown,
     table_markdown,
 )
-from paploss.reproduce.runner import ROW_PREFIX, SEARCH_PREFIX, display_command
 from paploss.reproduce.snapshot import PAUSE_SECONDS, ReportSnapshot, RowResult, read_snapshot
 from paploss.study.storage import redact
 

@@ -10,22 +10,28 @@ recorded is read back from its metrics.json).
 
 Every job runs as a child command (``python -m paploss.study.search`` / ``paploss.study.train`` of
 this interpreter, in the current folder) whose output goes to a log file beside its work dir; this
-process prints one line per job and the command as a user types it (:func:`display_command`:
-``paploss-search ...`` / ``paploss-train ...``), which the report repeats.
+process prints one line per job and the command as a user types it
+(:func:`paploss.reproduce.children.display_command`), which the report repeats. The commands
+themselves are built by :class:`paploss.reproduce.children.ChildCommands`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
-import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paploss.reproduce.children import (
+    ROW_PREFIX,
+    SEARCH_PREFIX,
+    ChildCommands,
+    cache_root,
+    display_command,
+    mark_recorded,
+    recorded_summary,
+)
 from paploss.reproduce.experiments import BUDGETS, Budget, Search, Training, dataset_settings
 from paploss.reproduce.options import ReproduceOptions
 from paploss.reproduce.plan import plan, row_seeds
@@ -33,17 +39,7 @@ from paploss.reproduce.pool import ChildPool
 from paploss.study import keys
 from paploss.study.cli import CONFIG_DIR, UsageError
 from paploss.study.runner.devices import cpu_threads
-from paploss.study.runner.summary import FILE as SUMMARY_FILE
-from paploss.study.runner.summary import TrainingSummary
-from paploss.study.storage import normalize_storage_url, redact, redact_argv
-
-SEARCH_PREFIX = "search/"
-ROW_PREFIX = "row/"
-COMMAND_FILE = "command.json"
-"""Written beside a row seed's metrics.json when its training command succeeded."""
-SCRIPTS = {"paploss.study.search": "paploss-search", "paploss.study.train": "paploss-train"}
-"""The console script of each module that runs as a child command."""
-
+from paploss.study.storage import normalize_storage_url, redact
 
 REJOIN_SECONDS = 10.0
 """How often a free slot of a run looks for a search it can join (seconds)."""
@@ -89,12 +85,7 @@ class _Unit:
     started: float = field(default_factory=time.monotonic)
 
 
-def cache_root() -> Path:
-    """``$PAPLOSS_CACHE`` or ``~/.cache/paploss``: outside the work tree, kept between runs."""
-    return Path(os.environ.get("PAPLOSS_CACHE", Path.home() / ".cache" / "paploss")).expanduser()
-
-
-class Reproduction:
+class Reproduction(ChildCommands):
     """Runs the jobs of the chosen experiments against one storage."""
 
     def __init__(self, options: ReproduceOptions) -> None:
@@ -314,7 +305,7 @@ class Reproduction:
         for seed in range(row_seeds(training, self.budget)):
             if seed in done:
                 continue
-            if self._recorded_summary(*self._seed_run(training, seed)):
+            if recorded_summary(*self._seed_run(training, seed)):
                 self._record_seed(self._seed_unit(progress, seed), None)
             else:
                 progress.pending.append(seed)
@@ -345,7 +336,7 @@ class Reproduction:
                 )
             return
         if code == 0:  # marks metrics.json as the result of exactly this command
-            (unit.run_dir / COMMAND_FILE).write_text(json.dumps(redact_argv(unit.cmd[1:])))
+            mark_recorded(unit.run_dir, unit.cmd)
         self._record_seed(unit, code)
         if not progress.pending and not progress.running:
             progress.state = _DONE
@@ -358,7 +349,7 @@ class Reproduction:
         progress, seed = unit.progress, unit.seed
         training = progress.job
         label = self._label(progress)
-        summary = self._recorded_summary(unit.run_dir, unit.cmd)
+        summary = recorded_summary(unit.run_dir, unit.cmd)
         if summary is None:
             progress.study.tell(unit.trial, state=TrialState.FAIL)
             self.failures.append(f"row {training.key} seed {seed} (exit {code}, see {unit.log})")
@@ -376,14 +367,6 @@ class Reproduction:
             flush=True,
         )
 
-    def data_flags(self, job: Search | Training) -> list[str]:
-        """``--data``: the run's, or the folder of the generated dataset the job names."""
-        if job.dataset:
-            from paploss.proxy import default_root
-
-            return ["--data", str(default_root(dataset_settings(job.dataset)))]
-        return ["--data", *self.options.data]
-
     def generate_dataset(self, name: str) -> None:
         """Generate the dataset ``name`` of :data:`DATASETS` in the proxy cache (kept there)."""
         from dataclasses import asdict
@@ -399,23 +382,6 @@ class Reproduction:
         except (ValueError, OSError) as exc:
             raise UsageError(f"cannot generate the {name} proxy dataset: {exc}") from exc
 
-    def search_command(self, search: Search) -> list[str]:
-        b = self.budget
-        rounds, samples = search.shape(b)
-        return [
-            sys.executable, "-m", "paploss.study.search",
-            "--config", str(CONFIG_DIR / search.config),
-            "--storage", self.storage_url,
-            "--study-name", SEARCH_PREFIX + search.key,
-            "--work-dir", str(self.work_dir / "search"),
-            "--rounds", str(rounds),
-            "--samples-per-round", str(samples),
-            "--epochs", str(b.epochs),
-            "--device", self.options.device,
-            *self.data_flags(search),
-            *search.flags(),
-        ]  # fmt: skip
-
     def search_is_complete(self, search: Search) -> bool:
         import optuna
         from optuna.trial import TrialState
@@ -427,74 +393,3 @@ class Reproduction:
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         rounds, samples = search.shape(self.budget)
         return len(done) >= rounds * samples
-
-    def training_command(self, training: Training, seed: int, run_dir: Path) -> list[str]:
-        cmd = [
-            sys.executable, "-m", "paploss.study.train",
-            "--config", str(CONFIG_DIR / training.config),
-            "--work-dir", str(run_dir),
-            "--epochs", str(self.budget.epochs),
-            "--seed", str(seed),
-            "--device", self.options.device,
-            *self.data_flags(training),
-        ]  # fmt: skip
-        for preset in training.presets:
-            cmd += ["--preset", preset]
-        if training.search is not None:
-            cmd += [
-                "--storage",
-                self.storage_url,
-                "--study-name",
-                SEARCH_PREFIX + training.search.key,
-            ]
-        if training.substitution is not None:
-            cmd += ["--substitution", training.substitution]
-        if not training.block_grad:
-            cmd.append("--no-block-grad")
-        return cmd
-
-    @staticmethod
-    def _recorded_summary(run_dir: Path, cmd: list[str]) -> TrainingSummary | None:
-        """The metrics.json of a finished training of exactly ``cmd``, else None."""
-        marker = run_dir / COMMAND_FILE
-        if not ((run_dir / SUMMARY_FILE).is_file() and marker.is_file()):
-            return None
-        try:
-            if _run_key(json.loads(marker.read_text())) != _run_key(redact_argv(cmd[1:])):
-                return None
-            return TrainingSummary.read(run_dir)
-        except (OSError, ValueError):  # json.JSONDecodeError is a ValueError
-            return None
-
-
-def display_command(cmd: Sequence[str]) -> str:
-    """A child command as a user types it: ``paploss-search ...`` / ``paploss-train ...`` for
-    ``python -m paploss.study.search`` / ``train`` (a recorded ``paploss-search ...`` stays), and
-    the bundled configs as ``paploss/configs/NAME``, the path in a checkout's root (where
-    ``studies/configs`` links to it), a storage password hidden (``***``)."""
-    parts = redact_argv(cmd)
-    if len(parts) > 2 and parts[1] == "-m" and parts[2] in SCRIPTS:
-        parts = [SCRIPTS[parts[2]], *parts[3:]]
-    shown = []
-    for part in parts:
-        path = Path(part)
-        if path.is_absolute() and path.is_relative_to(CONFIG_DIR):
-            part = (
-                Path(CONFIG_DIR.parent.name) / CONFIG_DIR.name / path.relative_to(CONFIG_DIR)
-            ).as_posix()
-        shown.append(part)
-    return shlex.join(shown)
-
-
-def _run_key(args: Sequence[str]) -> list[str]:
-    """What identifies a training command's run (its arguments, ``cmd[1:]``) across the ways it
-    was started: the options from the first one on, with ``--config`` reduced to the file name
-    (a bundled config: the ``studies/train.py`` commands of earlier versions name it by another
-    path)."""
-    args = list(args)
-    start = next((i for i, a in enumerate(args) if a.startswith("--")), len(args))
-    key = args[start:]
-    for i, arg in enumerate(key[:-1]):
-        if arg == "--config":
-            key[i + 1] = Path(key[i + 1]).name
-    return key

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from paploss.reproduce.runner import ROW_PREFIX, SEARCH_PREFIX
+from paploss.reproduce.children import ROW_PREFIX, SEARCH_PREFIX
 from paploss.study import keys
 from paploss.study.storage import redact
 

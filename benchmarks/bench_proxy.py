@@ -18,6 +18,11 @@ Parts (``--part``, default all):
 - ``iteration``: training time per iteration of the PAPLoss head against the Focal+GIoU and
   Focal+L1 heads on the same proxy; ``detectors``: one trial of the Faster R-CNN and Deformable
   DETR proxies. Both time trainings: run them on a quiet machine.
+- ``baselines``: the val AP per seed of the Faster R-CNN and Deformable DETR baseline rows of
+  Tab. 1 (hand-set and tuned), read from a reproduction's storage (``--reproduction-storage``,
+  default the ``full`` budget's); it trains nothing. With it, the section ends in one table of
+  every target of those two proxies (:mod:`_detector_targets`), each value from the part that
+  measured it.
 - ``timing``: a real 3-trial search (``studies/search.py``, PPO2, warm runner) on a temporary
   SQLite storage; per trial the wall time from the sampler's suggestion to the reported reward
   (Optuna's trial start/complete) split into start-up (fork to training), build, training and
@@ -41,6 +46,7 @@ Output: ``benchmarks/results/proxy.json`` (every number) and the Markdown sectio
                                                      # quiet machine, ~8 min
     .venv/bin/python benchmarks/bench_proxy.py --part draws   # ~2 h
     .venv/bin/python benchmarks/bench_proxy.py --detector faster_rcnn --part presets --part rank
+    .venv/bin/python benchmarks/bench_proxy.py --part baselines   # after paploss-reproduce tab1
     .venv/bin/python benchmarks/bench_proxy.py --smoke   # a check that it runs, ~1 min
 
 Trainings run with ``prepare_config(search=True, early_stop=False)``: to the end, so that the
@@ -73,6 +79,7 @@ from _common import (
     replace_section,
     write_json,
 )
+from _detector_targets import BaselinesNotFound, read_baselines, render_targets
 
 from paploss.study.cli import CONFIG_DIR
 
@@ -89,6 +96,9 @@ RESULTS_JSON = RESULTS_DIR / "proxy.json"
 CACHE = Path("~/.cache/paploss/bench_proxy").expanduser()
 """Where the trainings are cached (``--cache``; ``bench_collapse.py`` and ``bench_ranks.py`` too)."""
 SECTION = "bench_proxy"
+REPRODUCTION_STORAGE = "sqlite:///~/.cache/paploss/reproduce/full.db"
+"""Where ``--part baselines`` reads the detectors' baseline rows (``paploss-reproduce all
+--budget full`` writes them there)."""
 SMOKE_OPTIONS = {
     # The tiny proxy at its own 64 px: 4 iterations of 2 images; the collapse rule checks at 3.
     "train_dataloader.batch_size": 2,
@@ -689,6 +699,8 @@ def render(results: dict[str, Any]) -> str:
     for detector in DETECTORS:  # the other detectors' sections after RetinaNet's
         if detector != "retinanet":
             out += _render_presets_rank(results, detector)
+    if "baselines" in results:
+        out += render_targets(results)
     return "\n".join(out)
 
 
@@ -702,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--part",
         action="append",
-        choices=("presets", "rank", "draws", "timing", "iteration", "detectors"),
+        choices=("presets", "rank", "draws", "timing", "iteration", "detectors", "baselines"),
     )
     parser.add_argument(
         "--detector",
@@ -718,6 +730,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timing-trials", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=CACHE)
+    parser.add_argument(
+        "--reproduction-storage",
+        default=REPRODUCTION_STORAGE,
+        help="the storage --part baselines reads Tab. 1's rows from (default: %(default)s)",
+    )
     parser.add_argument("--results-md", type=Path, default=None, help="default: RESULTS.md")
     parser.add_argument("--results-json", type=Path, default=None, help="default: proxy.json")
     parser.add_argument(
@@ -827,6 +844,12 @@ def run_parts(
             finish("detectors", part_detectors(trainer))
     if "timing" in parts:
         finish("timing", part_timing(args.timing_trials))
+    if "baselines" in parts:
+        try:
+            finish("baselines", read_baselines(args.reproduction_storage))
+        except BaselinesNotFound as exc:
+            print(f"bench_proxy.py: error: {exc}", file=sys.stderr)
+            return 2
     print(render(results))
     return 0
 

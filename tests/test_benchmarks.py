@@ -355,3 +355,57 @@ def test_bench_reproduce_smoke_times_each_layout(tmp_path: Path) -> None:
         assert row[4] == f"{rec['busy_seconds'] / rec['wall_seconds']:.2f}"
         assert row[5] == f"{base / rec['wall_seconds']:.2f}x"
     assert OTHER_TEXT.strip() in md.read_text()
+
+
+def test_bench_proxy_baselines_reads_tab1_rows_and_checks_the_targets(tmp_path: Path) -> None:
+    """``--part baselines`` on a storage holding two of the detectors' baseline rows (seeds with
+    made-up APs): the targets table gives each row's mean ± std of seeds 0-2 and its verdict
+    (recomputed here), the rows not in the storage and the parts not run as not measured; a
+    storage that does not exist is a one-line error with exit code 2."""
+    import optuna
+    from optuna.trial import create_trial
+
+    from paploss.study import keys
+
+    db = f"sqlite:///{tmp_path}/r.db"
+    made_up = {
+        "row/frcnn-ce-l1": [0.46, 0.47, 0.45],  # std 0.010: met
+        "row/detr-focal-l1-giou-tuned": [0.44, 0.41, 0.42, 0.38, 0.41],  # std 0.015 (0-2): met
+        "row/detr-focal-l1-giou": [0.40, 0.36, 0.44],  # std 0.040: missed
+    }
+    for name, aps in made_up.items():
+        study = optuna.create_study(study_name=name, storage=db, direction="maximize")
+        for seed, ap in enumerate(aps):
+            study.add_trial(create_trial(value=ap, user_attrs={keys.SEED: seed}))
+    md, raw = tmp_path / "RESULTS.md", tmp_path / "proxy.json"
+    md.write_text(OTHER_TEXT)
+    out = ("--results-md", str(md), "--results-json", str(raw))
+    _run("bench_proxy.py", "--part", "baselines", "--reproduction-storage", db, *out)
+    text = _section(md, "bench_proxy")
+    assert "### Targets of the Faster R-CNN and Deformable DETR proxies" in text
+    (table,) = _tables(text)
+    assert table[0] == ["detector", "measure", "measured", "target", "met", "from"]
+    rows = {(r[0], r[1]): r[2:5] for r in table[1:]}
+    for (detector, label), key in {
+        ("Faster R-CNN", "Cross Entropy + L1 (hand-set)"): "row/frcnn-ce-l1",
+        ("Deformable DETR", "Focal Loss + L1 + GIoU (tuned)"): "row/detr-focal-l1-giou-tuned",
+        ("Deformable DETR", "Focal Loss + L1 + GIoU (hand-set)"): "row/detr-focal-l1-giou",
+    }.items():
+        first = made_up[key][:3]
+        mean, std = statistics.fmean(first), statistics.stdev(first)
+        measured, _, verdict = rows[(detector, f"val AP, {label}, seeds 0-2")]
+        assert measured.startswith(f"{mean:.3f} ± {std:.3f}")
+        assert verdict == ("met" if std <= 0.02 else "**missed**")
+    assert "(5 seeds: " in rows[("Deformable DETR", "val AP, Focal Loss + L1 + GIoU (tuned), "
+                                 "seeds 0-2")][0]  # fmt: skip
+    assert ("Faster R-CNN", "val AP, Cross Entropy + GIoU (tuned), seeds 0-2") not in rows
+    wall = rows[("Deformable DETR", "one trial, wall s (build + train + eval)")]
+    assert wall[0] == "not measured" and wall[2] == "not measured"
+    missing = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_proxy.py"), "--part", "baselines",
+         "--reproduction-storage", f"sqlite:///{tmp_path}/none.db", *out],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert missing.returncode == 2
+    assert missing.stderr.count("\n") == 1 and "paploss-reproduce tab1" in missing.stderr
+    assert json.loads(raw.read_text())["baselines"]["rows"]

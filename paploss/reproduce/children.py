@@ -56,6 +56,7 @@ class ChildCommands:
         return ["--data", *self.options.data]
 
     def search_command(self, search: Search) -> list[str]:
+        """The ``paploss-search`` command of ``search``'s first worker (study ``search/<key>``)."""
         b = self.budget
         rounds, samples = search.shape(b)
         return [
@@ -73,6 +74,8 @@ class ChildCommands:
         ]  # fmt: skip
 
     def training_command(self, training: Training, seed: int, run_dir: Path) -> list[str]:
+        """The ``paploss-train`` command of seed ``seed`` of the row ``training`` into
+        ``run_dir`` (a searched row reads its params from its search's study)."""
         cmd = [
             sys.executable, "-m", "paploss.study.train",
             "--config", str(CONFIG_DIR / training.config),

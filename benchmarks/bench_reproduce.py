@@ -85,7 +85,10 @@ def run_layout(
         tail = (folder / "reproduce.log").read_text()[-2000:]
         raise SystemExit(f"reproduce --workers {workers} exited {proc.returncode}:\n{tail}")
     snapshot = read_snapshot(storage)  # every search and row study, nothing else
-    trainings = sum(len(spans) for spans in snapshot.spans.values())
+    # Complete search trials and recorded row seeds: a PPO2 worker that asks once the last round
+    # is full records a surplus trial that trains nothing (PRUNED), left out here.
+    trainings = sum(len(s.complete()) for s in snapshot.searches.values())
+    trainings += sum(r.result.n for r in snapshot.rows.values())
     return Layout(workers, wall, snapshot.times().busy_seconds, trainings)
 
 
@@ -110,7 +113,8 @@ def render(result: dict[str, Any]) -> str:
         f"`paploss-reproduce {' '.join(result['experiments'])} --budget {result['budget']} "
         "--workers W`, each layout into its own fresh storage (everything trained). Wall: the "
         "command from start to exit, report included; trainings summed: every training's "
-        "duration, parallel ones each counted; trainings at once: the sum over the wall time.",
+        "duration, parallel ones each counted; trainings: complete search trials and row seeds; "
+        "trainings at once: the sum over the wall time.",
         "",
         *markdown_table(
             [

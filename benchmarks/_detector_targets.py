@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-SQLITE_HOME = "sqlite:///~"
 TARGET_SEEDS = (0, 1, 2)
 """The baseline seeds the targets are checked on ("3 seeds"); rows with more report them too."""
 DETECTORS = {
@@ -47,8 +45,6 @@ def read_baselines(storage_url: str) -> dict[str, Any]:
     from paploss.reproduce.snapshot import read_snapshot
     from paploss.study.storage import open_storage
 
-    if storage_url.startswith(SQLITE_HOME):  # the default: a file under the user's cache
-        storage_url = "sqlite:///" + str(Path(storage_url[len("sqlite:///") :]).expanduser())
     try:
         snapshot = read_snapshot(open_storage(storage_url, must_exist=True))
     except StorageError as exc:

@@ -81,6 +81,7 @@ from _common import (
 )
 from _detector_targets import BaselinesNotFound, read_baselines, render_targets
 
+from paploss.reproduce.children import cache_root
 from paploss.study.cli import CONFIG_DIR
 
 CONFIG = CONFIG_DIR / "proxy_retinanet_paploss.py"
@@ -96,9 +97,9 @@ RESULTS_JSON = RESULTS_DIR / "proxy.json"
 CACHE = Path("~/.cache/paploss/bench_proxy").expanduser()
 """Where the trainings are cached (``--cache``; ``bench_collapse.py`` and ``bench_ranks.py`` too)."""
 SECTION = "bench_proxy"
-REPRODUCTION_STORAGE = "sqlite:///~/.cache/paploss/reproduce/full.db"
-"""Where ``--part baselines`` reads the detectors' baseline rows (``paploss-reproduce all
---budget full`` writes them there)."""
+REPRODUCTION_STORAGE = f"sqlite:///{cache_root() / 'reproduce' / 'full.db'}"
+"""Where ``--part baselines`` reads the detectors' baseline rows: the storage ``paploss-reproduce
+all --budget full`` writes by default."""
 SMOKE_OPTIONS = {
     # The tiny proxy at its own 64 px: 4 iterations of 2 images; the collapse rule checks at 3.
     "train_dataloader.batch_size": 2,

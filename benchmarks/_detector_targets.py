@@ -19,6 +19,8 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+from _common import markdown_table
+
 TARGET_SEEDS = (0, 1, 2)
 """The baseline seeds the targets are checked on ("3 seeds"); rows with more report them too."""
 DETECTORS = {
@@ -108,8 +110,6 @@ def _baseline_rows(label: str, ap: float, rows: list[dict[str, Any]]) -> list[li
 
 def render_targets(results: dict[str, Any]) -> list[str]:
     """The targets table of both detectors from ``results`` (the proxy benchmark's JSON)."""
-    from _common import markdown_table
-
     header = ["detector", "measure", "measured", "target", "met", "from"]
     lines: list[list[str]] = []
     trials = {r["name"]: r for r in (results.get("detectors") or {}).get("rows", [])}

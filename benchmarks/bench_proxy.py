@@ -81,7 +81,8 @@ from _common import (
 )
 from _detector_targets import BaselinesNotFound, read_baselines, render_targets
 
-from paploss.reproduce.children import cache_root
+from paploss.reproduce.children import default_storage_url
+from paploss.reproduce.experiments import BUDGETS
 from paploss.study.cli import CONFIG_DIR
 
 CONFIG = CONFIG_DIR / "proxy_retinanet_paploss.py"
@@ -97,7 +98,7 @@ RESULTS_JSON = RESULTS_DIR / "proxy.json"
 CACHE = Path("~/.cache/paploss/bench_proxy").expanduser()
 """Where the trainings are cached (``--cache``; ``bench_collapse.py`` and ``bench_ranks.py`` too)."""
 SECTION = "bench_proxy"
-REPRODUCTION_STORAGE = f"sqlite:///{cache_root() / 'reproduce' / 'full.db'}"
+REPRODUCTION_STORAGE = default_storage_url(BUDGETS["full"])
 """Where ``--part baselines`` reads the detectors' baseline rows: the storage ``paploss-reproduce
 all --budget full`` writes by default."""
 SMOKE_OPTIONS = {

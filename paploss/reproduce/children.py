@@ -37,6 +37,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("PAPLOSS_CACHE", Path.home() / ".cache" / "paploss")).expanduser()
 
 
+def default_storage_url(budget: Budget) -> str:
+    """The storage a reproduction of ``budget`` uses without ``--storage``: a SQLite file
+    ``<cache_root>/reproduce/<budget.storage_name>.db``."""
+    return f"sqlite:///{cache_root() / 'reproduce' / f'{budget.storage_name}.db'}"
+
+
 class ChildCommands:
     """The search and training commands of a reproduction's jobs, against one storage and work
     dir (set by the subclass that runs them: ``options``, ``budget``, ``storage_url``,

@@ -28,6 +28,7 @@ from paploss.reproduce.children import (
     SEARCH_PREFIX,
     ChildCommands,
     cache_root,
+    default_storage_url,
     display_command,
     mark_recorded,
     recorded_summary,
@@ -94,8 +95,7 @@ class Reproduction(ChildCommands):
         base = cache_root() / "reproduce"
         self.work_dir = (options.work_dir or base / self.budget.storage_name).expanduser().resolve()
         if options.storage is None:
-            db = base / f"{self.budget.storage_name}.db"
-            self.storage_url = f"sqlite:///{db}"
+            self.storage_url = default_storage_url(self.budget)
         else:
             self.storage_url = normalize_storage_url(options.storage)
         self.jobs = plan(list(options.experiments), self.budget)

@@ -155,6 +155,30 @@ def test_all_ranks_succeeding_is_exit_zero_and_killed_rank_is_its_signal(tmp_pat
     assert result["killed"] == [-signal.SIGKILL, 0]
 
 
+def test_a_killed_rank_is_reported_over_the_peer_that_failed_because_of_it(tmp_path: Path) -> None:
+    # Rank 1 is killed; rank 0 then fails (as in a collective whose peer vanished). Both have
+    # exited before wait_ranks looks, so waitpid would reap rank 0 first.
+    out = _run_python(
+        """
+        import json, os, signal, time
+        from paploss.study.runner.distributed import fork_ranks, wait_ranks
+
+        def rank_main(rank):
+            if rank == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(0.3)
+            return 1
+
+        pids = fork_ranks(2, rank_main)
+        time.sleep(1.5)
+        print(json.dumps(wait_ranks(pids)))
+        """,
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.splitlines()[-1]) == [-signal.SIGKILL, 1]
+
+
 def test_rank_0_success_decides_and_stragglers_are_killed(tmp_path: Path) -> None:
     out = _run_python(
         """

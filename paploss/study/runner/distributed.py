@@ -246,7 +246,8 @@ def wait_ranks(pids: list[int], *, grace: float = EXIT_GRACE) -> tuple[int, int]
     killed.
 
     Returns:
-        ``(exit code, rank)`` of the first failure, or ``(0, 0)`` when rank 0 succeeded first.
+        ``(exit code, rank)`` of the first failure (a rank killed by a signal before the poll that
+        saw its peer fail), or ``(0, 0)`` when rank 0 succeeded first.
     """
     remaining = dict(zip(pids, range(len(pids))))
     failure: tuple[int, int] | None = None
@@ -267,9 +268,31 @@ def wait_ranks(pids: list[int], *, grace: float = EXIT_GRACE) -> tuple[int, int]
         if rank == 0 and rc == 0:
             rank0_done = time.monotonic()
         elif rc != 0:
-            failure = (rc, rank)
+            failure = _root_cause((rc, rank), remaining)
             _kill(remaining)
     return failure or (0, 0)
+
+
+def _root_cause(first: tuple[int, int], remaining: dict[int, int]) -> tuple[int, int]:
+    """The failure to report when ``first`` (exit code, rank) is the first one reaped.
+
+    A rank killed by a signal (out of memory, ``kill -9``) makes its peers fail in their next
+    collective a moment later ("Read error" from gloo). When both have exited before the poll,
+    ``waitpid`` reaps the lower rank first, so the peer's error would hide the killed rank. Every
+    rank that has already exited is reaped here (removed from ``remaining``), and the first one
+    killed by a signal is reported in place of ``first``.
+    """
+    if first[0] < 0:
+        return first
+    while remaining:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            break
+        rank = remaining.pop(pid, None)
+        rc = exit_code(status)
+        if rank is not None and rc < 0:
+            return rc, rank
+    return first
 
 
 def _kill(pids: Mapping[int, int]) -> None:

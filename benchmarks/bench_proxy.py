@@ -28,10 +28,11 @@ Parts (``--part``, default all):
   (Optuna's trial start/complete) split into start-up (fork to training), build, training and
   evaluation. Run it on a quiet machine: it is the only part whose numbers depend on load.
 
-``--detector faster_rcnn`` / ``deformable_detr`` runs ``presets`` and ``rank`` on that detector's
-PAPLoss proxy config instead of RetinaNet's (every loss head of the config gets the same parameter
-set: Faster R-CNN's RPN and R-CNN heads both train with the preset or draw); their results are
-kept beside RetinaNet's (``presets/<detector>``, ``rank/<detector>``).
+``--detector faster_rcnn`` / ``deformable_detr`` runs ``presets``, ``rank`` and ``draws`` on that
+detector's PAPLoss proxy config instead of RetinaNet's (every loss head of the config gets the same
+parameter set: Faster R-CNN's RPN and R-CNN heads both train with the preset or draw; the searched
+draws stay around the published RetinaNet parameters); their results are kept beside RetinaNet's
+(``presets/<detector>``, ``rank/<detector>``, ``draws/<detector>``).
 
 Every training is cached (``--cache``, default ``~/.cache/paploss/bench_proxy``) under a key of
 its settings, so an interrupted run resumes without repeating finished trainings. The AP parts run
@@ -46,6 +47,8 @@ Output: ``benchmarks/results/proxy.json`` (every number) and the Markdown sectio
                                                      # quiet machine, ~8 min
     .venv/bin/python benchmarks/bench_proxy.py --part draws   # ~2 h
     .venv/bin/python benchmarks/bench_proxy.py --detector faster_rcnn --part presets --part rank
+    .venv/bin/python benchmarks/bench_proxy.py --detector deformable_detr --part draws \
+        --initial-draws 12 --searched-draws 4   # ~35 min
     .venv/bin/python benchmarks/bench_proxy.py --part baselines   # after paploss-reproduce tab1
     .venv/bin/python benchmarks/bench_proxy.py --smoke   # a check that it runs, ~1 min
 
@@ -91,8 +94,8 @@ DETECTORS = {
     "faster_rcnn": ("Faster R-CNN", CONFIG_DIR / "proxy_faster_rcnn_paploss.py"),
     "deformable_detr": ("Deformable DETR", CONFIG_DIR / "proxy_deformable_detr_paploss.py"),
 }
-"""``--detector``: its label and PAPLoss proxy config (``presets`` and ``rank`` run on it)."""
-DETECTOR_PARTS = ("presets", "rank")
+"""``--detector``: its label and PAPLoss proxy config (the DETECTOR_PARTS run on it)."""
+DETECTOR_PARTS = ("presets", "rank", "draws")
 """The parts ``--detector`` applies to (the others measure the RetinaNet proxy only)."""
 RESULTS_JSON = RESULTS_DIR / "proxy.json"
 CACHE = Path("~/.cache/paploss/bench_proxy").expanduser()
@@ -563,8 +566,8 @@ def result_key(part: str, detector: str) -> str:
     return part if detector == "retinanet" else f"{part}/{detector}"
 
 
-def _render_presets_rank(results: dict[str, Any], detector: str) -> list[str]:
-    """The ``presets`` and ``rank`` sections of one detector (none if it has not run them)."""
+def _render_detector_parts(results: dict[str, Any], detector: str) -> list[str]:
+    """The ``presets``, ``rank`` and ``draws`` sections of one detector (those it has run)."""
     label, config = DETECTORS[detector]
     suffix = "" if detector == "retinanet" else f": {label} (`{config.name}`)"
     out: list[str] = []
@@ -605,6 +608,30 @@ def _render_presets_rank(results: dict[str, Any], detector: str) -> list[str]:
             [[r["name"], f"{r['proxy']:.4f}", f"{r['long']:.4f}"] for r in rank["rows"]],
         )
         out += [f"Spearman rho = **{rank['rho']:.2f}** (target >= 0.7).", ""]
+    if draws := results.get(result_key("draws", detector)):
+        good_long, low_proxy = SLOW_START
+        out += _section(
+            f"Rank fidelity over the search's own samples{suffix}",
+            draws,
+            "Draws of the search's first round (initial: sigma 0.2 around linear) and around a "
+            f"searched mean (searched: sigma {SEARCHED_SIGMA} around {SEARCHED_MU}"
+            + ("" if detector == "retinanet" else ", the published RetinaNet parameters")
+            + f"); proxy reward (1 epoch, D_eval) against the val AP of a "
+            f"{draws['long_epochs']}-epoch training, seed 0 both.",
+            ["draw", "group", "proxy AP", "long AP"],
+            [
+                [r["name"], r["group"], f"{r['proxy']:.4f}", f"{r['long']:.4f}"]
+                for r in draws["rows"]
+            ],
+        )
+        slow = ", ".join(draws["slow_starters"]) or "none"
+        out += [
+            f"Spearman rho: initial draws **{draws['rho_initial']:.2f}**, searched draws "
+            f"**{draws['rho_searched']:.2f}**, all **{draws['rho_all']:.2f}** (target >= 0.7 "
+            f"over all). Draws with long AP >= {good_long} but proxy AP < {low_proxy} "
+            f"(slow starters, target none): {slow}.",
+            "",
+        ]
     return out
 
 
@@ -674,33 +701,10 @@ def render(results: dict[str, Any]) -> str:
                 for r in detectors["rows"]
             ],
         )
-    out += _render_presets_rank(results, "retinanet")
-    if draws := results.get("draws"):
-        good_long, low_proxy = SLOW_START
-        out += _section(
-            "Rank fidelity over the search's own samples",
-            draws,
-            "Draws of the search's first round (initial: sigma 0.2 around linear) and around a "
-            f"searched mean (searched: sigma {SEARCHED_SIGMA} around {SEARCHED_MU}); proxy reward "
-            f"(1 epoch, D_eval) against the val AP of a {draws['long_epochs']}-epoch training, "
-            "seed 0 both.",
-            ["draw", "group", "proxy AP", "long AP"],
-            [
-                [r["name"], r["group"], f"{r['proxy']:.4f}", f"{r['long']:.4f}"]
-                for r in draws["rows"]
-            ],
-        )
-        slow = ", ".join(draws["slow_starters"]) or "none"
-        out += [
-            f"Spearman rho: initial draws **{draws['rho_initial']:.2f}**, searched draws "
-            f"**{draws['rho_searched']:.2f}**, all **{draws['rho_all']:.2f}** (target >= 0.7 "
-            f"over all). Draws with long AP >= {good_long} but proxy AP < {low_proxy} "
-            f"(slow starters, target none): {slow}.",
-            "",
-        ]
+    out += _render_detector_parts(results, "retinanet")
     for detector in DETECTORS:  # the other detectors' sections after RetinaNet's
         if detector != "retinanet":
-            out += _render_presets_rank(results, detector)
+            out += _render_detector_parts(results, detector)
     if "baselines" in results:
         out += render_targets(results)
     return "\n".join(out)
@@ -722,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         "--detector",
         choices=tuple(DETECTORS),
         default="retinanet",
-        help="the proxy config of the presets and rank parts (the only parts it applies to)",
+        help="the proxy config of the presets, rank and draws parts (the only parts it applies to)",
     )
     parser.add_argument("--initial-draws", type=int, default=20)
     parser.add_argument("--searched-draws", type=int, default=8)
@@ -762,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
         other = sorted(set(args.part or ["presets"]) - set(DETECTOR_PARTS))
         if not args.part or other:
             parser.error(
-                f"--detector {args.detector} measures only --part presets / rank; "
+                f"--detector {args.detector} measures only --part {' / '.join(DETECTOR_PARTS)}; "
                 + (f"drop --part {' '.join(other)}" if other else "name the parts")
             )
     if args.smoke:
@@ -839,7 +843,7 @@ def run_parts(
             finish(result_key("rank", detector), part_rank(trainer, args.draws, args.long_epochs))
         if "draws" in parts:
             draws = part_draws(trainer, args.initial_draws, args.searched_draws, args.long_epochs)
-            finish("draws", draws)
+            finish(result_key("draws", detector), draws)
         if "iteration" in parts:
             finish("iteration", part_iteration(trainer))
         if "detectors" in parts:

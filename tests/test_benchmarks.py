@@ -180,22 +180,37 @@ def test_bench_samplers_smoke_writes_its_tables(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_bench_proxy_smoke_writes_the_draws_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize("detector", ["retinanet", "deformable_detr"])
+def test_bench_proxy_smoke_writes_the_draws_table(tmp_path: Path, detector: str) -> None:
     """The proxy benchmark on the tiny proxy: the draws table has a row per draw (2 initial, 1
-    searched) whose numbers are the JSON's."""
+    searched) whose numbers are the JSON's, and the rho over all draws is Spearman's of those
+    numbers; another detector's draws are kept apart from RetinaNet's, under its own heading."""
+    from scipy.stats import spearmanr
+
     md, raw = tmp_path / "RESULTS.md", tmp_path / "proxy.json"
     md.write_text(OTHER_TEXT)
-    _run("bench_proxy.py", "--smoke", "--results-md", str(md), "--results-json", str(raw))
+    chosen = [] if detector == "retinanet" else ["--detector", detector, "--part", "draws"]
+    _run("bench_proxy.py", "--smoke", *chosen, "--results-md", str(md), "--results-json", str(raw))
     results = json.loads(raw.read_text())
-    (draws,) = _tables(_section(md, "bench_proxy"))
+    key = "draws" if detector == "retinanet" else f"draws/{detector}"
+    assert sorted(k for k in results if k.startswith("draws")) == [key]
+    text = _section(md, "bench_proxy")
+    heading = "### Rank fidelity over the search's own samples"
+    if detector != "retinanet":
+        heading += ": Deformable DETR (`proxy_deformable_detr_paploss.py`)"
+    assert heading + " (" in text
+    (draws,) = _tables(text)
     assert draws[0] == ["draw", "group", "proxy AP", "long AP"]
     assert [row[:2] for row in draws[1:]] == [
         ["draw 0", "initial"],
         ["draw 1", "initial"],
         ["searched 0", "searched"],
     ]
-    for row, rec in zip(draws[1:], results["draws"]["rows"]):
+    rows = results[key]["rows"]
+    for row, rec in zip(draws[1:], rows):
         assert row[2:] == [f"{rec['proxy']:.4f}", f"{rec['long']:.4f}"]
+    rho = spearmanr([r["proxy"] for r in rows], [r["long"] for r in rows]).statistic
+    assert f"all **{rho:.2f}**" in text
 
 
 @pytest.mark.slow

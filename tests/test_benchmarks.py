@@ -214,6 +214,39 @@ def test_bench_proxy_smoke_writes_the_draws_table(tmp_path: Path, detector: str)
 
 
 @pytest.mark.slow
+def test_bench_searches_smoke_reads_round_means_from_the_study(tmp_path: Path) -> None:
+    """A 2 x 2 search on the tiny proxy: the table's round means, best and verdicts are those
+    recomputed here from the study's trials; a second run reads the finished search instead of
+    searching again."""
+    import optuna
+    from optuna.trial import TrialState
+
+    md, raw = tmp_path / "RESULTS.md", tmp_path / "searches.json"
+    md.write_text(OTHER_TEXT)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    argv = ["--smoke", "--storage", url, "--work-dir", str(tmp_path / "w")]
+    argv += ["--results-md", str(md), "--results-json", str(raw)]
+    first = _run("bench_searches.py", *argv)
+    assert "retinanet seed 0: searching" in first.stdout
+    study = optuna.load_study(study_name="retinanet-2x2-s0", storage=url)
+    by_round: dict[int, list[float]] = {}
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        by_round.setdefault(t.user_attrs["ppo2_round"], []).append(t.value)
+    means = [statistics.fmean(by_round[r]) for r in sorted(by_round)]
+    best = max(v for vs in by_round.values() for v in vs)
+    (table,) = _tables(_section(md, "bench_searches"))
+    assert table[0][:4] == ["detector", "sampler seed", "round 1 mean", "round 2 mean"]
+    (row,) = table[1:]
+    assert row[:4] == ["RetinaNet", "0", f"{means[0]:.3f}", f"{means[1]:.3f}"]
+    assert row[4].startswith(f"{best:.3f} (trial ")
+    verdict = {True: "yes", False: "**no**"}
+    assert row[5:7] == [verdict[best > means[0]], verdict[means[1] > means[0]]]
+    second = _run("bench_searches.py", *argv)
+    assert "searching" not in second.stdout
+    assert json.loads(raw.read_text())["searches"][0]["round_means"] == pytest.approx(means)
+
+
+@pytest.mark.slow
 def test_bench_collapse_smoke_applies_the_rule_to_a_searchs_trials(tmp_path: Path) -> None:
     """The early-stop benchmark on a 1 x 3 search of the tiny proxy: the summary counts the
     search's three trials, the per-trial table holds exactly the trials that collapsed, that the

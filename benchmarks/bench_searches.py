@@ -59,6 +59,7 @@ class SearchOutcome:
         detector: key of ``bench_proxy.DETECTORS``.
         seed: the sampler seed.
         round_means: mean reward of each round, round 1 first.
+        round_bests: best reward of each round.
         best: the best reward; ``best_trial`` / ``best_round`` (1-based) where it was found.
         zeros: per round, the trials below AP 0.001.
         wall_seconds: the first trial's start to the last trial's end.
@@ -67,6 +68,7 @@ class SearchOutcome:
     detector: str
     seed: int
     round_means: tuple[float, ...]
+    round_bests: tuple[float, ...]
     best: float
     best_trial: int
     best_round: int
@@ -80,6 +82,12 @@ class SearchOutcome:
     @property
     def mean_rises(self) -> bool:
         return self.round_means[-1] > self.round_means[0]
+
+    @property
+    def later_beats_round1(self) -> bool:
+        """Whether a trial after round 1 beats round 1's best (reported, not part of the
+        criterion: a best drawn in round 1 meets the criterion without any update)."""
+        return max(self.round_bests[1:], default=-1.0) > self.round_bests[0]
 
     @property
     def learns(self) -> bool:
@@ -119,6 +127,7 @@ def read_outcome(
         detector=detector,
         seed=seed,
         round_means=tuple(float(r["mean"]) for r in by_round),
+        round_bests=tuple(max(map(float, r["values"])) for r in by_round),
         best=float(by_round[-1]["best"]),
         best_trial=int(best_trial),
         best_round=int(best_round) + 1,
@@ -160,6 +169,7 @@ def render(result: dict[str, Any]) -> str:
             f"{o.best:.3f} (trial {o.best_trial}, round {o.best_round})",
             yes_no[o.best_beats_round1],
             yes_no[o.mean_rises],
+            yes_no[o.later_beats_round1],
             " ".join(map(str, o.zeros)),
             f"{o.wall_seconds / 60:.1f}",
         ]
@@ -173,8 +183,9 @@ def render(result: dict[str, Any]) -> str:
         f"`paploss-search --rounds {rounds} --samples-per-round {result['samples_per_round']} "
         f"--workers {result['workers']} --seed K` on each detector's PAPLoss proxy config, "
         "training seed 0 for every trial; reward = D_eval AP after one epoch. A search learns "
-        "when its best beats the round-1 mean and its last round's mean is above round 1's. "
-        "Zeros: the trials of each round below AP 0.001.",
+        "when its best beats the round-1 mean and its last round's mean is above round 1's; "
+        "whether a trial after round 1 beats round 1's best is shown beside (it is not part of "
+        "the criterion). Zeros: the trials of each round below AP 0.001.",
         "",
         *markdown_table(
             [
@@ -184,6 +195,7 @@ def render(result: dict[str, Any]) -> str:
                 "best",
                 "best > round-1 mean",
                 f"round {rounds} mean > round 1",
+                "a later round beats round 1's best",
                 "zeros per round",
                 "wall min",
             ],

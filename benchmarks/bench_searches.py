@@ -44,10 +44,9 @@ from bench_proxy import DETECTORS, SMOKE_OPTIONS
 
 RESULTS_JSON = RESULTS_DIR / "searches.json"
 SECTION = "bench_searches"
-DEFAULT_STORAGE = "sqlite:///" + str(
-    Path("~/.cache/paploss/bench_searches/searches.db").expanduser()
-)
-DEFAULT_WORK_DIR = Path("~/.cache/paploss/bench_searches/work").expanduser()
+CACHE = Path("~/.cache/paploss/bench_searches").expanduser()
+DEFAULT_STORAGE = f"sqlite:///{CACHE / 'searches.db'}"
+DEFAULT_WORK_DIR = CACHE / "work"
 DEFAULT_DETECTORS = ("faster_rcnn", "deformable_detr")
 
 
@@ -99,9 +98,10 @@ def study_name(detector: str, rounds: int, samples: int, seed: int) -> str:
 
 
 def read_outcome(
-    storage: str, detector: str, rounds: int, samples: int, seed: int
+    storage: Any, detector: str, rounds: int, samples: int, seed: int
 ) -> SearchOutcome | None:
-    """The search's outcome, or None when the storage does not hold all its T x S trials."""
+    """The search's outcome, or None when ``storage`` (a URL or an opened Optuna storage) does
+    not hold all its T x S trials."""
     import optuna
     from optuna.trial import TrialState
 
@@ -234,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds takes non-negative integers")
     detectors = args.detector or list(DEFAULT_DETECTORS)
     extra: list[str] = []
+    if args.storage == DEFAULT_STORAGE:
+        CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench_searches_") as tmp:
         results_md = args.results_md or RESULTS_MD
         results_json = args.results_json or RESULTS_JSON
@@ -252,16 +254,24 @@ def main(argv: list[str] | None = None) -> int:
             extra = ["--data", str(tiny), "--cfg-options", *options]
             results_md = args.results_md or Path(tmp) / "RESULTS.md"
             results_json = args.results_json or Path(tmp) / "searches.json"
+        from paploss.errors import StorageError
+        from paploss.study.storage import open_storage
+
+        try:
+            storage = open_storage(args.storage)
+        except StorageError as exc:
+            print(f"bench_searches.py: error: {exc}", file=sys.stderr)
+            return 2
         outcomes = []
         for detector in detectors:
             for seed in args.seeds:
                 shape = (args.rounds, args.samples_per_round, seed)
-                outcome = read_outcome(args.storage, detector, *shape)
+                outcome = read_outcome(storage, detector, *shape)
                 if outcome is None:
                     print(f"[bench] {detector} seed {seed}: searching", flush=True)
                     log = args.work_dir / f"{study_name(detector, *shape)}.log"
                     run_search(args, detector, seed, extra, log)
-                    outcome = read_outcome(args.storage, detector, *shape)
+                    outcome = read_outcome(storage, detector, *shape)
                 if outcome is None:
                     raise SystemExit(
                         f"bench_searches.py: the search {detector} seed {seed} ended without "

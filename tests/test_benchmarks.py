@@ -213,6 +213,19 @@ def test_bench_proxy_smoke_writes_the_draws_table(tmp_path: Path, detector: str)
     assert f"all **{rho:.2f}**" in text
 
 
+def test_bench_searches_unreachable_storage_is_a_one_line_error(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_searches.py"), "--storage", "nosuchdb://x"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("bench_searches.py: error: cannot open storage nosuchdb://x")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 @pytest.mark.slow
 def test_bench_searches_smoke_reads_round_means_from_the_study(tmp_path: Path) -> None:
     """A 2 x 2 search on the tiny proxy: the table's round means, best and verdicts are those

@@ -58,8 +58,8 @@ class SearchOutcome:
         detector: key of ``bench_proxy.DETECTORS``.
         seed: the sampler seed.
         round_means: mean reward of each round, round 1 first.
-        round_bests: best reward of each round.
-        best: the best reward; ``best_trial`` / ``best_round`` (1-based) where it was found.
+        round_bests: best reward of each round (the search's best is their maximum).
+        best_trial, best_round: where the best reward was found (round 1-based).
         zeros: per round, the trials below AP 0.001.
         wall_seconds: the first trial's start to the last trial's end.
     """
@@ -68,11 +68,14 @@ class SearchOutcome:
     seed: int
     round_means: tuple[float, ...]
     round_bests: tuple[float, ...]
-    best: float
     best_trial: int
     best_round: int
     zeros: tuple[int, ...]
     wall_seconds: float
+
+    @property
+    def best(self) -> float:
+        return max(self.round_bests)
 
     @property
     def best_beats_round1(self) -> bool:
@@ -128,7 +131,6 @@ def read_outcome(
         seed=seed,
         round_means=tuple(float(r["mean"]) for r in by_round),
         round_bests=tuple(max(map(float, r["values"])) for r in by_round),
-        best=float(by_round[-1]["best"]),
         best_trial=int(best_trial),
         best_round=int(best_round) + 1,
         zeros=tuple(sum(v < COLLAPSED_AP for v in r["values"]) for r in by_round),
